@@ -1,0 +1,110 @@
+"""TenantApp: a tenant's JWT secrets, its Docker network and its backend and frontend containers, sized by plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from fleet import derive
+from fleet.spec import Environment, Plan, TenantSpec
+
+
+@dataclass(frozen=True)
+class TenantAppArgs:
+    """Inputs of TenantApp."""
+
+    tenant: TenantSpec
+    """The tenant whose app this is."""
+    plan: Plan
+    """The tenant's plan (sizes, limits passed to the app)."""
+    environment: Environment
+    """The stack's environment (images, proxy upstream address, public URLs)."""
+    provider: pulumi.ProviderResource
+    """The docker provider of the app host."""
+    database_url: pulumi.Input[str]
+    """Secret connection string of the tenant's database."""
+
+
+class TenantApp(pulumi.ComponentResource):
+    """Backend and frontend containers on a network of their own, with limits, health check, labels and env.
+
+    Containers are named by Pulumi (no fixed `name`), so a replacement starts the new container before
+    the old one stops, and the proxy route moves to it in between. Ports are published on the host's
+    loopback at a port Docker picks; the proxy reaches them there.
+    """
+
+    upstreams: dict[str, pulumi.Output[list[str]]]
+    """Dial addresses ("host:port") per role (`backend`, `frontend`), for the proxy."""
+
+    def __init__(self, name: str, args: TenantAppArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(derive.COMPONENT_TYPE.format("TenantApp"), name, None, opts)
+        tenant, plan, environment = args.tenant, args.plan, args.environment
+        names = derive.names(tenant)
+        child = pulumi.ResourceOptions(parent=self)
+        on_host = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        keepers = {"rotation": str(tenant.rotation)}
+
+        jwt_secret = random.RandomPassword(names.jwt_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)
+        jwt_refresh = random.RandomPassword(names.jwt_refresh_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)
+        network = docker.Network(
+            names.network,
+            driver="bridge",
+            labels=[docker.NetworkLabelArgs(label=key, value=value) for key, value in derive.labels(tenant, "backend").items() if key != "component"],
+            opts=on_host,
+        )
+
+        secret_env = {
+            "backend": {"DATABASE_URL": args.database_url, "JWT_SECRET": jwt_secret.result, "JWT_REFRESH_SECRET": jwt_refresh.result},
+            "frontend": {},
+        }
+        ports = {"backend": environment.images.backend_port, "frontend": environment.images.frontend_port}
+        images = {"backend": environment.images.backend, "frontend": environment.images.frontend}
+        health = {
+            "backend": f"http://127.0.0.1:{ports['backend']}{environment.images.health_path}",
+            "frontend": f"http://127.0.0.1:{ports['frontend']}/",
+        }
+
+        self.upstreams = {}
+        for role in derive.APP_ROLES:
+            size = derive.container_size(plan, tenant, role)
+            env = {**derive.plain_env(tenant, plan, environment, role)}
+            env_list = pulumi.Output.from_input(secret_env[role]).apply(
+                lambda secrets, env=env: sorted(f"{key}={value}" for key, value in {**env, **secrets}.items())
+            )
+            containers = []
+            for index in range(derive.replica_count(plan, tenant, role)):
+                container = docker.Container(
+                    names.container(role, index),
+                    image=images[role],
+                    envs=pulumi.Output.secret(env_list) if secret_env[role] else env_list,
+                    labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.labels(tenant, role).items()],
+                    memory=size.memory_mb,
+                    memory_swap=size.memory_mb,  # no swap beyond the limit
+                    cpus=derive.cpus_value(size.cpu),
+                    restart="unless-stopped",
+                    healthcheck=docker.ContainerHealthcheckArgs(
+                        tests=["CMD", "wget", "-q", "-O", "/dev/null", health[role]],
+                        interval="30s",
+                        timeout="5s",
+                        retries=3,
+                        start_period="20s",
+                    ),
+                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[role])],
+                    ports=[docker.ContainerPortArgs(internal=ports[role], ip="127.0.0.1")],
+                    opts=on_host,
+                )
+                containers.append(container)
+            self.upstreams[role] = pulumi.Output.all(*[c.ports for c in containers]).apply(
+                lambda all_ports: [f"{environment.proxy.upstream_host}:{_external_port(ports_)}" for ports_ in all_ports]
+            )
+
+        self.register_outputs({"upstreams": self.upstreams})
+
+
+def _external_port(ports) -> int:
+    """The host port Docker published for a container's only port (typed output or plain dict under mocks)."""
+    first = ports[0]
+    return first["external"] if isinstance(first, dict) else first.external
