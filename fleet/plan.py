@@ -39,6 +39,10 @@ class Declared:
     inputs: dict[str, Any]
     provider: Optional[str]
     options: dict[str, Any]
+    raw_inputs: dict[str, Any] = field(default_factory=dict, repr=False)
+    """Inputs with secrets revealed and marked: for checks (policies, tests), never for printing."""
+    secret_inputs: frozenset[str] = frozenset()
+    """Top-level input keys whose value is secret."""
     tenant: Optional[str] = None
 
     def summary(self) -> dict[str, Any]:
@@ -52,6 +56,8 @@ class Evaluation:
 
     stack: str
     resources: list[Declared] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """Stack outputs as exported (secret values stay wrapped: see `rpc.is_rpc_secret`)."""
     specs: dict[str, Any] = field(default_factory=dict)
     """The validated TenantSpec of every declared tenant, by name."""
 
@@ -92,6 +98,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+def _revealed(value: Any) -> Any:
+    """Inputs as plain values with secrets unwrapped (whether a key was secret is kept in `secret_inputs`)."""
+    if rpc.is_rpc_secret(value):
+        return _revealed(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {key: _revealed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_revealed(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _stable_port(name: str) -> int:
@@ -138,6 +157,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 custom=bool(request.custom),
                 inputs=_plain(inputs),
+                raw_inputs=_revealed(inputs),
+                secret_inputs=frozenset(key for key, value in inputs.items() if rpc.is_rpc_secret(value)),
                 provider=request.provider or None,
                 options={
                     "protect": bool(request.protect),
@@ -146,7 +167,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     "ignoreChanges": list(request.ignoreChanges),
                     "replaceOnChanges": list(request.replaceOnChanges),
                     "additionalSecretOutputs": list(request.additionalSecretOutputs),
-                    "dependencies": list(request.dependencies),
+                    "dependencies": sorted(request.dependencies),
                 },
             )
         )
@@ -217,6 +238,12 @@ def _run_under_mocks(program, evaluation: Evaluation, stack: str) -> None:
     settings.SETTINGS.rpc_manager.clear()
     settings.SETTINGS.outputs.clear()
     _sync_await(run_pulumi_func(program))
+    # Stack outputs live on the root resource; they are resolved once the run is over.
+    root = settings.get_root_resource()
+    for key, value in (getattr(root, "outputs", None) or {}).items():
+        output = pulumi.Output.from_input(value)
+        resolved = _revealed(_sync_await(output.future()))
+        evaluation.outputs[key] = rpc.wrap_rpc_secret(resolved) if _sync_await(output.is_secret()) else resolved
 
 
 def plan_stack(stack: str, root: Path, tenants_dir: Optional[Path] = None, selection: Optional[Iterable[str]] = None) -> Evaluation:

@@ -114,10 +114,11 @@ def export_outputs(tenants: dict[str, Any]) -> None:
 def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None) -> Fleet:
     """Load and validate the fleet this stack declares (raises SpecError with every problem)."""
     raw = environment_from_config()
+    tenants_dir = tenants_dir or TENANTS_DIR
     fleet = load_fleet(
-        tenants_dir or TENANTS_DIR,
+        tenants_dir,
         raw,
-        root=PROJECT_ROOT,
+        root=tenants_dir.parent,  # files are named relative to the checkout: tenants/<name>.yaml
         environment_display=f"Pulumi.{pulumi.get_stack()}.yaml",
     )
     # An explicit selection wins; otherwise the stack's `fleet:tenants`; otherwise every tenant file.

@@ -442,8 +442,8 @@ def tenant_files(tenants_dir: Path) -> list[Path]:
     return sorted(files)
 
 
-def load_tenant(path: Path, problems: list[Problem], root: Path) -> Optional[TenantSpec]:
-    """Read and validate one tenant file on its own (cross-tenant checks come later)."""
+def load_tenant(path: Path, problems: list[Problem], root: Path, unparsed: Optional[list] = None) -> Optional[TenantSpec]:
+    """Read and validate one tenant file on its own (cross-tenant checks come later); a mapping that fails goes to `unparsed`."""
     display = _display(path, root)
     stem = path.stem
     data = read_yaml(path, problems, display, tenant=stem)
@@ -457,6 +457,8 @@ def load_tenant(path: Path, problems: list[Problem], root: Path) -> Optional[Ten
         tenant = TenantSpec.model_validate(data)
     except ValidationError as error:
         problems.extend(_model_problems(error, display, tenant_label))
+        if unparsed is not None:
+            unparsed.append((display, tenant_label, data))
         return None
     if tenant.name != stem:
         problems.append(Problem(display, tenant.name, "name", f"must equal the file name ({stem!r})"))
@@ -478,18 +480,33 @@ def load_fleet(
         environment = environment_from_mapping(environment, environment_display, problems)
     plans = load_plans(tenants_dir, problems, root)
     tenants: list[TenantSpec] = []
+    unparsed: list[tuple[str, str, dict]] = []
     if not tenants_dir.is_dir():
         problems.append(Problem(_display(tenants_dir, root), None, "", "tenants folder not found"))
     else:
         for path in tenant_files(tenants_dir):
-            tenant = load_tenant(path, problems, root)
+            tenant = load_tenant(path, problems, root, unparsed)
             if tenant is not None:
                 tenants.append(tenant)
     if environment is not None:
         problems.extend(check_fleet(environment, plans, tenants, lambda t: _display(_tenant_path(tenants_dir, t), root)))
+        problems.extend(check_references(environment, plans, unparsed))
     if problems:
         raise SpecError(problems)
     return Fleet(environment, plans, tuple(sorted(tenants, key=lambda t: t.name)))
+
+
+def check_references(environment: Environment, plans: dict[str, Plan], unparsed: list[tuple[str, str, dict]]) -> list[Problem]:
+    """Plan and server references of tenant files that failed validation, so one run lists those problems too."""
+    problems = []
+    for display, tenant, data in unparsed:
+        plan = data.get("plan")
+        if isinstance(plan, str) and plans and plan not in plans:
+            problems.append(Problem(display, tenant, "plan", f"unknown plan {plan!r}; plans: {', '.join(sorted(plans))}"))
+        server = data.get("database", {}).get("server") if isinstance(data.get("database"), dict) else None
+        if isinstance(server, str) and server not in environment.servers:
+            problems.append(Problem(display, tenant, "database.server", f"unknown server {server!r}; servers: {', '.join(sorted(environment.servers))}"))
+    return problems
 
 
 def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[TenantSpec], file_of) -> list[Problem]:
