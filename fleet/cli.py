@@ -2,7 +2,8 @@
 
 Verbs: `plan` (offline, mocks), `schema` (JSON Schema of the YAML), `up`/`preview`/`refresh`/`destroy`
 (the real engine through the Automation API). Every verb has `--help`; `--json` is for machines.
-Exit codes: 0 fine, 1 the operation failed, 2 the spec (or the command line) is invalid.
+Exit codes: 0 fine, 1 the operation failed, 2 the spec (or the command line) is invalid,
+3 nothing deployed because provider plugins are missing (the offline plan is shown instead).
 """
 
 from __future__ import annotations

@@ -73,6 +73,16 @@ class Evaluation:
         """Resources no tenant owns: providers, the proxy server."""
         return [r for r in self.resources if r.tenant is None and r.type != "pulumi:pulumi:Stack"]
 
+    def engine_urn(self, resource: Declared) -> str:
+        """The URN the engine gives this resource: the parent type chain is part of it (mock URNs leave it out)."""
+        by_urn = {r.urn: r for r in self.resources}
+        types = [resource.type]
+        parent = by_urn.get(resource.parent) if resource.parent else None
+        while parent is not None:
+            types.insert(0, parent.type)
+            parent = by_urn.get(parent.parent) if parent.parent else None
+        return f"urn:pulumi:{self.stack}::tenant-fleet::{'$'.join(types)}::{resource.name}"
+
     def custom_resources(self) -> list[Declared]:
         """Real resources (no components)."""
         return [r for r in self.resources if r.custom]

@@ -1,0 +1,103 @@
+"""`python -m fleet up|preview|refresh|destroy`: the same program, through the real engine.
+
+Before the engine starts, the spec is validated offline and the provider plugins the program
+will need are checked; a missing plugin is named in one line with its install command, the
+offline plan is shown instead, and nothing is half-deployed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from fleet.plan import Evaluation, plan_stack
+
+EXIT_OK, EXIT_FAILED, EXIT_NOT_DEPLOYED = 0, 1, 3
+# Packages that need no plugin download: the engine itself and the Python dynamic providers.
+BUILTIN_PACKAGES = {"pulumi", "pulumi-python"}
+
+
+def required_packages(evaluation: Evaluation) -> set[str]:
+    """Provider packages whose plugins the declared resources need (from their type tokens)."""
+    packages = set()
+    for resource in evaluation.custom_resources():
+        if resource.type.startswith("pulumi:providers:"):
+            packages.add(resource.type.removeprefix("pulumi:providers:"))
+        else:
+            packages.add(resource.type.split(":", 1)[0])
+    return packages - BUILTIN_PACKAGES
+
+
+def stack_workspace(stack: str, root: Path) -> tempfile.TemporaryDirectory:
+    """A scratch work dir holding a copy of Pulumi.<stack>.yaml (config, encrypted secrets and their salt)."""
+    scratch = tempfile.TemporaryDirectory(prefix=f"tenant-fleet-{stack}-")
+    shutil.copy(root / f"Pulumi.{stack}.yaml", Path(scratch.name) / f"Pulumi.{stack}.yaml")
+    return scratch
+
+
+def run_engine_verb(
+    verb: str,
+    stack_name: str,
+    *,
+    selection: Optional[Iterable[str]] = None,
+    json_output: bool = False,
+    yes: bool = False,
+    root: Optional[Path] = None,
+    out=sys.stdout,
+) -> int:
+    """Validate, check plugins, then run one engine operation on a stack; returns the exit code."""
+    from fleet import engine
+    from fleet.cli import FleetError, _print_plan_table
+    from fleet.program import PROJECT_ROOT, fleet_program
+
+    root = root or PROJECT_ROOT
+    selection = set(selection) if selection else None
+    evaluation = plan_stack(stack_name, root, selection=selection)  # raises SpecError: exit 2, nothing deployed
+    try:
+        engine.check_engine()
+        required = engine.required_plugin_versions(sorted(required_packages(evaluation)))
+        missing = engine.missing_plugins(required)
+    except (engine.EngineMissing, engine.EngineError) as error:
+        raise FleetError(str(error)) from None
+    if missing:
+        print(engine.missing_plugins_message(missing), file=sys.stderr)
+        print(
+            f"Not running `{verb}` on stack {stack_name}: the engine needs these plugins even to preview. "
+            "Install them (commands above) and run again; meanwhile, this is what the stack declares (offline plan):",
+            file=sys.stderr,
+        )
+        _print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
+        return EXIT_NOT_DEPLOYED
+
+    if verb == "destroy" and not yes:
+        raise FleetError("destroy removes every app container, route and DNS record of the stack (databases and roles are retained); add --yes to confirm")
+
+    with stack_workspace(stack_name, root) as work_dir:
+        try:
+            stack = engine.stack_for(stack_name, lambda: fleet_program(selection), work_dir=work_dir)
+            summary = engine.run(verb, stack, on_output=None if json_output else _progress(out))
+        except engine.EngineError as error:
+            raise FleetError(str(error)) from None
+    if json_output:
+        json.dump(summary, out, indent=2)
+        out.write("\n")
+    else:
+        print(f"{verb} of stack {stack_name}: {describe(summary)} ({summary['duration_s']:.1f} s)", file=out)
+    return EXIT_OK
+
+
+def _progress(out):
+    def show(line: str) -> None:
+        out.write(line if line.endswith("\n") else line + "\n")
+        out.flush()
+
+    return show
+
+
+def describe(summary: dict[str, Any]) -> str:
+    """One line for a change summary."""
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(summary.get("changes", {}).items())) or "no changes"
