@@ -1,0 +1,1 @@
+"""tenant-fleet tests: unit (mocks), integration (real servers), e2e (the real engine)."""

@@ -1,0 +1,1 @@
+"""End-to-end tests that drive the real Pulumi engine built by ./scripts/setup."""
