@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import CONTAINER, DATABASE, DNS_RECORD, GRANT, PASSWORD, ROLE, ROUTE, env_of, of_type, tenant_fingerprint
+from tests.unit.graph import CONTAINER, DATABASE, DNS_RECORD, GRANT, PASSWORD, ROLE, ROUTE, env_of, of_type, tenant_fingerprint
 
 from fleet.program import PROJECT_ROOT
 

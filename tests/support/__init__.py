@@ -1,0 +1,1 @@
+"""Helpers shared by the test tiers: real servers on loopback (see `tests.support.servers`)."""

@@ -1,0 +1,85 @@
+"""Fixtures that start real PostgreSQL and Caddy servers on loopback, and always stop them.
+
+A missing binary fails the test with the package to install: these tests are the proof that the
+providers work against real servers, so silently skipping them would hide a broken setup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.servers import CaddyServerProcess, MissingServerBinary, PostgresCluster, UpstreamHTTPServer
+
+
+def _start_or_fail(server):
+    try:
+        return server.start()
+    except MissingServerBinary as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One PostgreSQL cluster shared by the session; superuser `postgres` with `admin_password`."""
+    cluster = PostgresCluster("fleet-session-superuser")
+    _start_or_fail(cluster)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_cluster_factory() -> Iterator[Callable[..., PostgresCluster]]:
+    """Start extra clusters for one test (e.g. two servers for a move): `factory(admin_password=..., **kw)`."""
+    started: list[PostgresCluster] = []
+
+    def factory(admin_password: str = "fleet-test-superuser", **kwargs) -> PostgresCluster:
+        cluster = PostgresCluster(admin_password, **kwargs)
+        started.append(cluster)
+        return _start_or_fail(cluster)
+
+    try:
+        yield factory
+    finally:
+        for cluster in started:
+            cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def caddy_process() -> Iterator[CaddyServerProcess]:
+    """A Caddy process for the module (admin API on a free loopback port)."""
+    caddy = CaddyServerProcess()
+    _start_or_fail(caddy)
+    try:
+        yield caddy
+    finally:
+        caddy.stop()
+
+
+@pytest.fixture
+def caddy(caddy_process: CaddyServerProcess) -> CaddyServerProcess:
+    """The module's Caddy, running (a test may have stopped it) and with no apps configured."""
+    if not caddy_process.running:
+        caddy_process.start(resume=False)
+    caddy_process.reset()
+    return caddy_process
+
+
+@pytest.fixture
+def upstream_factory() -> Iterator[Callable[[str], UpstreamHTTPServer]]:
+    """Start tiny upstream HTTP servers for one test: `factory(name)` answers `<name> host=... path=...`."""
+    started: list[UpstreamHTTPServer] = []
+
+    def factory(name: str) -> UpstreamHTTPServer:
+        upstream = UpstreamHTTPServer(name).start()
+        started.append(upstream)
+        return upstream
+
+    try:
+        yield factory
+    finally:
+        for upstream in started:
+            upstream.stop()
