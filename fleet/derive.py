@@ -216,11 +216,11 @@ PROXY_SERVER_NAME = "proxy"
 
 
 def external_upstreams(tenant: TenantSpec, environment: Environment) -> dict[str, list[str]]:
-    """Upstreams of a tenant whose app runs outside this stack, from `proxy.external_upstream`."""
+    """Upstreams of a tenant whose app runs outside this stack, from `proxy.external_upstreams`."""
+    templates = environment.proxy.external_upstreams or {}
     if tenant.status == "suspended":
         return {role: [] for role in APP_ROLES}
-    template = environment.proxy.external_upstream or ""
-    return {role: [template.format(tenant=tenant.name, role=role)] for role in APP_ROLES}
+    return {role: [templates[role].format(tenant=tenant.name)] if role in templates else [] for role in APP_ROLES}
 
 
 def route_id(tenant: TenantSpec, role: AppRole) -> str:

@@ -7,6 +7,7 @@ It takes the set of tenants it declares, so a stack can hold the whole fleet, a 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -36,9 +37,13 @@ def environment_from_config() -> dict[str, Any]:
     for key in Environment.model_fields:
         if key in SECRET_CONFIG_KEYS:
             continue
-        value = config.get_object(key)
-        if value is not None:
-            raw[key] = value
+        text = config.get(key)
+        if text is None:
+            continue
+        try:
+            raw[key] = json.loads(text)  # objects, lists, numbers
+        except ValueError:
+            raw[key] = text  # a plain string such as base_domain
     return raw
 
 

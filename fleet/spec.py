@@ -222,9 +222,9 @@ class Proxy(Strict):
     listen: list[str] = Field(default_factory=lambda: [":443"], description="Addresses the server listens on.")
     automatic_https: bool = Field(default=True, description="Let Caddy obtain certificates; off for local stacks.")
     upstream_host: str = Field(default="127.0.0.1", description="Address where Caddy reaches the containers' published ports.")
-    external_upstream: Optional[str] = Field(
+    external_upstreams: Optional[dict[Literal["backend", "frontend"], str]] = Field(
         default=None,
-        description="When the apps run outside this stack (another stack, Kubernetes): dial address template with `{tenant}` and `{role}`, e.g. `{role}.{tenant}.svc:8080`.",
+        description="When the apps run outside this stack (another stack, Kubernetes): dial address per role, a template with `{tenant}`, e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`.",
     )
 
 
@@ -264,8 +264,8 @@ class Environment(Strict):
     def _layers_consistent(self) -> "Environment":
         if "app" in self.layers and "database" not in self.layers:
             raise ValueError("layers: app needs database in the same stack (the app's database URL comes from it)")
-        if "proxy" in self.layers and "app" not in self.layers and not self.proxy.external_upstream:
-            raise ValueError("layers: proxy without app needs proxy.external_upstream (where the apps are)")
+        if "proxy" in self.layers and "app" not in self.layers and not self.proxy.external_upstreams:
+            raise ValueError("layers: proxy without app needs proxy.external_upstreams (where the apps are)")
         return self
 
     def manages(self, layer: Layer) -> bool:

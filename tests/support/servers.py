@@ -462,6 +462,13 @@ class CaddyServerProcess:
                 raise
         raise AssertionError("unreachable")
 
+    def crash(self) -> None:
+        """Kill caddy but keep its files (config, autosave), as a crash would; `start()` brings it back on the same ports."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+        self._terminate()
+
     def stop(self) -> None:
         """Stop caddy and remove its temp dir (config, autosave, data, log). Safe to call twice."""
         atexit.unregister(self.stop)

@@ -207,9 +207,9 @@ def test_a_stack_can_declare_a_shard_of_the_fleet(workspace):
 
 def test_proxy_only_stack_routes_to_apps_running_elsewhere(workspace):
     workspace.config["layers"] = ["proxy"]
-    workspace.config["proxy"]["external_upstream"] = "{role}.{tenant}.svc:8080"
+    workspace.config["proxy"]["external_upstreams"] = {"backend": "backend.{tenant}.svc:8080", "frontend": "frontend.{tenant}.svc:80"}
     evaluation = workspace.evaluate()
     assert {r.type for r in evaluation.resources if r.custom} == {ROUTE, "pulumi-python:dynamic/caddy:CaddyServer"}
     routes = {r.name: r.raw_inputs for r in of_type(evaluation, ROUTE, "gurupi")}
     assert routes["gurupi-route-backend"]["upstreams"] == ["backend.gurupi.svc:8080"]
-    assert routes["gurupi-route-frontend"]["upstreams"] == ["frontend.gurupi.svc:8080"]
+    assert routes["gurupi-route-frontend"]["upstreams"] == ["frontend.gurupi.svc:80"]
