@@ -1,0 +1,99 @@
+"""The whole dev stack (databases, roles, grants, containers, routes) through the real engine.
+
+This needs the official provider plugins (postgresql, docker, random). Where they are missing, and
+they cannot be installed on the development machines of this project, the test is skipped with a
+reason that names them; it is the only test allowed to skip. The GitHub workflow
+(.github/workflows/full-stack.yml) installs the plugins and runs it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import psycopg
+import pytest
+
+from fleet import engine
+from fleet.operations import required_packages
+from fleet.plan import evaluate
+from fleet.program import fleet_program
+from tests.support.servers import free_port
+from tests.unit.graph import FleetWorkspace
+
+TENANTS = ("santarita", "novaroma", "pirapora")
+
+
+def _missing_plugins(config, tenants_dir) -> list[str]:
+    evaluation = evaluate(config, stack="fullstack", tenants_dir=tenants_dir, selection=set(TENANTS))
+    required = engine.required_plugin_versions(sorted(required_packages(evaluation)))
+    return engine.missing_plugins(required)
+
+
+@pytest.fixture(scope="module")
+def full_stack(tmp_path_factory):
+    from tests.support.servers import CaddyServerProcess, PostgresCluster
+
+    workspace = FleetWorkspace(tmp_path_factory.mktemp("fleet"))
+    config = copy.deepcopy(workspace.config)
+    missing = _missing_plugins(config, workspace.tenants_dir)
+    if missing:
+        pytest.skip("official provider plugins not installed: " + ", ".join(missing) + " (pulumi plugin install resource <name> <version>)")
+
+    clusters = {"shared-1": PostgresCluster("fullstack-shared"), "dedicated-1": PostgresCluster("fullstack-dedicated")}
+    caddy = CaddyServerProcess()
+    for server in (*clusters.values(), caddy):
+        server.start()
+    try:
+        for key, cluster in clusters.items():
+            config["servers"][key].update(host=cluster.host, port=cluster.port, sslmode="disable")
+        port = free_port()
+        config["proxy"] = {"admin_url": caddy.admin_url, "server": "fleet", "listen": [f"127.0.0.1:{port}"], "automatic_https": False}
+        config["tenants"] = list(TENANTS)
+        settings = {f"fleet:{key}": value for key, value in config.items() if key != "server_passwords"}
+        secrets = {"fleet:server_passwords": {key: cluster.admin_password for key, cluster in clusters.items()}}
+        backend = tmp_path_factory.mktemp("state")
+
+        def stack():
+            return engine.stack_for("fullstack", lambda: fleet_program(None, workspace.tenants_dir), backend_dir=backend, config=settings, secrets=secrets)
+
+        yield {"stack": stack, "clusters": clusters, "workspace": workspace, "caddy": caddy, "port": port}
+        engine.run("destroy", stack(), on_output=None)
+    finally:
+        for server in (caddy, *clusters.values()):
+            server.stop()
+
+
+def test_full_stack_deploys_and_isolates_every_tenant_on_the_live_servers(full_stack):
+    stack = full_stack["stack"]
+    engine.run("up", stack(), on_output=None)
+    outputs = stack().outputs()
+    tenants = outputs["tenants"].value
+    passwords = outputs["database_passwords"].value
+    assert outputs["database_passwords"].secret
+    clusters = full_stack["clusters"]
+    for name in TENANTS:
+        database = tenants[name]["database"]
+        cluster = next(c for c in clusters.values() if c.port == database["port"])
+        with psycopg.connect(cluster.dsn(database["name"], database["user"], passwords[name])) as own:
+            assert own.execute("select current_database()").fetchone()[0] == database["name"]
+        for other in TENANTS:
+            if other == name:
+                continue
+            other_db = tenants[other]["database"]
+            other_cluster = next(c for c in clusters.values() if c.port == other_db["port"])
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(other_cluster.dsn(other_db["name"], database["user"], passwords[name])).close()
+    assert set(engine.run("preview", stack(), on_output=None)["changes"]) == {"same"}
+
+
+def test_removing_a_tenant_keeps_its_database_and_role(full_stack):
+    stack, workspace = full_stack["stack"], full_stack["workspace"]
+    cluster = full_stack["clusters"]["shared-1"]
+    with cluster.connect("tenant_novaroma") as admin:
+        admin.execute("create table kept (id int)")
+        admin.execute("insert into kept values (1), (2), (3)")
+    workspace.tenant_file("novaroma").unlink()
+    engine.run("up", stack(), on_output=None)
+    with cluster.connect("tenant_novaroma") as admin:
+        assert admin.execute("select count(*) from kept").fetchone()[0] == 3
+        assert admin.execute("select 1 from pg_roles where rolname = 'tenant_novaroma_app'").fetchone() == (1,)
