@@ -51,7 +51,8 @@ def run_engine_verb(
 ) -> int:
     """Validate, check plugins, then run one engine operation on a stack; returns the exit code."""
     from fleet import engine
-    from fleet.cli import FleetError, _print_plan_table
+    from fleet.cli import FleetError
+    from fleet.commands.plan import print_plan_table
     from fleet.program import PROJECT_ROOT, fleet_program
 
     root = root or PROJECT_ROOT
@@ -70,7 +71,7 @@ def run_engine_verb(
             "Install them (commands above) and run again; meanwhile, this is what the stack declares (offline plan):",
             file=sys.stderr,
         )
-        _print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
+        print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
         return EXIT_NOT_DEPLOYED
 
     if verb == "destroy" and not yes:

@@ -130,6 +130,13 @@ class Overrides(Strict):
     frontend: Optional[SizeOverride] = Field(default=None, description="Frontend override.")
 
 
+class Purge(Strict):
+    """The explicit, reviewed request to drop a tenant's data after a final backup."""
+
+    confirm: str = Field(description="The tenant's name again, typed out: the purge runs only when it matches.")
+    reason: str = Field(default="", max_length=200, description="Why (contract ended, duplicate tenant, ...): kept with the final backup.")
+
+
 class TenantSpec(Strict):
     """One tenant: the whole content of `tenants/<name>.yaml`."""
 
@@ -142,6 +149,7 @@ class TenantSpec(Strict):
     branding: Branding = Field(default_factory=Branding, description="White label.")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
     rotation: int = Field(default=0, ge=0, description="Secret rotation counter: bump it to issue a new database password and JWT secrets.")
+    purge: Optional[Purge] = Field(default=None, description="Drop the tenant's database and role after a final verified backup. The only way data is ever dropped.")
 
     @field_validator("name")
     @classmethod
@@ -151,6 +159,12 @@ class TenantSpec(Strict):
         if value in RESERVED_NAMES:
             raise ValueError(f"{value!r} is reserved for the platform")
         return value
+
+    @model_validator(mode="after")
+    def _purge_confirmed(self) -> "TenantSpec":
+        if self.purge is not None and self.purge.confirm != self.name:
+            raise ValueError(f"purge.confirm must be the tenant's name ({self.name!r}) typed out")
+        return self
 
     @field_validator("domains")
     @classmethod
@@ -228,6 +242,13 @@ class Proxy(Strict):
     )
 
 
+class Backups(Strict):
+    """Where tenant backups (and the final backup before a purge) are written."""
+
+    dir: str = Field(default="backups", description="Folder for `pg_dump -Fc` files, relative to the project root or absolute.")
+    pg_bin: Optional[str] = Field(default=None, description="Folder with pg_dump/pg_restore matching the servers' major version (default: found on the machine).")
+
+
 Layer = Literal["database", "app", "dns", "proxy"]
 ALL_LAYERS: tuple[Layer, ...] = ("database", "app", "dns", "proxy")
 
@@ -241,6 +262,7 @@ class Environment(Strict):
     docker_host: DockerHost = Field(description="The app host and its capacity.")
     images: Images = Field(description="Pinned app images.")
     proxy: Proxy = Field(default_factory=Proxy, description="The shared proxy.")
+    backups: Backups = Field(default_factory=Backups, description="Backup storage.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
     server_passwords: dict[str, str] = Field(default_factory=dict, description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).")
