@@ -285,8 +285,8 @@ def format_violations(violations: Sequence[Violation], policy_count: Optional[in
     for group in sorted(groups, key=lambda name: (name == SHARED, name)):
         lines.append(f"tenant {group}" if group != SHARED else SHARED)
         for violation in sorted(groups[group], key=lambda v: (not v.mandatory, v.policy, v.resource or "", v.message)):
+            where = f" {violation.resource}:" if violation.resource and violation.resource not in violation.message else ""
             message = violation.message.removeprefix(f"tenant {group}: ")
-            where = f" {violation.resource}:" if violation.resource and violation.resource not in message else ""
             lines.append(f"  [{violation.enforcement}] {violation.policy}:{where} {message}")
     mandatory = sum(1 for violation in violations if violation.mandatory)
     advisory = len(violations) - mandatory
