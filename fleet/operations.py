@@ -17,6 +17,8 @@ from typing import Any, Iterable, Optional
 from fleet.plan import Evaluation, plan_stack
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_DEPLOYED = 0, 1, 3
+# Operations that run the policy pack before changing anything.
+POLICY_VERBS = ("up", "preview")
 # Packages that need no plugin download: the engine itself and the Python dynamic providers.
 BUILTIN_PACKAGES = {"pulumi", "pulumi-python"}
 
@@ -77,10 +79,17 @@ def run_engine_verb(
     if verb == "destroy" and not yes:
         raise FleetError("destroy removes every app container, route and DNS record of the stack (databases and roles are retained); add --yes to confirm")
 
+    policy_options = {}
+    if verb in POLICY_VERBS:
+        # The same pack and the same config as the offline plan, so both give the same verdicts.
+        from fleet.policy_check import write_policy_config
+
+        config_file = write_policy_config(engine.CACHE_DIR / f"policy-config.{stack_name}.json", stack_name, root, evaluation=evaluation)
+        policy_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
     with stack_workspace(stack_name, root) as work_dir:
         try:
             stack = engine.stack_for(stack_name, lambda: fleet_program(selection), work_dir=work_dir)
-            summary = engine.run(verb, stack, on_output=None if json_output else _progress(out))
+            summary = engine.run(verb, stack, on_output=None if json_output else _progress(out), **policy_options)
         except engine.EngineError as error:
             raise FleetError(str(error)) from None
     if json_output:
