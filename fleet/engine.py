@@ -356,6 +356,7 @@ def _explain(stdout: str, stderr: str, limit: int = 40) -> str:
     keep: list[str] = []
     seen: set[str] = set()
     section = ""
+    continuing = False
     for line in stdout.splitlines():
         text = line.strip()
         if text and not line.startswith(" "):  # a top-level heading ends the section
@@ -368,7 +369,9 @@ def _explain(stdout: str, stderr: str, limit: int = 40) -> str:
         indent = len(line) - len(line.lstrip())
         if section != "Diagnostics:" or indent <= 2:  # policy lines; resource headings
             keep.append(line.rstrip())
+            continuing = False
         elif text.startswith(("error:", "warning:")):
+            continuing = False
             body = text.split(":", 1)[1].strip()
             if body in ("preview failed", "update failed") or _is_shim_warning(body):
                 continue
@@ -377,6 +380,11 @@ def _explain(stdout: str, stderr: str, limit: int = 40) -> str:
             if body not in seen:
                 seen.add(body)
                 keep.append(" " * indent + text.split(":", 1)[0] + ": " + body)
+                continuing = True
+        elif text.startswith("Traceback"):
+            continuing = False  # a traceback ends the message; it stays in .stdout for debugging
+        elif continuing:
+            keep.append(line.rstrip())  # the rest of a multi-line message (e.g. every spec problem)
     keep = _drop_empty_headings(keep)
     if not keep:
         keep = [line.rstrip() for line in stdout.splitlines() if line.strip()][-limit:]
