@@ -52,7 +52,8 @@ class TenantApp(pulumi.ComponentResource):
         network = docker.Network(
             names.network,
             driver="bridge",
-            labels=[docker.NetworkLabelArgs(label=key, value=value) for key, value in derive.labels(tenant, "backend").items() if key != "component"],
+            # No plan label: a label change replaces the network, and a plan change must not.
+            labels=[docker.NetworkLabelArgs(label=key, value=value) for key, value in derive.network_labels(tenant).items()],
             opts=on_host,
         )
 

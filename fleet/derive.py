@@ -236,6 +236,11 @@ def labels(tenant: TenantSpec, role: AppRole) -> dict[str, str]:
     return {"tenant": tenant.name, "plan": tenant.plan, "component": role, "managed-by": "tenant-fleet"}
 
 
+def network_labels(tenant: TenantSpec) -> dict[str, str]:
+    """Labels of the tenant's network: only what never changes over its life."""
+    return {"tenant": tenant.name, "managed-by": "tenant-fleet"}
+
+
 def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: AppRole) -> dict[str, str]:
     """The non-secret environment of a container (secrets are added by the component)."""
     backend_url = public_url(api_hostname(tenant, environment), environment)

@@ -195,6 +195,9 @@ def test_changing_one_plan_changes_only_that_tenant(workspace, dev_plan):
         assert [r.raw_inputs for r in of_type(after, type_, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, type_, "gurupi")]
     (role,) = of_type(after, ROLE, "gurupi")
     assert role.raw_inputs["connectionLimit"] == 40
+    # the network carries no plan: an upgrade must not replace it
+    network = "docker:index/network:Network"
+    assert [r.raw_inputs for r in of_type(after, network, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, network, "gurupi")]
     shared_before = [(r.type, r.name, repr(r.raw_inputs)) for r in dev_plan.shared()]
     assert [(r.type, r.name, repr(r.raw_inputs)) for r in after.shared()] == shared_before
 
