@@ -199,6 +199,14 @@ class Names:
     def route(self, role: AppRole) -> str:
         return f"{self.tenant}-route-{role}"
 
+    @property
+    def backup_component(self) -> str:
+        return f"{self.tenant}-backups"
+
+    @property
+    def backup_job(self) -> str:
+        return f"{self.tenant}-backup"
+
 
 def names(tenant: TenantSpec) -> Names:
     """The logical names of a tenant's resources."""
@@ -208,6 +216,19 @@ def names(tenant: TenantSpec) -> Names:
 def postgres_provider_name(server: str) -> str:
     """Logical name of the shared PostgreSQL provider of a server."""
     return f"pg-{server}"
+
+
+REGISTRY_COMPONENT_NAME = "registry"
+
+
+def registry_table_name(component: str = REGISTRY_COMPONENT_NAME) -> str:
+    """Logical name of the registry table resource."""
+    return f"{component}-table"
+
+
+def registry_row_name(tenant: TenantSpec, component: str = REGISTRY_COMPONENT_NAME) -> str:
+    """Logical name of a tenant's registry row."""
+    return f"{component}-row-{tenant.name}"
 
 
 DOCKER_PROVIDER_NAME = "docker-host"

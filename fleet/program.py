@@ -139,5 +139,9 @@ def fleet_program(selection: Optional[Iterable[str]] = None, tenants_dir: Option
         raise InvalidFleetSpec(error) from None
     server_passwords = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("server_passwords")
     tenants = declare_fleet(fleet, server_passwords)
+    if fleet.environment.registry is not None:
+        from components.registry import declare_registry
+
+        declare_registry(fleet, server_passwords)
     export_outputs(tenants)
     return tenants

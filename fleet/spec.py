@@ -209,6 +209,7 @@ class Images(Strict):
     backend_port: int = Field(default=8080, description="Port the backend listens on inside its container.")
     frontend_port: int = Field(default=80, description="Port the frontend listens on inside its container.")
     health_path: str = Field(default="/health", description="HTTP path of the backend health check.")
+    ops: Optional[str] = Field(default=None, description="Pinned ops image (this repository + PostgreSQL client tools) running each tenant's daily backup; unset: no scheduled backups.")
 
 
 class Dns(Strict):
@@ -247,6 +248,15 @@ class Backups(Strict):
 
     dir: str = Field(default="backups", description="Folder for `pg_dump -Fc` files, relative to the project root or absolute.")
     pg_bin: Optional[str] = Field(default=None, description="Folder with pg_dump/pg_restore matching the servers' major version (default: found on the machine).")
+    schedule: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Daily UTC time (HH:MM) of each tenant's scheduled backup.")
+
+
+class Registry(Strict):
+    """The tenant registry: a `tenants` table kept in sync by `pulumi up`, read by apps that route by hostname."""
+
+    server: str = Field(description="Key of the server in `fleet:servers` holding the registry; the provider logs in as its admin.")
+    database: str = Field(description="Registry database on that server; created when missing.")
+    table: str = Field(default="tenants", description="Table name.")
 
 
 Layer = Literal["database", "app", "dns", "proxy"]
@@ -263,6 +273,7 @@ class Environment(Strict):
     images: Images = Field(description="Pinned app images.")
     proxy: Proxy = Field(default_factory=Proxy, description="The shared proxy.")
     backups: Backups = Field(default_factory=Backups, description="Backup storage.")
+    registry: Optional[Registry] = Field(default=None, description="Tenant registry (`{server, database}`); unset: none.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
     server_passwords: dict[str, str] = Field(default_factory=dict, description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).")
@@ -286,6 +297,8 @@ class Environment(Strict):
     def _layers_consistent(self) -> "Environment":
         if "app" in self.layers and "database" not in self.layers:
             raise ValueError("layers: app needs database in the same stack (the app's database URL comes from it)")
+        if self.registry is not None and self.registry.server not in self.servers:
+            raise ValueError(f"registry.server {self.registry.server!r} is not one of the servers: {', '.join(sorted(self.servers))}")
         if "proxy" in self.layers and "app" not in self.layers and not self.proxy.external_upstreams:
             raise ValueError("layers: proxy without app needs proxy.external_upstreams (where the apps are)")
         return self

@@ -234,6 +234,10 @@ def container_limits_set(args: ResourceValidationArgs, report: ReportViolation) 
         report(f"{_who(args)}container {args.name} has {' and '.join(problems)}; set `memory` (MB) and `cpus`.")
 
 
+BACKUP_ROLE = "backup"
+"""`component` label of the per-tenant scheduled backup container."""
+
+
 def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation) -> None:
     """An app container's memory and CPU equal its tenant's plan size with the tenant's overrides, never above the plan's max."""
     if args.resource_type != CONTAINER:
@@ -242,6 +246,8 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
     tenant = tenant_of(args)
     labels = _labels(args.props)
     role = labels.get("component")
+    if role == BACKUP_ROLE:
+        return  # the scheduled backup job has a fixed size of its own (components/backup.py), not the plan's
     if tenant is None or role not in APP_ROLES:
         report(f"container {args.name} belongs to no tenant app (labels tenant/component: {labels.get('tenant')!r}/{role!r}): its limits can't be checked against a plan.")
         return

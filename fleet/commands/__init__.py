@@ -4,4 +4,5 @@ COMMANDS = (
     "fleet.commands.plan",
     "fleet.commands.schema",
     "fleet.commands.engine",
+    "fleet.commands.ops",
 )

@@ -1,0 +1,131 @@
+"""ScheduledBackup: a container per tenant that runs the fleet's own backup code every day.
+
+The container runs the pinned ops image (`fleet:images.ops`: this repository's code with PostgreSQL's
+client tools) with
+
+    python -m fleet backup --tenant <name> --target-env --dir /backups --retention-days <plan's> --daily-at <HH:MM>
+
+so a new tenant is backed up from its first `pulumi up`, with its plan's retention, and a plan change
+updates the retention. It is the same code as `python -m fleet backup` on an operator's machine
+(fleet.backup: pg_dump -Fc, verified, manifest, retention after success only).
+
+It logs in as the tenant's own role, not the server's admin: a backup job can read its tenant's
+database and nothing else. So a suspended tenant (whose role may not log in) has no backup job; its
+last backups are kept (retention only runs after a successful backup) and `python -m fleet backup
+--tenant <name>` backs it up as the admin when needed.
+
+The connection facts travel as the plain JSON `FLEET_BACKUP_TARGET`, the password as the secret
+`FLEET_BACKUP_PASSWORD`; the backup folder (`fleet:backups.dir`) is bind-mounted at /backups.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+
+from fleet import derive
+from fleet.backup import next_run
+from fleet.spec import Environment, Plan, TenantSpec
+
+TARGET_ENV = "FLEET_BACKUP_TARGET"
+PASSWORD_ENV = "FLEET_BACKUP_PASSWORD"
+CONTAINER_BACKUP_DIR = "/backups"
+DEFAULT_SCHEDULE = "02:00"
+MEMORY_MB = 256
+"""Memory limit of a backup job (pg_dump streams; it needs little)."""
+CPUS = "0.25"
+"""CPU limit of a backup job (Docker's `cpus`): a nightly dump must not starve the tenants' apps."""
+
+
+def backup_target(tenant: TenantSpec, environment: Environment) -> dict[str, object]:
+    """What the job connects to (no secret): the tenant's database, as its role, at the address containers use."""
+    server = environment.servers[tenant.database.server]
+    return {
+        "tenant": tenant.name,
+        "server": tenant.database.server,
+        "host": server.app_host or server.host,
+        "port": server.port,
+        "sslmode": server.sslmode,
+        "user": derive.role_name(tenant),
+        "database": derive.database_name(tenant),
+    }
+
+
+def backup_command(tenant: TenantSpec, plan: Plan, schedule: str) -> list[str]:
+    """The job's command line: the fleet CLI's backup verb, daily, with the plan's retention."""
+    return [
+        "python", "-m", "fleet", "backup",
+        "--tenant", tenant.name,
+        "--target-env",
+        "--dir", CONTAINER_BACKUP_DIR,
+        "--retention-days", str(plan.backup_retention_days),
+        "--daily-at", schedule,
+    ]
+
+
+def host_backup_dir(environment: Environment, project_root: Path) -> str:
+    """The backup folder on the Docker host (`fleet:backups.dir`, relative to the project root)."""
+    folder = Path(environment.backups.dir)
+    return str(folder if folder.is_absolute() else (project_root / folder).resolve())
+
+
+@dataclass(frozen=True)
+class ScheduledBackupArgs:
+    """Inputs of ScheduledBackup."""
+
+    tenant: TenantSpec
+    """The tenant whose database is backed up."""
+    plan: Plan
+    """Its plan (backup_retention_days)."""
+    environment: Environment
+    """The stack's environment (server address, backup folder)."""
+    provider: pulumi.ProviderResource
+    """The docker provider of the host that runs the job."""
+    password: pulumi.Input[str]
+    """The tenant role's password (TenantDatabase.password, a secret)."""
+    image: str
+    """The pinned ops image (`fleet:images.ops`), e.g. `ghcr.io/acme/tenant-fleet-ops:1.4.0`."""
+    schedule: str = DEFAULT_SCHEDULE
+    """Daily time (UTC, HH:MM) of the backup (`fleet:backups.schedule`)."""
+    host_dir: Optional[str] = None
+    """Absolute folder on the Docker host mounted at /backups (default: `fleet:backups.dir` under the project root)."""
+
+
+class ScheduledBackup(pulumi.ComponentResource):
+    """A tenant's daily backup job; no container while the tenant is suspended."""
+
+    container: Optional[docker.Container]
+
+    def __init__(self, name: str, args: ScheduledBackupArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__(derive.COMPONENT_TYPE.format("ScheduledBackup"), name, None, opts)
+        tenant, plan, environment = args.tenant, args.plan, args.environment
+        if ":" not in args.image or args.image.endswith(":latest"):
+            raise ValueError(f"ops image {args.image!r} must be pinned (a version tag or a digest, never latest)")
+        next_run(datetime.now(timezone.utc), args.schedule)  # refuses a bad HH:MM now, not in the job's log
+        self.container = None
+        if tenant.status == "active":
+            from fleet.program import PROJECT_ROOT
+
+            target = json.dumps(backup_target(tenant, environment), sort_keys=True)
+            envs = pulumi.Output.from_input(args.password).apply(lambda password: sorted([f"{TARGET_ENV}={target}", f"{PASSWORD_ENV}={password}"]))
+            labels = {**derive.labels(tenant, "backend"), "component": "backup"}
+            self.container = docker.Container(
+                derive.names(tenant).backup_job,
+                image=args.image,
+                command=backup_command(tenant, plan, args.schedule),
+                envs=pulumi.Output.secret(envs),
+                labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
+                mounts=[docker.ContainerMountArgs(type="bind", source=args.host_dir or host_backup_dir(environment, PROJECT_ROOT), target=CONTAINER_BACKUP_DIR)],
+                memory=MEMORY_MB,
+                memory_swap=MEMORY_MB,
+                cpus=CPUS,
+                restart="unless-stopped",
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+            )
+        self.register_outputs({})

@@ -1,0 +1,144 @@
+"""TenantRegistry: the `tenants` table apps read to route requests, kept in sync by `pulumi up`.
+
+Declared once per stack when the stack config names a registry (`fleet:registry: {server, database}`):
+a `TenantRegistryTable` on that server and one `TenantRegistryRow` per tenant the stack declares. A
+removed tenant's row is marked inactive, not deleted (see components.providers.registry).
+
+    registry = declare_registry(fleet, server_passwords)             # None when no registry is configured
+    registry = declare_registry(fleet, server_passwords, RegistrySettings("shared-1", "fleet_registry"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+
+from components.providers.registry import (
+    TenantRegistryRow,
+    TenantRegistryRowArgs,
+    TenantRegistryTable,
+    TenantRegistryTableArgs,
+)
+from fleet import derive
+from fleet.spec import Environment, Fleet, Plan, TenantSpec
+
+REGISTRY_COMPONENT_NAME = derive.REGISTRY_COMPONENT_NAME
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Where the registry lives (the `fleet:registry` stack config)."""
+
+    server: str
+    """Key of a server in `fleet:servers`; the provider logs in as its admin (`fleet:server_passwords.<server>`)."""
+    database: str
+    """Registry database on that server; created when missing."""
+    table: str = "tenants"
+    """Table name."""
+    schema: str = "public"
+    """Schema of the table."""
+
+    @classmethod
+    def from_config(cls, value: Any) -> Optional["RegistrySettings"]:
+        """From `environment.registry` (a pydantic model or a mapping); None when not configured."""
+        if value is None:
+            return None
+        data = value.model_dump() if hasattr(value, "model_dump") else dict(value)
+        return cls(**{key: data[key] for key in ("server", "database", "table", "schema") if data.get(key) is not None})
+
+
+def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, Any]:
+    """A tenant's registry row (names and limits only; never a password), from the spec through fleet.derive."""
+    server = environment.servers[tenant.database.server]
+    return {
+        "name": tenant.name,
+        "display_name": tenant.display_name,
+        "plan": tenant.plan,
+        "user_limit": plan.user_limit,
+        "connections_limit": plan.connections_limit,
+        "db_connections": plan.db_connections,
+        "backup_retention_days": plan.backup_retention_days,
+        "status": tenant.status,
+        "db_host": server.app_host or server.host,
+        "db_port": server.port,
+        "db_name": derive.database_name(tenant),
+        "db_user": derive.role_name(tenant),
+        "hostnames": derive.hostnames(tenant, environment),
+        "custom_domains": list(tenant.domains),
+    }
+
+
+@dataclass(frozen=True)
+class TenantRegistryArgs:
+    """Inputs of TenantRegistry."""
+
+    settings: RegistrySettings
+    """Where the registry lives."""
+    environment: Environment
+    """The stack's environment (servers, base domain)."""
+    plans: dict[str, Plan]
+    """The plan catalog (limits go into the rows)."""
+    tenants: Sequence[TenantSpec]
+    """The tenants this stack declares: one row each."""
+    admin_password: pulumi.Input[str]
+    """Admin password of the registry's server (a secret)."""
+
+
+class TenantRegistry(pulumi.ComponentResource):
+    """The registry table and one row per tenant."""
+
+    table: TenantRegistryTable
+    rows: dict[str, TenantRegistryRow]
+
+    def __init__(self, name: str, args: TenantRegistryArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__(derive.COMPONENT_TYPE.format("TenantRegistry"), name, None, opts)
+        settings, environment = args.settings, args.environment
+        if settings.server not in environment.servers:
+            raise ValueError(f"registry server {settings.server!r} is not in fleet:servers ({', '.join(sorted(environment.servers))})")
+        server = environment.servers[settings.server]
+        location = {
+            "host": server.host,
+            "port": server.port,
+            "admin_user": server.admin_user,
+            "admin_password": pulumi.Output.secret(args.admin_password),
+            "sslmode": server.sslmode,
+            "database": settings.database,
+            "schema": settings.schema,
+        }
+        self.table = TenantRegistryTable(
+            derive.registry_table_name(name),
+            TenantRegistryTableArgs(table=settings.table, **location),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.rows = {}
+        for tenant in sorted(args.tenants, key=lambda spec: spec.name):
+            values = row_values(tenant, args.plans[tenant.plan], environment)
+            self.rows[tenant.name] = TenantRegistryRow(
+                derive.registry_row_name(tenant, name),
+                # The table output (not the plain name) orders every row after the table exists.
+                TenantRegistryRowArgs(table=self.table.table, **location, **values),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({"table": self.table.qualified_name})
+
+
+def declare_registry(
+    fleet: Fleet,
+    server_passwords: Optional[pulumi.Output],
+    settings: Optional[RegistrySettings] = None,
+    name: str = REGISTRY_COMPONENT_NAME,
+) -> Optional[TenantRegistry]:
+    """The registry of a fleet when one is configured (`settings`, else `fleet:registry`); None otherwise."""
+    settings = settings or RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
+    if settings is None:
+        return None
+    password: pulumi.Input[str] = (
+        server_passwords.apply(lambda passwords: (passwords or {}).get(settings.server, "")) if server_passwords is not None else ""
+    )
+    return TenantRegistry(
+        name,
+        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password)),
+    )

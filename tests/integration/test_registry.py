@@ -1,0 +1,176 @@
+"""The tenant registry's providers against a real PostgreSQL: the `tenants` table follows the tenant files.
+
+No engine: the provider methods are called the way the engine would (create(props), diff(id, olds,
+news), update(id, olds, news), read, delete), with the rows the program declares for the shipped
+tenants (components.registry.row_values) as they are added, upgraded, suspended and removed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from components.providers import ProviderError
+from components.providers.registry import COLUMNS, TenantRegistryRowProvider, TenantRegistryTableProvider
+from components.registry import row_values
+from fleet.spec import load_fleet
+from tests.unit.graph import FleetWorkspace
+
+DATABASE = "fleet_registry"
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    return FleetWorkspace(tmp_path)
+
+
+@pytest.fixture
+def location(postgres_cluster):
+    """Where the registry lives: a database of its own on the session cluster, dropped after each test."""
+    yield {
+        "host": postgres_cluster.host,
+        "port": postgres_cluster.port,
+        "admin_user": postgres_cluster.admin_user,
+        "admin_password": postgres_cluster.admin_password,
+        "sslmode": "disable",
+        "database": DATABASE,
+        "schema": "public",
+        "table": "tenants",
+        "resource_name": "registry-table",
+    }
+    with postgres_cluster.connect() as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def fleet_of(workspace):
+    return load_fleet(workspace.tenants_dir, workspace.config)
+
+
+def row_props(location, workspace, tenant: str) -> dict:
+    fleet = fleet_of(workspace)
+    spec = fleet.tenant(tenant)
+    return {**location, **row_values(spec, fleet.plan_of(spec), fleet.environment), "resource_name": f"registry-row-{tenant}"}
+
+
+def rows(postgres_cluster) -> dict[str, dict]:
+    from psycopg.rows import dict_row
+
+    with postgres_cluster.connect(DATABASE) as connection:
+        return {row["name"]: row for row in connection.cursor(row_factory=dict_row).execute("SELECT * FROM tenants")}
+
+
+def test_the_table_is_created_with_its_database_and_never_dropped(postgres_cluster, location):
+    provider = TenantRegistryTableProvider()
+    created = provider.create(location)
+    assert created.id == f"127.0.0.1:{location['port']}/{DATABASE}/public.tenants"
+    with postgres_cluster.connect(DATABASE) as connection:
+        columns = [name for (name,) in connection.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'tenants' ORDER BY ordinal_position")]
+        index = connection.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'tenants' AND indexname = 'tenants_hostnames_idx'").fetchone()
+    assert columns == [name for name, _ in COLUMNS] and "gin (hostnames)" in index[0]
+    # An existing table is adopted (a second stack, or lost state); a missing column is added.
+    with postgres_cluster.connect(DATABASE) as connection:
+        connection.execute("ALTER TABLE tenants DROP COLUMN custom_domains")
+    provider.create(location)
+    assert provider.read(created.id, created.outs).id == created.id
+    provider.delete(created.id, created.outs)
+    with postgres_cluster.connect(DATABASE) as connection:
+        assert connection.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'tenants'").fetchone()[0] == len(COLUMNS)
+
+
+def test_rows_follow_add_plan_change_suspend_and_remove(postgres_cluster, location, workspace):
+    TenantRegistryTableProvider().create(location)
+    provider = TenantRegistryRowProvider()
+
+    # add
+    outs = {}
+    for tenant in ("gurupi", "pirapora", "santarita"):
+        created = provider.create(row_props(location, workspace, tenant))
+        assert created.id == f"tenants/{tenant}"
+        outs[tenant] = created.outs
+    table = rows(postgres_cluster)
+    santarita = table["santarita"]
+    assert (santarita["display_name"], santarita["plan"], santarita["status"], santarita["active"]) == ("Prefeitura de Santa Rita", "pro", "active", True)
+    assert (santarita["user_limit"], santarita["connections_limit"], santarita["db_connections"], santarita["backup_retention_days"]) == (10, 5, 10, 30)
+    assert (santarita["db_name"], santarita["db_user"], santarita["db_port"]) == ("tenant_santarita", "tenant_santarita_app", 5432)
+    assert santarita["hostnames"] == ["api-santarita.fleet.localhost", "app-santarita.fleet.localhost", "precos.santarita.mg.gov.br"]
+    assert santarita["custom_domains"] == ["precos.santarita.mg.gov.br"]
+    with postgres_cluster.connect(DATABASE) as connection:  # how an app routes a request by its Host
+        routed = connection.execute("SELECT name FROM tenants WHERE active AND status = 'active' AND %s = ANY(hostnames)", ["compras.pirapora.mg.gov.br"]).fetchall()
+    assert routed == [("pirapora",)]
+
+    # no change: the engine is told so, nothing is written
+    same = row_props(location, workspace, "gurupi")
+    assert provider.diff("tenants/gurupi", outs["gurupi"], same).changes is False
+
+    # plan change: an in-place update of the limits
+    workspace.edit("gurupi", plan="enterprise")
+    news = row_props(location, workspace, "gurupi")
+    diff = provider.diff("tenants/gurupi", outs["gurupi"], news)
+    assert diff.changes is True and diff.replaces == []
+    outs["gurupi"] = provider.update("tenants/gurupi", outs["gurupi"], news).outs
+    gurupi = rows(postgres_cluster)["gurupi"]
+    assert (gurupi["plan"], gurupi["user_limit"], gurupi["db_connections"], gurupi["backup_retention_days"]) == ("enterprise", 50, 40, 90)
+    assert gurupi["updated_at"] > gurupi["created_at"]
+
+    # suspend
+    workspace.edit("santarita", status="suspended")
+    news = row_props(location, workspace, "santarita")
+    assert provider.diff("tenants/santarita", outs["santarita"], news).replaces == []
+    outs["santarita"] = provider.update("tenants/santarita", outs["santarita"], news).outs
+    assert (rows(postgres_cluster)["santarita"]["status"], rows(postgres_cluster)["santarita"]["active"]) == ("suspended", True)
+
+    # remove: the row stays, marked inactive, so apps answer "gone" instead of routing elsewhere
+    provider.delete("tenants/pirapora", outs["pirapora"])
+    pirapora = rows(postgres_cluster)["pirapora"]
+    assert pirapora["active"] is False and pirapora["removed_at"] is not None and pirapora["plan"] == "enterprise"
+    assert set(rows(postgres_cluster)) == {"gurupi", "pirapora", "santarita"}
+    provider.delete("tenants/pirapora", outs["pirapora"])  # twice is fine
+
+    # refresh sees the inactive row, so a re-added tenant (same URN) is re-activated by the next up
+    read = provider.read("tenants/pirapora", outs["pirapora"])
+    assert read.outs["active"] is False
+    assert provider.diff("tenants/pirapora", read.outs, row_props(location, workspace, "pirapora")).changes is True
+    provider.create(row_props(location, workspace, "pirapora"))
+    pirapora = rows(postgres_cluster)["pirapora"]
+    assert pirapora["active"] is True and pirapora["removed_at"] is None
+
+
+def test_a_row_never_holds_a_password(postgres_cluster, location, workspace):
+    TenantRegistryTableProvider().create(location)
+    created = TenantRegistryRowProvider().create(row_props(location, workspace, "novaroma"))
+    with postgres_cluster.connect(DATABASE) as connection:
+        text = connection.execute("SELECT t::text FROM tenants t").fetchone()[0]
+    assert postgres_cluster.admin_password not in text and "password" not in text.lower()
+    assert set(created.outs) - {"admin_password"} >= {"db_user", "db_name"}  # names only; the admin password is a secret output
+
+
+def test_moving_the_registry_replaces_rows_delete_first(postgres_cluster, location, workspace):
+    provider = TenantRegistryRowProvider()
+    olds = {**row_props(location, workspace, "gurupi"), "active": True}
+    for field, value in (("database", "other_registry"), ("table", "tenants_v2"), ("host", "localhost"), ("port", 6543)):
+        diff = provider.diff("tenants/gurupi", olds, {**olds, field: value})
+        assert diff.replaces == [field] and diff.delete_before_replace is True
+    for field in ("admin_password", "sslmode", "display_name", "hostnames"):
+        value = ["x.example.org"] if field == "hostnames" else "changed"
+        diff = provider.diff("tenants/gurupi", olds, {**olds, field: value})
+        assert diff.changes is True and diff.replaces == [], field
+
+
+def test_a_row_deleted_by_hand_is_dropped_by_refresh(postgres_cluster, location, workspace):
+    TenantRegistryTableProvider().create(location)
+    provider = TenantRegistryRowProvider()
+    created = provider.create(row_props(location, workspace, "gurupi"))
+    with postgres_cluster.connect(DATABASE) as connection:
+        connection.execute("DELETE FROM tenants WHERE name = 'gurupi'")
+    assert provider.read(created.id, created.outs).id == ""
+
+
+def test_failures_name_the_resource_the_tenant_and_the_registry(postgres_cluster, location, workspace):
+    TenantRegistryTableProvider().create(location)
+    props = {**row_props(location, workspace, "gurupi"), "admin_password": "wrong"}
+    with pytest.raises(ProviderError) as failure:
+        TenantRegistryRowProvider().create(props)
+    message = str(failure.value)
+    assert message.startswith(f"TenantRegistryRow registry-row-gurupi 'gurupi' (registry 127.0.0.1:{location['port']}/{DATABASE}): create failed: ")
+    assert "password authentication failed" in message and "'wrong'" not in message
+    check = TenantRegistryRowProvider().check({}, {**props, "status": "paused", "hostnames": []})
+    assert {failure.property for failure in check.failures} == {"status", "hostnames"}
