@@ -1,15 +1,47 @@
-"""TenantDatabase: a tenant's login role, its database and the isolation grant, on one PostgreSQL server."""
+"""TenantDatabase: a tenant's login role, its database, the isolation grant and its placement, on one PostgreSQL server.
+
+Also the purge of a purged tenant (`tenant_purge`): the final backup and drop of its database and role.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
 
 import pulumi
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
+from components.providers.postgres import DatabasePlacement, DatabasePlacementArgs, TenantPurge, TenantPurgeArgs
 from fleet import derive
 from fleet.spec import Environment, Plan, TenantSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_access(environment: Environment, server_passwords: Optional[pulumi.Input[dict]]) -> pulumi.Output[dict[str, Any]]:
+    """Admin access to every server of the stack, as the PostgreSQL dynamic resources take it (secret)."""
+
+    def build(passwords: Optional[dict]) -> dict[str, Any]:
+        return {
+            key: {
+                "host": server.host,
+                "port": server.port,
+                "admin_user": server.admin_user,
+                "admin_password": str((passwords or {}).get(key) or ""),
+                "sslmode": server.sslmode,
+            }
+            for key, server in sorted(environment.servers.items())
+        }
+
+    return pulumi.Output.secret(pulumi.Output.from_input(server_passwords or {}).apply(build))
+
+
+def backup_dir(environment: Environment, root: Path = PROJECT_ROOT) -> str:
+    """`backups.dir` as an absolute path (relative paths are relative to the project root)."""
+    folder = Path(environment.backups.dir).expanduser()
+    return str(folder if folder.is_absolute() else (root / folder).resolve())
 
 
 @dataclass(frozen=True)
@@ -24,22 +56,29 @@ class TenantDatabaseArgs:
     """The stack's environment (server host, port, locale)."""
     provider: pulumi.ProviderResource
     """The postgresql provider of the tenant's server."""
+    server_passwords: Optional[pulumi.Input[dict]] = None
+    """Admin password per server key (secret): the placement needs the old and the new server's to move data."""
 
 
 class TenantDatabase(pulumi.ComponentResource):
-    """A login role with a generated password, a database it owns, and PUBLIC's CONNECT/TEMPORARY revoked.
+    """A login role with a generated password, a database it owns, PUBLIC's CONNECT/TEMPORARY revoked, and
+    the placement that records (and on a server change, moves) where the data is.
 
     The role and database are kept on the server when they leave the program (retain_on_delete), and
     the role's delete would not drop anything even if it ran (skip_drop_role, skip_reassign_owned):
-    removing a tenant file never drops its data.
+    removing a tenant file never drops its data. A server change declares a new role and database on
+    the target (the server key is in their names); the placement copies the data into them and only
+    then do `host`, `port` and `database_url` (what the app uses) change.
     """
 
     host: pulumi.Output[str]
     port: pulumi.Output[int]
+    server: pulumi.Output[str]
     database_name: pulumi.Output[str]
     role_name: pulumi.Output[str]
     password: pulumi.Output[str]
     database_url: pulumi.Output[str]
+    placement: DatabasePlacement
 
     def __init__(self, name: str, args: TenantDatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(derive.COMPONENT_TYPE.format("TenantDatabase"), name, None, opts)
@@ -80,24 +119,89 @@ class TenantDatabase(pulumi.ComponentResource):
             allow_connections=True,
             opts=pulumi.ResourceOptions.merge(on_server, keep),
         )
-        postgresql.Grant(
+        grant = postgresql.Grant(
             names.revoke_public(server_key),
             database=database.name,
             role="public",
             object_type="database",
             privileges=[],
-            # A drifted grant replaced create-then-delete ends up deleted (pulumi-postgresql#233).
-            opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(delete_before_replace=True)),
+            opts=pulumi.ResourceOptions.merge(
+                on_server,
+                pulumi.ResourceOptions(
+                    # A drifted grant replaced create-then-delete ends up deleted (pulumi-postgresql#233).
+                    delete_before_replace=True,
+                    # When the database leaves the program (moved away, removed, purged) the grant goes with it
+                    # without a REVOKE: the retained database keeps PUBLIC locked out, and after a purge there is
+                    # no database left to connect to for one.
+                    deleted_with=database,
+                ),
+            ),
+        )
+        placement = DatabasePlacement(
+            derive.names(tenant).placement,
+            DatabasePlacementArgs(
+                tenant=tenant.name,
+                database=database.name,
+                role=role.name,
+                server=server_key,
+                host=server.app_host or server.host,
+                port=server.port,
+                servers=server_access(environment, args.server_passwords),
+                pg_bin=environment.backups.pg_bin,
+            ),
+            # After the target's role, database and grant exist; a failed move fails this resource, and
+            # everything that reads its outputs (the app's DATABASE_URL) stays as it was.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, database, grant]),
         )
 
-        self.host = pulumi.Output.from_input(server.app_host or server.host)
-        self.port = pulumi.Output.from_input(server.port)
+        self.placement = placement
+        self.server = placement.server
+        self.host = placement.host
+        self.port = placement.port
         self.database_name = database.name
         self.role_name = role.name
         self.password = pulumi.Output.secret(password.result)
         self.database_url = pulumi.Output.secret(
-            pulumi.Output.all(password.result, database.name).apply(lambda parts: derive.database_url(tenant, environment, parts[0]))
+            pulumi.Output.all(password.result, placement.host, placement.port).apply(
+                lambda parts: derive.database_url(tenant, environment, parts[0], parts[1], parts[2])
+            )
         )
         self.register_outputs(
-            {"host": self.host, "port": self.port, "database_name": self.database_name, "role_name": self.role_name, "password": self.password}
+            {
+                "host": self.host,
+                "port": self.port,
+                "server": self.server,
+                "database_name": self.database_name,
+                "role_name": self.role_name,
+                "password": self.password,
+            }
         )
+
+
+def tenant_purge(
+    tenant: TenantSpec,
+    environment: Environment,
+    server_passwords: Optional[pulumi.Input[dict]],
+    opts: Optional[pulumi.ResourceOptions] = None,
+) -> TenantPurge:
+    """The purge of a tenant whose file carries `purge:`: final backup to `backups.dir`, then DROP DATABASE and ROLE.
+
+    Declared instead of the role, database, grant and placement: those leave the program (retained, so
+    the engine never drops anything itself) and this resource's create does the backup and the drops.
+    """
+    assert tenant.purge is not None, "tenant_purge needs a tenant with purge set"
+    return TenantPurge(
+        derive.names(tenant).purge,
+        TenantPurgeArgs(
+            tenant=tenant.name,
+            confirm=tenant.purge.confirm,
+            database=derive.database_name(tenant),
+            role=derive.role_name(tenant),
+            server=tenant.database.server,
+            servers=server_access(environment, server_passwords),
+            backup_dir=backup_dir(environment),
+            reason=tenant.purge.reason,
+            pg_bin=environment.backups.pg_bin,
+        ),
+        opts=opts,
+    )

@@ -7,7 +7,7 @@ from typing import Optional
 
 import pulumi
 
-from components.database import TenantDatabase, TenantDatabaseArgs
+from components.database import TenantDatabase, TenantDatabaseArgs, tenant_purge
 from components.proxy import TenantRoutes, TenantRoutesArgs
 from fleet import derive
 from fleet.spec import Environment, Plan, TenantSpec
@@ -25,6 +25,15 @@ class Platform:
     """The Cloudflare provider (only with dns mode cloudflare)."""
     proxy: Optional[pulumi.Resource] = None
     """The proxy server resource."""
+    server_passwords: Optional[pulumi.Input[dict]] = None
+    """Admin password per server key (secret), for the fleet's own PostgreSQL resources (placement, purge).
+    When not given, the stack config `fleet:server_passwords` is read."""
+
+    def admin_passwords(self) -> pulumi.Input[dict]:
+        """`server_passwords`, or the stack config's `fleet:server_passwords` (secret)."""
+        if self.server_passwords is not None:
+            return self.server_passwords
+        return pulumi.Config("fleet").get_secret_object("server_passwords") or {}
 
 
 @dataclass(frozen=True)
@@ -42,11 +51,16 @@ class TenantArgs:
 
 
 class Tenant(pulumi.ComponentResource):
-    """One tenant: database and role, app containers, DNS records and proxy routes, for the layers this stack manages."""
+    """One tenant: database and role, app containers, DNS records and proxy routes, for the layers this stack manages.
+
+    A tenant whose file carries `purge:` declares only its purge (see components.database.tenant_purge).
+    """
 
     spec: TenantSpec
     urls: dict[str, str]
     database: Optional[TenantDatabase]
+    purge: Optional[pulumi.Resource]
+    """The TenantPurge of a tenant whose file asks for a purge (then `database` is None)."""
 
     def __init__(self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(derive.COMPONENT_TYPE.format("Tenant"), name, None, opts)
@@ -55,16 +69,23 @@ class Tenant(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.spec = tenant
 
+        # A purge request replaces everything: no app, routes or DNS; instead of the role, database and
+        # placement, only the purge (final backup, then drop) is declared.
+        purged = tenant.purge is not None
         self.database = None
+        self.purge = None
         if environment.manages("database"):
-            self.database = TenantDatabase(
-                names.database_component,
-                TenantDatabaseArgs(tenant, plan, environment, platform.postgres[tenant.database.server]),
-                opts=child,
-            )
+            if purged:
+                self.purge = tenant_purge(tenant, environment, platform.admin_passwords(), opts=child)
+            else:
+                self.database = TenantDatabase(
+                    names.database_component,
+                    TenantDatabaseArgs(tenant, plan, environment, platform.postgres[tenant.database.server], platform.admin_passwords()),
+                    opts=child,
+                )
 
         upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment))
-        if environment.manages("app"):
+        if environment.manages("app") and not purged:
             from components.app import TenantApp, TenantAppArgs
 
             app = TenantApp(
@@ -73,18 +94,28 @@ class Tenant(pulumi.ComponentResource):
                 opts=child,
             )
             upstreams = dict(app.upstreams)
+            if environment.images.ops:
+                from components.backup import ScheduledBackup, ScheduledBackupArgs
 
-        if environment.manages("dns") and environment.dns.mode == "cloudflare":
+                ScheduledBackup(
+                    names.backup_component,
+                    ScheduledBackupArgs(tenant, plan, environment, platform.docker, self.database.password, environment.images.ops, environment.backups.schedule),
+                    opts=child,
+                )
+
+        if environment.manages("dns") and environment.dns.mode == "cloudflare" and not purged:
             from components.dns import TenantDns, TenantDnsArgs  # imports pulumi_cloudflare: only when used
 
             TenantDns(names.dns_component, TenantDnsArgs(tenant, environment, platform.dns), opts=child)
 
-        if environment.manages("proxy"):
+        if environment.manages("proxy") and not purged:
             TenantRoutes(names.proxy_component, TenantRoutesArgs(tenant, environment, upstreams, platform.proxy), opts=child)
 
-        self.urls = {
-            "api": derive.public_url(derive.api_hostname(tenant, environment), environment),
-            "app": derive.public_url(derive.app_hostname(tenant, environment), environment),
-            **{domain: derive.public_url(domain, environment) for domain in tenant.domains},
-        }
+        self.urls = {}
+        if not purged:
+            self.urls = {
+                "api": derive.public_url(derive.api_hostname(tenant, environment), environment),
+                "app": derive.public_url(derive.app_hostname(tenant, environment), environment),
+                **{domain: derive.public_url(domain, environment) for domain in tenant.domains},
+            }
         self.register_outputs({"urls": self.urls})

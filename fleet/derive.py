@@ -179,6 +179,15 @@ class Names:
         return f"{self.tenant}-db-{server}-revoke-public"
 
     @property
+    def placement(self) -> str:
+        # No server key in it: the placement (and its move history) survives moves.
+        return f"{self.tenant}-db-placement"
+
+    @property
+    def purge(self) -> str:
+        return f"{self.tenant}-purge"
+
+    @property
     def jwt_secret(self) -> str:
         return f"{self.tenant}-jwt-secret"
 
@@ -287,8 +296,13 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
     }
 
 
-def database_url(tenant: TenantSpec, environment: Environment, password: str) -> str:
-    """The app's connection string (contains the password: wrap it as a secret)."""
+def database_url(tenant: TenantSpec, environment: Environment, password: str, host: Optional[str] = None, port: Optional[int] = None) -> str:
+    """The app's connection string (contains the password: wrap it as a secret).
+
+    `host`/`port` override the server's app address: the placement reports where the data is, and
+    that changes only once a move has succeeded.
+    """
     server = environment.servers[tenant.database.server]
-    host = server.app_host or server.host
-    return f"postgresql://{role_name(tenant)}:{password}@{host}:{server.port}/{database_name(tenant)}?sslmode={server.sslmode}"
+    host = host or server.app_host or server.host
+    port = int(port) if port is not None else server.port
+    return f"postgresql://{role_name(tenant)}:{password}@{host}:{port}/{database_name(tenant)}?sslmode={server.sslmode}"

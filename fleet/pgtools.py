@@ -37,7 +37,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -81,6 +81,7 @@ __all__ = [
     "drop_owned_objects",
     "prepared_transactions",
     "other_sessions",
+    "FLEET_APPLICATION_NAME",
     "block_connections",
     "terminate_sessions",
     "reopen",
@@ -90,6 +91,9 @@ __all__ = [
 
 CHECKSUM_MAX_BYTES = 64 * 1024 * 1024
 """Tables up to this size (pg_table_size) get a content checksum besides their row count."""
+
+FLEET_APPLICATION_NAME = "tenant-fleet"
+"""`application_name` of every connection made through a ServerAccess (psycopg and the client tools)."""
 
 # Session settings that make `row::text` identical on two servers (checksums compare it).
 _STABLE_TEXT_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex"
@@ -178,7 +182,7 @@ class ServerAccess:
             "user": self.admin_user,
             "sslmode": self.sslmode,
             "connect_timeout": self.connect_timeout,
-            "application_name": "tenant-fleet",
+            "application_name": FLEET_APPLICATION_NAME,
         }
         if with_password and self.admin_password:
             params["password"] = self.admin_password
@@ -829,8 +833,12 @@ def prepared_transactions(access: ServerAccess, database: str) -> list[str]:
         return [gid for (gid,) in connection.execute("select gid from pg_prepared_xacts where database = %s", [database])]
 
 
-def other_sessions(access: ServerAccess, database: str) -> list[dict[str, Any]]:
-    """Sessions connected to `database` other than the caller's: pid, user, application, state."""
+def other_sessions(access: ServerAccess, database: str, *, include_fleet: bool = True) -> list[dict[str, Any]]:
+    """Sessions connected to `database` other than the caller's: pid, user, application, state.
+
+    `include_fleet=False` leaves out this tool's own connections (application_name `tenant-fleet`),
+    e.g. one that has just been closed and whose server process has not exited yet.
+    """
     with access.connect() as connection:
         return [
             {"pid": pid, "user": user, "application": application, "state": state}
@@ -838,6 +846,7 @@ def other_sessions(access: ServerAccess, database: str) -> list[dict[str, Any]]:
                 "select pid, usename, application_name, state from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
                 [database],
             )
+            if include_fleet or application != FLEET_APPLICATION_NAME
         ]
 
 
@@ -858,28 +867,50 @@ class BlockState:
     """The tenant's role, whose LOGIN was switched off (None: no role given, or it does not exist there)."""
     role_could_login: Optional[bool] = None
     """Its LOGIN before."""
+    comment: Optional[str] = None
+    """The database's COMMENT before."""
+    commented: bool = False
+    """Whether the block replaced that COMMENT (`block_connections(..., comment=...)`); `reopen` puts it back."""
 
     def to_mapping(self) -> dict[str, Any]:
-        """JSON-able form (e.g. for a provider's outputs)."""
+        """JSON-able form (e.g. for a provider's outputs, or a COMMENT recording how to reopen)."""
         return asdict(self)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "BlockState":
         """Inverse of `to_mapping`."""
-        return cls(**{key: data.get(key) for key in ("database", "connection_limit", "limited", "role", "role_could_login")})
+        return cls(
+            database=data["database"],
+            connection_limit=int(data["connection_limit"]),
+            limited=bool(data["limited"]),
+            role=data.get("role"),
+            role_could_login=data.get("role_could_login"),
+            comment=data.get("comment"),
+            commented=bool(data.get("commented", False)),
+        )
 
 
-def block_connections(access: ServerAccess, database: str, role: Optional[str] = None) -> BlockState:
+def block_connections(
+    access: ServerAccess,
+    database: str,
+    role: Optional[str] = None,
+    *,
+    comment: Optional[Callable[[BlockState], str]] = None,
+) -> BlockState:
     """Refuse new connections to `database`: CONNECTION LIMIT 0 (superusers, like the admin, are exempt)
     and `role` NOLOGIN. Sessions already open stay: end them with `terminate_sessions`.
 
     With an admin that is not a superuser the limit would lock the admin out too, so only the role's
-    LOGIN is switched off then. Returns what was changed, for `reopen`.
+    LOGIN is switched off then. `comment`, if given, gets the state before the block and returns a
+    COMMENT to set on the database in the same transaction: a record, on the server itself, of how to
+    reopen it should the caller die before it can (see `reopen`). Returns what was changed.
     """
     from psycopg import sql
 
     with access.connect() as connection:
-        row = connection.execute("select datconnlimit, datallowconn from pg_database where datname = %s", [database]).fetchone()
+        row = connection.execute(
+            "select datconnlimit, datallowconn, shobj_description(oid, 'pg_database') from pg_database where datname = %s", [database]
+        ).fetchone()
         if row is None:
             raise PgToolsError(f"database {database!r} does not exist on {access.label}")
         if not row[1]:
@@ -889,12 +920,14 @@ def block_connections(access: ServerAccess, database: str, role: Optional[str] =
         if role is not None:
             role_row = connection.execute("select rolcanlogin from pg_roles where rolname = %s", [role]).fetchone()
             could_login = None if role_row is None else bool(role_row[0])
-        state = BlockState(database, int(row[0]), superuser, role if could_login is not None else None, could_login)
+        state = BlockState(database, int(row[0]), superuser, role if could_login is not None else None, could_login, row[2], comment is not None)
         with connection.transaction():
             if superuser:
                 connection.execute(sql.SQL("alter database {} connection limit 0").format(sql.Identifier(database)))
             if could_login:
                 connection.execute(sql.SQL("alter role {} nologin").format(sql.Identifier(role)))
+            if comment is not None:
+                connection.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(database), sql.Literal(comment(state))))
     return state
 
 
@@ -904,7 +937,7 @@ def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 
     Their open transactions roll back; what they committed stays. Raises when sessions keep coming
     back after `timeout` (a superuser reconnecting: the connection limit does not stop superusers).
     """
-    ended = 0
+    ended: set[int] = set()
     deadline = time.monotonic() + timeout
     with access.connect() as connection:
         while True:
@@ -915,17 +948,17 @@ def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 
                 )
             ]
             if not pids:
-                return ended
+                return len(ended)
             for pid in pids:
                 if connection.execute("select pg_terminate_backend(%s)", [pid]).fetchone()[0]:
-                    ended += 1
+                    ended.add(pid)
             if time.monotonic() > deadline:
                 raise PgToolsError(f"sessions on {database!r} on {access.label} did not end within {timeout:.0f}s (pids {pids})")
             time.sleep(0.05)
 
 
 def reopen(access: ServerAccess, state: BlockState) -> None:
-    """Undo `block_connections`: the connection limit and the role's LOGIN exactly as they were."""
+    """Undo `block_connections`: the connection limit, the role's LOGIN and the COMMENT exactly as they were."""
     from psycopg import sql
 
     with access.connect() as connection, connection.transaction():
@@ -935,6 +968,8 @@ def reopen(access: ServerAccess, state: BlockState) -> None:
             )
         if state.role is not None and state.role_could_login:
             connection.execute(sql.SQL("alter role {} login").format(sql.Identifier(state.role)))
+        if state.commented:
+            connection.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(state.database), sql.Literal(state.comment)))
 
 
 # ---------------------------------------------------------------- dropping (purge only)

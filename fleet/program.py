@@ -81,7 +81,7 @@ def build_platform(environment: Environment, server_passwords: Optional[pulumi.O
         from components.proxy import proxy_server
 
         proxy = proxy_server(environment)
-    return Platform(postgres=postgres, docker=docker_provider, dns=dns_provider, proxy=proxy)
+    return Platform(postgres=postgres, docker=docker_provider, dns=dns_provider, proxy=proxy, server_passwords=server_passwords)
 
 
 def declare_fleet(fleet: Fleet, server_passwords: Optional[pulumi.Output] = None) -> dict[str, Any]:

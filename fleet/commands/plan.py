@@ -20,6 +20,8 @@ KEY_INPUTS = {
     "cloudflare:index/dnsRecord:DnsRecord": ("name", "type", "content", "proxied"),
     "pulumi-python:dynamic/caddy:CaddyRoute": ("route_id", "hosts", "upstreams", "maintenance"),
     "pulumi-python:dynamic/caddy:CaddyServer": ("server", "listen", "automatic_https"),
+    "pulumi-python:dynamic/postgres:DatabasePlacement": ("server", "database", "role"),
+    "pulumi-python:dynamic/postgres:TenantPurge": ("tenant", "server", "database", "role"),
     "pulumi-python:dynamic/registry:TenantRegistryTable": ("database", "schema", "table"),
     "pulumi-python:dynamic/registry:TenantRegistryRow": ("name", "plan", "status", "hostnames"),
 }
