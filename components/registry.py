@@ -10,7 +10,7 @@ removed tenant's row is marked inactive, not deleted (see components.providers.r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -61,7 +61,7 @@ def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
         "connections_limit": plan.connections_limit,
         "db_connections": plan.db_connections,
         "backup_retention_days": plan.backup_retention_days,
-        "status": tenant.status,
+        "status": "purged" if tenant.purge is not None else tenant.status,
         "db_host": server.app_host or server.host,
         "db_port": server.port,
         "db_name": derive.database_name(tenant),
@@ -85,6 +85,8 @@ class TenantRegistryArgs:
     """The tenants this stack declares: one row each."""
     admin_password: pulumi.Input[str]
     """Admin password of the registry's server (a secret)."""
+    locations: Optional[Mapping[str, tuple[pulumi.Input[str], pulumi.Input[int]]]] = None
+    """Where each tenant's data is (host, port) as its placement reports it; rows follow a move only once it succeeded."""
 
 
 class TenantRegistry(pulumi.ComponentResource):
@@ -116,6 +118,8 @@ class TenantRegistry(pulumi.ComponentResource):
         self.rows = {}
         for tenant in sorted(args.tenants, key=lambda spec: spec.name):
             values = row_values(tenant, args.plans[tenant.plan], environment)
+            if args.locations and tenant.name in args.locations:
+                values["db_host"], values["db_port"] = args.locations[tenant.name]
             self.rows[tenant.name] = TenantRegistryRow(
                 derive.registry_row_name(tenant, name),
                 # The table output (not the plain name) orders every row after the table exists.
@@ -130,6 +134,7 @@ def declare_registry(
     server_passwords: Optional[pulumi.Output],
     settings: Optional[RegistrySettings] = None,
     name: str = REGISTRY_COMPONENT_NAME,
+    locations: Optional[Mapping[str, tuple[pulumi.Input[str], pulumi.Input[int]]]] = None,
 ) -> Optional[TenantRegistry]:
     """The registry of a fleet when one is configured (`settings`, else `fleet:registry`); None otherwise."""
     settings = settings or RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
@@ -140,5 +145,5 @@ def declare_registry(
     )
     return TenantRegistry(
         name,
-        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password)),
+        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password), locations),
     )

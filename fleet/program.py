@@ -142,6 +142,8 @@ def fleet_program(selection: Optional[Iterable[str]] = None, tenants_dir: Option
     if fleet.environment.registry is not None:
         from components.registry import declare_registry
 
-        declare_registry(fleet, server_passwords)
+        # Rows take the database address from each placement, so they follow a move only once it succeeded.
+        locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}
+        declare_registry(fleet, server_passwords, locations=locations)
     export_outputs(tenants)
     return tenants

@@ -79,7 +79,7 @@ _LIST_FIELDS = frozenset({"hostnames", "custom_domains"})
 LOCATION = ("host", "port", "database", "schema", "table")
 # How the provider logs in: a change updates the recorded inputs, nothing in the database.
 CREDENTIALS = ("admin_user", "admin_password", "sslmode")
-_STATUSES = ("active", "suspended")
+_STATUSES = ("active", "suspended", "purged")
 
 
 # ---------------------------------------------------------------- SQL

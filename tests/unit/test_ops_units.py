@@ -325,3 +325,15 @@ def test_the_registry_row_diff_is_explicit():
     assert provider.diff("id", olds, {**news, "status": "suspended"}).replaces == []
     assert provider.diff("id", olds, {**news, "name": "other"}).replaces == ["name"]
     assert provider.diff("id", olds, {**news, "status": pulumi.runtime.rpc.UNKNOWN}).changes is True
+
+
+def test_the_program_declares_the_registry_with_addresses_from_each_placement_and_marks_purges(workspace):
+    workspace.config["registry"] = {"server": "shared-1", "database": "fleet_registry"}
+    workspace.edit("novaroma", purge={"confirm": "novaroma", "reason": "contract ended"})
+    evaluation = workspace.evaluate()
+    rows = {r.name: r for r in evaluation.resources if r.type == "pulumi-python:dynamic/registry:TenantRegistryRow"}
+    assert set(rows) == {f"registry-row-{name}" for name in evaluation.specs}
+    placement = evaluation.find("pulumi-python:dynamic/postgres:DatabasePlacement", "pirapora-db-placement")
+    assert placement.urn in rows["registry-row-pirapora"].options["dependencies"]  # follows a move only once it succeeded
+    assert rows["registry-row-novaroma"].raw_inputs["status"] == "purged"
+    assert rows["registry-row-catasaltas"].raw_inputs["status"] == "suspended"
