@@ -3,21 +3,42 @@
 No engine, no credentials, no network: the same `fleet_program` that `pulumi up` runs is executed
 with a mock monitor that records each registration (type, name, inputs, options, parent), so the
 CLI, the policies and the tests look at exactly what a deploy would declare.
+
+Cost (see `python -m fleet bench`): the SDK's per-resource machinery under mocks (an Output, four
+futures and a task per output property of each resource type: a docker Container has about 80) is
+most of the time and memory, so a run pays for nothing else (`_offline_runtime`): no thread hop per
+registration, no cyclic-GC scan of the ever larger heap while the program runs, and four SDK
+functions swapped for equivalents that skip work a mock run throws away (`SDK_REPLACEMENTS`, each
+tested). Large fleets are evaluated in shards of tenants (`SHARD_TENANTS`) by worker processes (one
+per core): memory stays bounded by a shard, the cores are used, and the merged Evaluation is the one
+a single run gives (tests/unit/test_bench_smoke.py compares them).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import gc
 import json
+import multiprocessing
+import os
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import pulumi
+from google.protobuf import struct_pb2
+from pulumi import _types as sdk_types
+from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
+from pulumi.runtime import known_types, rpc, settings
+from pulumi.runtime import resource as sdk_resource
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from fleet import derive
 from fleet.spec import SECRET_PLACEHOLDER, Problem, SpecError, stack_config_mapping
@@ -97,29 +118,49 @@ class Evaluation:
 
 def _plain(value: Any) -> Any:
     """Inputs as JSON-able values with secrets redacted."""
-    if rpc.is_rpc_secret(value):
-        return REDACTED
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)  # the wire has only doubles; 40.0 was declared as 40
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+    return _views(value)[0]
 
 
 def _revealed(value: Any) -> Any:
     """Inputs as plain values with secrets unwrapped (whether a key was secret is kept in `secret_inputs`)."""
-    if rpc.is_rpc_secret(value):
-        return _revealed(rpc.unwrap_rpc_secret(value))
+    return _views(value)[1]
+
+
+def _views(value: Any) -> tuple[Any, Any]:
+    """(redacted, revealed) in one walk. A part that holds no secret and nothing unprintable is the same
+    object in both views, so a resource's inputs are kept once, not twice."""
     if isinstance(value, dict):
-        return {key: _revealed(item) for key, item in value.items()}
+        if rpc.is_rpc_secret(value):
+            return REDACTED, _views(rpc.unwrap_rpc_secret(value))[1]
+        plain, revealed, shared = {}, {}, True
+        for key, item in value.items():
+            plain[key], revealed[key] = _views(item)
+            shared = shared and plain[key] is revealed[key]
+        return (revealed, revealed) if shared else (plain, revealed)
     if isinstance(value, (list, tuple)):
-        return [_revealed(item) for item in value]
+        pairs = [_views(item) for item in value]
+        revealed_list = [pair[1] for pair in pairs]
+        if all(pair[0] is pair[1] for pair in pairs):
+            return revealed_list, revealed_list
+        return [pair[0] for pair in pairs], revealed_list
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        number = int(value)  # the wire has only doubles; 40.0 was declared as 40
+        return number, number
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value, value
+    return str(value), value
+
+
+def _without_unknowns(value: Any) -> Any:
+    """The value the stock MockMonitor hands to `Mocks.new_resource`: unknowns as None (the same object when there are none)."""
+    if isinstance(value, Unknown):
+        return None
+    if isinstance(value, dict):
+        items = {key: _without_unknowns(item) for key, item in value.items()}
+        return value if all(items[key] is value[key] for key in value) else items
+    if isinstance(value, list):
+        items_list = [_without_unknowns(item) for item in value]
+        return value if all(a is b for a, b in zip(items_list, value)) else items_list
     return value
 
 
@@ -147,27 +188,49 @@ class FleetMocks(pulumi_mocks.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """A mock monitor that also records each registration's options and parent."""
+    """A mock monitor that also records each registration's options and parent.
+
+    It answers RegisterResource itself, as the stock MockMonitor does (URN, the mocks' id and outputs),
+    but deserializes the request once and builds the response Struct directly instead of running the
+    async serializer on a private event loop; `resources` (the stock monitor's registry of every
+    resource's state, read only by the `getResource` invoke the program never makes) is not kept.
+    """
 
     def __init__(self, mocks: pulumi_mocks.Mocks, evaluation: Evaluation):
         super().__init__(mocks)
         self.evaluation = evaluation
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return response
-        inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
-        inputs = {key: value for key, value in inputs.items() if key != "__provider"}
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        declared = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        resource_id, state = self.mocks.new_resource(
+            pulumi_mocks.MockResourceArgs(
+                typ=request.type,
+                name=request.name,
+                inputs=_without_unknowns(declared),
+                provider=request.provider,
+                resource_id=request.importId,
+                custom=request.custom or False,
+            )
+        )
+        response = resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=_struct(state))
+        self._record(request, urn, declared)
+        return response
+
+    def _record(self, request, urn: str, declared: dict[str, Any]) -> None:
+        inputs = {key: value for key, value in declared.items() if key != "__provider"}
+        plain, revealed = _views(inputs)
         self.evaluation.resources.append(
             Declared(
                 type=request.type,
                 name=request.name,
-                urn=response.urn,
+                urn=urn,
                 parent=request.parent or None,
                 custom=bool(request.custom),
-                inputs=_plain(inputs),
-                raw_inputs=_revealed(inputs),
+                inputs=dict(plain),
+                raw_inputs=dict(revealed),
                 secret_inputs=frozenset(key for key, value in inputs.items() if rpc.is_rpc_secret(value)),
                 provider=request.provider or None,
                 options={
@@ -181,7 +244,127 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 },
             )
         )
-        return response
+
+
+def _struct(state: dict[str, Any]) -> struct_pb2.Struct:
+    """The mocks' outputs as the Struct the SDK resolves outputs from (what `rpc.serialize_properties` gives plain values)."""
+    struct = struct_pb2.Struct()
+    try:
+        struct.update(state)
+    except (TypeError, ValueError):  # not plain data (an asset, a resource): the SDK's serializer knows those
+        return _sync_await(rpc.serialize_properties(state, {}))
+    return struct
+
+
+# ---------------------------------------------------------------- what a run under mocks doesn't pay for
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each call at once on the calling thread. The SDK sends every monitor call through the event loop's
+    default executor (a thread hop per resource); the mock monitor answers in microseconds, so the hop and the
+    GIL hand-offs it causes only cost time."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # noqa: BLE001 - handed to the awaiting coroutine, as a thread would
+            future.set_exception(error)
+        return future
+
+
+# The SDK internals the offline plan replaces while it runs, in this one place (pulumi 3.259.0). Each is a
+# replacement changes nothing the program or the recorded plan sees; tests/unit/test_bench_smoke.py fails when one of
+# them is no longer there (then drop its replacement) and checks that each is restored after a run.
+
+_EMPTY_STACK_TRACE = source_pb2.StackTrace()
+
+
+def _no_stack_trace() -> source_pb2.StackTrace:
+    """For pulumi.runtime.resource._get_stack_trace: for every resource the SDK walks the Python stack
+    (traceback.extract_stack, a file URI per frame) to tell the engine where the constructor was called;
+    only the engine's UI shows it and a mock monitor throws it away."""
+    return _EMPTY_STACK_TRACE
+
+
+def _contains_unknowns(value: Any, _seen: Optional[set[int]] = None) -> bool:
+    """For pulumi.runtime.rpc.contains_unknowns (called for every Output's value): the same answer, without the
+    self-referencing closure the SDK builds on each call, a reference cycle only the cyclic GC frees."""
+    if known_types.is_unknown(value):
+        return True
+    if isinstance(value, (dict, list)):
+        seen = _seen if _seen is not None else set()
+        if id(value) in seen:
+            return False
+        seen.add(id(value))
+        return any(_contains_unknowns(item, seen) for item in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
+def _memoized_resource_types(resource_types):
+    """For pulumi._types.resource_types (a resource class's output types, read for every resource registered):
+    the SDK resolves the class's annotations with typing.get_type_hints each time; a class doesn't change."""
+    cache: dict[type, dict[str, type]] = {}
+
+    def cached(resource_cls: type) -> dict[str, type]:
+        types = cache.get(resource_cls)
+        if types is None:
+            types = cache[resource_cls] = resource_types(resource_cls)
+        return types
+
+    return cached
+
+
+def _direct_create_urn(create_urn):
+    """For pulumi.runtime.resource.create_urn, which the SDK calls for every resource it registers (a "mock URN"
+    used only when there is no monitor) with plain strings: the URN string at once, in one resolved Output,
+    instead of an Output.all and two applies (their tasks and callbacks). Any other argument: the original."""
+
+    def direct(name, type_, parent=None, project=None, stack=None):
+        if not (isinstance(name, str) and isinstance(type_, str) and (parent is None or isinstance(parent, str)) and project is None and stack is None):
+            return create_urn(name, type_, parent, project, stack)
+        if parent is None:
+            prefix = f"urn:pulumi:{settings.get_stack()}::{settings.get_project()}::"
+        else:
+            prefix = parent[: parent.rfind("::")] + "$"
+        return pulumi.Output.from_input(prefix + type_ + "::" + name)
+
+    return direct
+
+
+SDK_REPLACEMENTS = (
+    (sdk_resource, "_get_stack_trace", lambda original: _no_stack_trace),
+    (rpc, "contains_unknowns", lambda original: _contains_unknowns),
+    (sdk_types, "resource_types", _memoized_resource_types),
+    (sdk_resource, "create_urn", _direct_create_urn),
+)
+"""(module, attribute, make replacement from the original) for each SDK function swapped during a run."""
+
+
+@contextlib.contextmanager
+def _offline_runtime() -> Iterator[None]:
+    """What a run under mocks doesn't pay for, all restored on exit: the executor thread hop per monitor call,
+    the SDK work in SDK_REPLACEMENTS, and cyclic garbage collection while the program runs. The run's objects
+    live until it ends anyway, and collecting an ever larger heap again and again made 1,000 tenants take twice
+    as long; what is garbage after the run is collected once, by the first collection after it."""
+    loop = _ensure_event_loop()
+    loop.set_default_executor(_InlineExecutor())
+    originals = []
+    for module, attribute, replacement in SDK_REPLACEMENTS:
+        original = getattr(module, attribute, None)
+        if original is not None:
+            originals.append((module, attribute, original))
+            setattr(module, attribute, replacement(original))
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc_enabled:
+            gc.enable()
+        for module, attribute, original in originals:
+            setattr(module, attribute, original)
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio"))
 
 
 def _attribute_tenants(evaluation: Evaluation) -> None:
@@ -206,14 +389,41 @@ def stack_config(stack: str, root: Path) -> dict[str, Any]:
     return mapping
 
 
+SHARD_TENANTS = 100
+"""Most tenants per shard when a fleet is evaluated in shards: the SDK keeps every resource's Outputs until a
+run ends (about 1.3 MB per tenant), so a shard bounds a worker's memory, and shards spread over the cores."""
+MIN_SHARD_TENANTS = 25
+"""Fewest tenants per shard: below that, starting a worker costs more than it saves (a fleet of 50 or more is sharded)."""
+
+
 def evaluate(
     config: dict[str, Any],
     *,
     stack: str = "dev",
     tenants_dir: Optional[Path] = None,
     selection: Optional[Iterable[str]] = None,
+    workers: Optional[int] = None,
 ) -> Evaluation:
-    """Run the program under mocks with the given `fleet:` config values; raises SpecError for an invalid spec."""
+    """Run the program under mocks with the given `fleet:` config values; raises SpecError for an invalid spec.
+
+    A fleet of 2 * MIN_SHARD_TENANTS tenants or more is evaluated in shards by `workers` processes (default: one
+    per core) and merged into the Evaluation a single run gives; an invalid spec is reported by a single run, every
+    problem at once, as always. `workers=1` always runs the program once, in this process.
+    """
+    from fleet.program import TENANTS_DIR
+
+    tenants_dir = Path(tenants_dir or TENANTS_DIR)
+    selection = sorted(set(selection)) if selection is not None else None
+    workers = workers if workers is not None else _cores()
+    if workers > 1 and _fleet_size(config, tenants_dir, selection) >= 2 * MIN_SHARD_TENANTS:
+        sharded = _evaluate_sharded(config, stack, tenants_dir, selection, workers)
+        if sharded is not None:
+            return sharded
+    return _evaluate_once(config, stack, tenants_dir, selection)
+
+
+def _evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, selection: Optional[list[str]]) -> Evaluation:
+    """One run of the program in this process."""
     from fleet.program import CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, InvalidFleetSpec, fleet_program
 
     evaluation = Evaluation(stack=stack)
@@ -244,21 +454,201 @@ def evaluate(
 def _run_under_mocks(program, evaluation: Evaluation, stack: str) -> None:
     settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack per evaluation
     monitor = RecordingMonitor(FleetMocks(), evaluation)
-    pulumi.runtime.set_mocks(FleetMocks(), project="tenant-fleet", stack=stack, preview=False, monitor=monitor)
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(program))
-    # Stack outputs live on the root resource; they are resolved once the run is over.
-    root = settings.get_root_resource()
-    for key, value in (getattr(root, "outputs", None) or {}).items():
-        output = pulumi.Output.from_input(value)
-        resolved = _revealed(_sync_await(output.future()))
-        evaluation.outputs[key] = rpc.wrap_rpc_secret(resolved) if _sync_await(output.is_secret()) else resolved
+    with _offline_runtime():
+        pulumi.runtime.set_mocks(FleetMocks(), project="tenant-fleet", stack=stack, preview=False, monitor=monitor)
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
+        _sync_await(run_pulumi_func(program))
+        # Stack outputs live on the root resource; they are resolved once the run is over.
+        root = settings.get_root_resource()
+        for key, value in (getattr(root, "outputs", None) or {}).items():
+            output = pulumi.Output.from_input(value)
+            resolved = _revealed(_sync_await(output.future()))
+            evaluation.outputs[key] = rpc.wrap_rpc_secret(resolved) if _sync_await(output.is_secret()) else resolved
+        # Let go of the run's resources and Outputs before collection resumes: one collection then frees them.
+        settings.set_root_resource(None)  # type: ignore[arg-type]
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
 
 
-def plan_stack(stack: str, root: Path, tenants_dir: Optional[Path] = None, selection: Optional[Iterable[str]] = None) -> Evaluation:
+# ---------------------------------------------------------------- large fleets: shards in worker processes
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _fleet_size(config: dict[str, Any], tenants_dir: Path, selection: Optional[list[str]]) -> int:
+    """How many tenants a run declares, without reading them (an upper bound is enough to decide on shards)."""
+    if selection is not None:
+        return len(selection)
+    if isinstance(config.get("tenants"), list):
+        return len(config["tenants"])
+    try:
+        return sum(1 for p in tenants_dir.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith("_"))
+    except OSError:
+        return 0
+
+
+def _declared_names(config: dict[str, Any], tenants_dir: Path, selection: Optional[list[str]]) -> list[str]:
+    """The tenants a run declares, as the program chooses them (selection, else `fleet:tenants`, else every file),
+    by file name: whether they are valid is for the program to say."""
+    from fleet.spec import tenant_files
+
+    if selection is not None:
+        return sorted(selection)
+    if isinstance(config.get("tenants"), list):
+        return sorted(set(config["tenants"]))
+    return sorted({path.stem for path in tenant_files(tenants_dir)})
+
+
+def _cross_shard_problems(config: dict[str, Any], stack: str, tenants_dir: Path, specs: Iterable[Any]) -> bool:
+    """Whether the checks that span tenants (a hostname claimed twice) fail across shards; each shard checked its own."""
+    from fleet.program import SECRET_CONFIG_KEYS
+    from fleet.spec import Environment, check_fleet, environment_from_mapping, load_plans
+
+    problems: list[Problem] = []
+    raw = {key: value for key, value in config.items() if key in Environment.model_fields and key not in SECRET_CONFIG_KEYS}
+    environment = environment_from_mapping(raw, f"Pulumi.{stack}.yaml", problems)
+    plans = load_plans(tenants_dir, problems, tenants_dir.parent)
+    if environment is not None:
+        problems.extend(check_fleet(environment, plans, list(specs), lambda tenant: tenant.name))
+    return bool(problems)
+
+
+def _evaluate_sharded(config: dict[str, Any], stack: str, tenants_dir: Path, selection: Optional[list[str]], workers: int) -> Optional[Evaluation]:
+    """Run the program on shards of tenants in worker processes and merge; None when a single run must answer.
+
+    Each shard's program reads a folder holding only its tenants' files (links), so no worker parses the whole
+    fleet, and validates them as the program always does. When a shard finds a problem, or two shards' tenants
+    claim the same hostname, the caller's single run reports every problem of the whole fleet at once, exactly
+    as without shards (it stops at validation, before declaring anything, so that costs little)."""
+    shards = shard_names(_declared_names(config, tenants_dir, selection), workers)
+    if len(shards) < 2:
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="fleet-plan-shards-"))
+    try:
+        jobs = [(config, stack, str(_shard_folder(scratch / f"shard-{index}", tenants_dir, shard)), shard) for index, shard in enumerate(shards)]
+        # One tenant here first: the workers, forked from this process, find the program's modules imported.
+        try:
+            _evaluate_once(config, stack, Path(jobs[0][2]), shards[0][:1])
+        except SpecError:
+            return None
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        with context.Pool(processes=min(workers, len(shards)), maxtasksperchild=1) as pool:
+            parts = pool.starmap(_evaluate_shard, jobs, chunksize=1)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if any(part is None for part in parts):
+        return None
+    merged = merge_evaluations(stack, parts)
+    if merged is None or _cross_shard_problems(config, stack, tenants_dir, merged.specs.values()):
+        return None
+    return merged
+
+
+def shard_names(names: list[str], workers: int) -> list[list[str]]:
+    """Tenants split into shards of nearly equal size: at most SHARD_TENANTS each, at least MIN_SHARD_TENANTS,
+    and as many as keep every worker busy to the end (a multiple of `workers`) when the fleet allows it."""
+    workers = max(workers, 1)
+    needed = -(-len(names) // SHARD_TENANTS)
+    count = max(1, min(-(-needed // workers) * workers, len(names) // MIN_SHARD_TENANTS), needed)
+    size, extra = divmod(len(names), count)
+    shards, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        shards.append(names[start:end])
+        start = end
+    return shards
+
+
+def _shard_folder(root: Path, tenants_dir: Path, names: list[str]) -> Path:
+    """root/tenants with the catalog files (`_*`) and these tenants' files, linked (copied where links can't be made)."""
+    folder = root / "tenants"
+    folder.mkdir(parents=True)
+    wanted = set(names)
+    for path in tenants_dir.iterdir():
+        if path.name.startswith("_") or (path.suffix in (".yaml", ".yml") and path.stem in wanted):
+            try:
+                (folder / path.name).symlink_to(path.resolve())
+            except OSError:
+                shutil.copy(path, folder / path.name)
+    return folder
+
+
+_INHERITED_LOOPS: list = []
+
+
+def _evaluate_shard(config: dict[str, Any], stack: str, tenants_dir: str, names: list[str]) -> Optional[Evaluation]:
+    """A worker's job: one run of the program for a shard (on a fresh event loop: a forked one is the parent's);
+    None when the shard's spec is invalid (the parent then reports the whole fleet's problems)."""
+    import asyncio
+
+    # The loop inherited from the parent shares its selector and self-pipe with the parent's: closing it here
+    # (as dropping the last reference to it would) takes the self-pipe out of the parent's selector, and the
+    # parent's loop would never again wake up for a thread's result. Keep it, unused, until this process exits.
+    _INHERITED_LOOPS.append(asyncio.get_event_loop_policy().get_event_loop())
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    # The worker exits after this shard: collecting the run's garbage (a tenth of the shard's time) would be wasted.
+    gc.disable()
+    try:
+        return _evaluate_once(config, stack, Path(tenants_dir), names)
+    except SpecError:
+        return None
+
+
+def merge_evaluations(stack: str, parts: Iterable[Evaluation]) -> Optional[Evaluation]:
+    """One Evaluation from the runs of disjoint shards of tenants: each tenant's resources once, the shared ones
+    (declared by every shard) once, stack outputs merged key by key. None when shared resources differ."""
+    merged = Evaluation(stack=stack)
+    shared: dict[str, Declared] = {}
+    for part in parts:
+        for resource in part.resources:
+            if resource.tenant is None:
+                seen = shared.get(resource.urn)
+                if seen is not None:
+                    if (seen.raw_inputs, seen.options, seen.parent, seen.provider) != (resource.raw_inputs, resource.options, resource.parent, resource.provider):
+                        return None
+                    continue
+                shared[resource.urn] = resource
+            merged.resources.append(resource)
+        merged.specs.update(part.specs)
+        for key, value in part.outputs.items():
+            if key not in merged.outputs:
+                merged.outputs[key] = value
+                continue
+            combined = _merge_output(merged.outputs[key], value)
+            if combined is None:
+                return None
+            merged.outputs[key] = combined
+    merged.resources.sort(key=lambda r: (r.tenant or "", r.type, r.name))
+    return merged
+
+
+def _merge_output(left: Any, right: Any) -> Any:
+    secret = rpc.is_rpc_secret(left) or rpc.is_rpc_secret(right)
+    left, right = rpc.unwrap_rpc_secret(left), rpc.unwrap_rpc_secret(right)
+    if isinstance(left, dict) and isinstance(right, dict):
+        combined = {**left}
+        for key, value in right.items():
+            if key in combined and combined[key] != value:
+                return None
+            combined[key] = value
+    elif left == right:
+        combined = left
+    else:
+        return None
+    return rpc.wrap_rpc_secret(combined) if secret else combined
+
+
+def plan_stack(
+    stack: str, root: Path, tenants_dir: Optional[Path] = None, selection: Optional[Iterable[str]] = None, *, workers: Optional[int] = None
+) -> Evaluation:
     """Evaluate a stack's program offline from its `Pulumi.<stack>.yaml`."""
-    return evaluate(stack_config(stack, root), stack=stack, tenants_dir=tenants_dir or root / "tenants", selection=selection)
+    return evaluate(stack_config(stack, root), stack=stack, tenants_dir=tenants_dir or root / "tenants", selection=selection, workers=workers)
 
 
 def is_placeholder(value: Any) -> bool:

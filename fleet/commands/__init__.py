@@ -5,4 +5,5 @@ COMMANDS = (
     "fleet.commands.schema",
     "fleet.commands.engine",
     "fleet.commands.ops",
+    "fleet.commands.bench",
 )
