@@ -88,7 +88,7 @@ def run_engine_verb(
         policy_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
     with stack_workspace(stack_name, root) as work_dir:
         try:
-            stack = engine.stack_for(stack_name, lambda: fleet_program(selection), work_dir=work_dir)
+            stack = engine.stack_for(stack_name, lambda: fleet_program(selection, root / "tenants"), work_dir=work_dir)
             summary = engine.run(verb, stack, on_output=None if json_output else _progress(out), **policy_options)
         except engine.EngineError as error:
             raise FleetError(str(error)) from None

@@ -586,3 +586,10 @@ def test_the_engine_analyzer_gives_the_same_verdicts(workspace):
         for d, subject in diagnostics
     }
     assert engine == offline
+
+
+def test_props_reach_the_pack_as_after_a_protobuf_struct_round_trip(dev_plan):
+    from fleet.policy_check import _as_engine_sends, _through_struct
+
+    for resource in dev_plan.resources:
+        assert _as_engine_sends(resource.raw_inputs) == _through_struct(resource.raw_inputs), resource.name
