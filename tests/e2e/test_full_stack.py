@@ -97,3 +97,38 @@ def test_removing_a_tenant_keeps_its_database_and_role(full_stack):
     with cluster.connect("tenant_novaroma") as admin:
         assert admin.execute("select count(*) from kept").fetchone()[0] == 3
         assert admin.execute("select 1 from pg_roles where rolname = 'tenant_novaroma_app'").fetchone() == (1,)
+
+
+def _password(stack, tenant: str) -> str:
+    return stack().outputs()["database_passwords"].value[tenant]
+
+
+def test_rotation_gives_a_new_password_and_the_old_one_stops_working(full_stack):
+    stack, workspace = full_stack["stack"], full_stack["workspace"]
+    cluster = full_stack["clusters"]["shared-1"]
+    old = _password(stack, "santarita")
+    workspace.edit("santarita", rotation=1)
+    engine.run("up", stack(), on_output=None)
+    new = _password(stack, "santarita")
+    assert new != old
+    psycopg.connect(cluster.dsn("tenant_santarita", "tenant_santarita_app", new)).close()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(cluster.dsn("tenant_santarita", "tenant_santarita_app", old)).close()
+
+
+def test_suspend_blocks_the_login_and_resume_restores_it_with_the_same_data(full_stack):
+    stack, workspace = full_stack["stack"], full_stack["workspace"]
+    cluster = full_stack["clusters"]["dedicated-1"]
+    password = _password(stack, "pirapora")
+    with psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", password), autocommit=True) as own:
+        own.execute("create table notes (id int)")
+        own.execute("insert into notes values (1), (2)")
+    workspace.edit("pirapora", status="suspended")
+    engine.run("up", stack(), on_output=None)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", password)).close()
+    workspace.edit("pirapora", status="active")
+    engine.run("up", stack(), on_output=None)
+    assert _password(stack, "pirapora") == password
+    with psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", password)) as own:
+        assert own.execute("select count(*) from notes").fetchone()[0] == 2
