@@ -26,14 +26,7 @@ class Platform:
     proxy: Optional[pulumi.Resource] = None
     """The proxy server resource."""
     server_passwords: Optional[pulumi.Input[dict]] = None
-    """Admin password per server key (secret), for the fleet's own PostgreSQL resources (placement, purge).
-    When not given, the stack config `fleet:server_passwords` is read."""
-
-    def admin_passwords(self) -> pulumi.Input[dict]:
-        """`server_passwords`, or the stack config's `fleet:server_passwords` (secret)."""
-        if self.server_passwords is not None:
-            return self.server_passwords
-        return pulumi.Config("fleet").get_secret_object("server_passwords") or {}
+    """Admin password per server key (secret, `fleet:server_passwords`), for the fleet's own PostgreSQL resources (placement, purge)."""
 
 
 @dataclass(frozen=True)
@@ -76,11 +69,11 @@ class Tenant(pulumi.ComponentResource):
         self.purge = None
         if environment.manages("database"):
             if purged:
-                self.purge = tenant_purge(tenant, environment, platform.admin_passwords(), opts=child)
+                self.purge = tenant_purge(tenant, environment, platform.server_passwords or {}, opts=child)
             else:
                 self.database = TenantDatabase(
                     names.database_component,
-                    TenantDatabaseArgs(tenant, plan, environment, platform.postgres[tenant.database.server], platform.admin_passwords()),
+                    TenantDatabaseArgs(tenant, plan, environment, platform.postgres[tenant.database.server], platform.server_passwords or {}),
                     opts=child,
                 )
 

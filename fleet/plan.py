@@ -41,10 +41,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from fleet import derive
-from fleet.spec import SECRET_PLACEHOLDER, Problem, SpecError, stack_config_mapping
+from fleet.spec import Problem, SpecError, stack_config_mapping
 
 TENANT_TYPE = derive.COMPONENT_TYPE.format("Tenant")
-DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 REDACTED = "[secret]"
 
 
@@ -96,13 +95,20 @@ class Evaluation:
 
     def engine_urn(self, resource: Declared) -> str:
         """The URN the engine gives this resource: the parent type chain is part of it (mock URNs leave it out)."""
+        return self.engine_urns()[resource.urn]
+
+    def engine_urns(self) -> dict[str, str]:
+        """Mock URN -> engine URN for every resource, in one pass (each parent's type chain is computed once)."""
         by_urn = {r.urn: r for r in self.resources}
-        types = [resource.type]
-        parent = by_urn.get(resource.parent) if resource.parent else None
-        while parent is not None:
-            types.insert(0, parent.type)
-            parent = by_urn.get(parent.parent) if parent.parent else None
-        return f"urn:pulumi:{self.stack}::tenant-fleet::{'$'.join(types)}::{resource.name}"
+        chains: dict[str, str] = {}
+
+        def chain(resource: Declared) -> str:
+            if resource.urn not in chains:
+                parent = by_urn.get(resource.parent) if resource.parent else None
+                chains[resource.urn] = f"{chain(parent)}${resource.type}" if parent is not None else resource.type
+            return chains[resource.urn]
+
+        return {r.urn: f"urn:pulumi:{self.stack}::tenant-fleet::{chain(r)}::{r.name}" for r in self.resources}
 
     def custom_resources(self) -> list[Declared]:
         """Real resources (no components)."""
@@ -650,7 +656,3 @@ def plan_stack(
     """Evaluate a stack's program offline from its `Pulumi.<stack>.yaml`."""
     return evaluate(stack_config(stack, root), stack=stack, tenants_dir=tenants_dir or root / "tenants", selection=selection, workers=workers)
 
-
-def is_placeholder(value: Any) -> bool:
-    """Whether a config value is an encrypted secret the offline plan cannot read."""
-    return value == SECRET_PLACEHOLDER

@@ -153,19 +153,6 @@ class _Analyzed:
     parent_urn: Optional[str]
 
 
-def _engine_urns(evaluation: Evaluation) -> dict[str, str]:
-    """Mock URN -> the URN the engine gives each resource (Evaluation.engine_urn on each resource's ancestor chain, linear overall)."""
-    by_urn = {resource.urn: resource for resource in evaluation.resources}
-    urns = {}
-    for resource in evaluation.resources:
-        chain, node = [resource], resource
-        while node.parent and node.parent in by_urn:
-            node = by_urn[node.parent]
-            chain.append(node)
-        urns[resource.urn] = Evaluation(stack=evaluation.stack, resources=chain).engine_urn(resource)
-    return urns
-
-
 def _props(declared: Declared) -> Any:
     try:
         plain = _as_engine_sends(declared.raw_inputs)
@@ -176,7 +163,7 @@ def _props(declared: Declared) -> Any:
 
 def _analyzed(evaluation: Evaluation) -> list[_Analyzed]:
     by_urn = {resource.urn: resource for resource in evaluation.resources}
-    engine_urn = _engine_urns(evaluation)
+    engine_urn = evaluation.engine_urns()
     props = {resource.urn: _props(resource) for resource in evaluation.resources}
     result = []
     for resource in evaluation.resources:
