@@ -531,16 +531,23 @@ def load_fleet(
     return Fleet(environment, plans, tuple(sorted(tenants, key=lambda t: t.name)))
 
 
+def reference_problems(display: str, tenant: str, plan: Any, server: Any, environment: Environment, plans: dict[str, Plan]) -> list[Problem]:
+    """A tenant's plan and server must exist (values that are not strings are the models' to report)."""
+    problems = []
+    if isinstance(plan, str) and plans and plan not in plans:
+        problems.append(Problem(display, tenant, "plan", f"unknown plan {plan!r}; plans: {', '.join(sorted(plans))}"))
+    if isinstance(server, str) and server not in environment.servers:
+        problems.append(Problem(display, tenant, "database.server", f"unknown server {server!r}; servers: {', '.join(sorted(environment.servers))}"))
+    return problems
+
+
 def check_references(environment: Environment, plans: dict[str, Plan], unparsed: list[tuple[str, str, dict]]) -> list[Problem]:
     """Plan and server references of tenant files that failed validation, so one run lists those problems too."""
     problems = []
     for display, tenant, data in unparsed:
-        plan = data.get("plan")
-        if isinstance(plan, str) and plans and plan not in plans:
-            problems.append(Problem(display, tenant, "plan", f"unknown plan {plan!r}; plans: {', '.join(sorted(plans))}"))
-        server = data.get("database", {}).get("server") if isinstance(data.get("database"), dict) else None
-        if isinstance(server, str) and server not in environment.servers:
-            problems.append(Problem(display, tenant, "database.server", f"unknown server {server!r}; servers: {', '.join(sorted(environment.servers))}"))
+        database = data.get("database")
+        server = database.get("server") if isinstance(database, dict) else None
+        problems.extend(reference_problems(display, tenant, data.get("plan"), server, environment, plans))
     return problems
 
 
@@ -553,12 +560,7 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
     for tenant in tenants:
         where = file_of(tenant)
         plan = plans.get(tenant.plan)
-        if plan is None and plans:
-            problems.append(Problem(where, tenant.name, "plan", f"unknown plan {tenant.plan!r}; plans: {', '.join(sorted(plans))}"))
-        if tenant.database.server not in environment.servers:
-            problems.append(
-                Problem(where, tenant.name, "database.server", f"unknown server {tenant.database.server!r}; servers: {', '.join(sorted(environment.servers))}")
-            )
+        problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
         if plan is not None:
             for part in ("backend", "frontend"):
                 override = getattr(tenant.overrides, part)
