@@ -22,8 +22,6 @@ import gc
 import json
 import multiprocessing
 import os
-import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,11 +346,23 @@ SDK_REPLACEMENTS = (
 
 
 @contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (restored on exit). For work that builds many objects that all live
+    until it ends (a plan, a policy check): each collection would scan the whole ever larger heap again, which
+    made 1,000 tenants take twice as long; the first collection after it frees what is garbage, once."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextlib.contextmanager
 def _offline_runtime() -> Iterator[None]:
     """What a run under mocks doesn't pay for, all restored on exit: the executor thread hop per monitor call,
-    the SDK work in SDK_REPLACEMENTS, and cyclic garbage collection while the program runs. The run's objects
-    live until it ends anyway, and collecting an ever larger heap again and again made 1,000 tenants take twice
-    as long; what is garbage after the run is collected once, by the first collection after it."""
+    the SDK work in SDK_REPLACEMENTS, and cyclic garbage collection while the program runs (`gc_paused`)."""
     loop = _ensure_event_loop()
     loop.set_default_executor(_InlineExecutor())
     originals = []
@@ -361,13 +371,10 @@ def _offline_runtime() -> Iterator[None]:
         if original is not None:
             originals.append((module, attribute, original))
             setattr(module, attribute, replacement(original))
-    gc_enabled = gc.isenabled()
-    gc.disable()
     try:
-        yield
+        with gc_paused():
+            yield
     finally:
-        if gc_enabled:
-            gc.enable()
         for module, attribute, original in originals:
             setattr(module, attribute, original)
         loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio"))
@@ -428,8 +435,8 @@ def evaluate(
     return _evaluate_once(config, stack, tenants_dir, selection)
 
 
-def _evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, selection: Optional[list[str]]) -> Evaluation:
-    """One run of the program in this process."""
+def _evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, selection: Optional[list[str]], shard: Optional[list[str]] = None) -> Evaluation:
+    """One run of the program in this process (`shard`: read only these tenants' files, see `_evaluate_sharded`)."""
     from fleet.program import CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, InvalidFleetSpec, fleet_program
 
     evaluation = Evaluation(stack=stack)
@@ -443,7 +450,7 @@ def _evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, select
         # Configured inside the run so that the program reads the values through pulumi.Config, as in a deploy.
         pulumi.runtime.set_all_config(all_config, secret_keys)
         try:
-            declared = fleet_program(selection, tenants_dir)
+            declared = fleet_program(selection, tenants_dir, shard=shard)
             evaluation.specs.update({name: component.spec for name, component in declared.items()})
         except InvalidFleetSpec as error:
             errors.append(error.spec_error)
@@ -511,49 +518,44 @@ def _declared_names(config: dict[str, Any], tenants_dir: Path, selection: Option
     return sorted({path.stem for path in tenant_files(tenants_dir)})
 
 
-def _cross_shard_problems(config: dict[str, Any], stack: str, tenants_dir: Path, specs: Iterable[Any]) -> bool:
-    """Whether the checks that span tenants (a hostname claimed twice) fail across shards; each shard checked its own."""
+def _fleet_problems(config: dict[str, Any], stack: str, tenants_dir: Path) -> bool:
+    """Whether the whole tenants folder fails validation, with every check across tenants (a hostname claimed
+    twice, by two shards or by a tenant no shard declares): the shards each read and checked only their own."""
     from fleet.program import SECRET_CONFIG_KEYS
-    from fleet.spec import Environment, check_fleet, environment_from_mapping, load_plans
+    from fleet.spec import Environment, load_fleet
 
-    problems: list[Problem] = []
     raw = {key: value for key, value in config.items() if key in Environment.model_fields and key not in SECRET_CONFIG_KEYS}
-    environment = environment_from_mapping(raw, f"Pulumi.{stack}.yaml", problems)
-    plans = load_plans(tenants_dir, problems, tenants_dir.parent)
-    if environment is not None:
-        problems.extend(check_fleet(environment, plans, list(specs), lambda tenant: tenant.name))
-    return bool(problems)
+    try:
+        load_fleet(tenants_dir, raw, root=tenants_dir.parent, environment_display=f"Pulumi.{stack}.yaml")
+    except SpecError:
+        return True
+    return False
 
 
 def _evaluate_sharded(config: dict[str, Any], stack: str, tenants_dir: Path, selection: Optional[list[str]], workers: int) -> Optional[Evaluation]:
     """Run the program on shards of tenants in worker processes and merge; None when a single run must answer.
 
-    Each shard's program reads a folder holding only its tenants' files (links), so no worker parses the whole
-    fleet, and validates them as the program always does. When a shard finds a problem, or two shards' tenants
-    claim the same hostname, the caller's single run reports every problem of the whole fleet at once, exactly
-    as without shards (it stops at validation, before declaring anything, so that costs little)."""
+    Each shard's program reads only its tenants' files (`fleet_program(shard=...)`), so no worker parses the whole
+    fleet, and validates them as the program always does; meanwhile this process validates the whole folder once.
+    When a shard or that validation finds a problem, the caller's single run reports every problem of the whole
+    fleet at once, exactly as without shards (it stops at validation, before declaring anything, so that costs little)."""
     shards = shard_names(_declared_names(config, tenants_dir, selection), workers)
     if len(shards) < 2:
         return None
-    scratch = Path(tempfile.mkdtemp(prefix="fleet-plan-shards-"))
+    jobs = [(config, stack, str(tenants_dir), shard) for shard in shards]
+    # One tenant here first: the workers, forked from this process, find the program's modules imported.
     try:
-        jobs = [(config, stack, str(_shard_folder(scratch / f"shard-{index}", tenants_dir, shard)), shard) for index, shard in enumerate(shards)]
-        # One tenant here first: the workers, forked from this process, find the program's modules imported.
-        try:
-            _evaluate_once(config, stack, Path(jobs[0][2]), shards[0][:1])
-        except SpecError:
-            return None
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with context.Pool(processes=min(workers, len(shards)), maxtasksperchild=1) as pool:
-            parts = pool.starmap(_evaluate_shard, jobs, chunksize=1)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    if any(part is None for part in parts):
+        _evaluate_once(config, stack, tenants_dir, shards[0][:1], shard=shards[0][:1])
+    except SpecError:
         return None
-    merged = merge_evaluations(stack, parts)
-    if merged is None or _cross_shard_problems(config, stack, tenants_dir, merged.specs.values()):
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with gc_paused(), context.Pool(processes=min(workers, len(shards)), maxtasksperchild=1) as pool:
+        pending = pool.starmap_async(_evaluate_shard, jobs, chunksize=1)
+        invalid = _fleet_problems(config, stack, tenants_dir)
+        parts = pending.get()
+    if invalid or any(part is None for part in parts):
         return None
-    return merged
+    return merge_evaluations(stack, parts)
 
 
 def shard_names(names: list[str], workers: int) -> list[list[str]]:
@@ -569,20 +571,6 @@ def shard_names(names: list[str], workers: int) -> list[list[str]]:
         shards.append(names[start:end])
         start = end
     return shards
-
-
-def _shard_folder(root: Path, tenants_dir: Path, names: list[str]) -> Path:
-    """root/tenants with the catalog files (`_*`) and these tenants' files, linked (copied where links can't be made)."""
-    folder = root / "tenants"
-    folder.mkdir(parents=True)
-    wanted = set(names)
-    for path in tenants_dir.iterdir():
-        if path.name.startswith("_") or (path.suffix in (".yaml", ".yml") and path.stem in wanted):
-            try:
-                (folder / path.name).symlink_to(path.resolve())
-            except OSError:
-                shutil.copy(path, folder / path.name)
-    return folder
 
 
 _INHERITED_LOOPS: list = []
@@ -601,7 +589,7 @@ def _evaluate_shard(config: dict[str, Any], stack: str, tenants_dir: str, names:
     # The worker exits after this shard: collecting the run's garbage (a tenth of the shard's time) would be wasted.
     gc.disable()
     try:
-        return _evaluate_once(config, stack, Path(tenants_dir), names)
+        return _evaluate_once(config, stack, Path(tenants_dir), names, shard=names)
     except SpecError:
         return None
 

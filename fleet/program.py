@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Collection, Iterable, Optional
 
 import pulumi
 
@@ -116,7 +116,7 @@ def export_outputs(tenants: dict[str, Any]) -> None:
         pulumi.export("database_passwords", pulumi.Output.secret(passwords))
 
 
-def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None) -> Fleet:
+def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None) -> Fleet:
     """Load and validate the fleet this stack declares (raises SpecError with every problem)."""
     raw = environment_from_config()
     tenants_dir = tenants_dir or TENANTS_DIR
@@ -125,16 +125,20 @@ def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] 
         raw,
         root=tenants_dir.parent,  # files are named relative to the checkout: tenants/<name>.yaml
         environment_display=f"Pulumi.{pulumi.get_stack()}.yaml",
+        shard=shard,
     )
     # An explicit selection wins; otherwise the stack's `fleet:tenants`; otherwise every tenant file.
     chosen = selection if selection is not None else fleet.environment.tenants
     return fleet.select(set(chosen) if chosen is not None else None)
 
 
-def fleet_program(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None) -> dict[str, Any]:
-    """The program: validate everything first (nothing is declared when anything is wrong), then declare and export."""
+def fleet_program(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None) -> dict[str, Any]:
+    """The program: validate everything first (nothing is declared when anything is wrong), then declare and export.
+
+    `shard` is for the offline plan only (fleet.plan evaluates a large fleet in shards): read just these tenants'
+    files, leaving the checks across shards to the caller. A deploy never passes it."""
     try:
-        fleet = load(selection, tenants_dir)
+        fleet = load(selection, tenants_dir, shard=shard)
     except SpecError as error:
         raise InvalidFleetSpec(error) from None
     server_passwords = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("server_passwords")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Collection, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -507,8 +507,13 @@ def load_fleet(
     *,
     root: Optional[Path] = None,
     environment_display: str = "stack config",
+    shard: Optional[Collection[str]] = None,
 ) -> Fleet:
-    """Load the plan catalog and every tenant file, check them against the environment, raise SpecError with every problem."""
+    """Load the plan catalog and every tenant file, check them against the environment, raise SpecError with every problem.
+
+    `shard`: read only the files of these tenants (by file name), for an offline plan evaluated in shards. The
+    checks that span tenants then span only these; the caller checks the whole fleet (fleet.plan does).
+    """
     root = root or tenants_dir.parent
     problems: list[Problem] = []
     if isinstance(environment, dict):
@@ -520,6 +525,8 @@ def load_fleet(
         problems.append(Problem(_display(tenants_dir, root), None, "", "tenants folder not found"))
     else:
         for path in tenant_files(tenants_dir):
+            if shard is not None and path.stem not in shard:
+                continue
             tenant = load_tenant(path, problems, root, unparsed)
             if tenant is not None:
                 tenants.append(tenant)

@@ -108,6 +108,20 @@ def test_a_sharded_plan_reports_every_problem_of_the_whole_fleet(tmp_path, small
     assert problems[2] == problems[1] and len(problems[1]) == len(changes)
 
 
+def test_a_sharded_selection_reports_a_problem_in_a_tenant_it_does_not_declare(tmp_path, small_shards):
+    # Shards read only the selected tenants' files; the whole folder is still validated, as a single run does.
+    config = bench.write_fleet(tmp_path, 12)
+    path = tmp_path / "tenants" / f"{bench.tenant_name(11)}.yaml"
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "domains": ["precos.t00000.example.gov.br"]}))
+    chosen = [bench.tenant_name(index) for index in range(10)]
+    problems = {}
+    for workers in (1, 2):
+        with pytest.raises(SpecError) as error:
+            evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", selection=chosen, workers=workers)
+        problems[workers] = [str(problem) for problem in error.value.problems]
+    assert problems[2] == problems[1] and len(problems[1]) == 1 and "t00011" in problems[1][0]
+
+
 def test_shards_that_disagree_on_a_shared_resource_are_not_merged(tmp_path):
     config = bench.write_fleet(tmp_path, 2)
     first = evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", selection=[bench.tenant_name(0)], workers=1)
