@@ -40,7 +40,7 @@ from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from fleet import derive
-from fleet.plan import Declared, Evaluation
+from fleet.plan import Declared, Evaluation, gc_paused
 from fleet.spec import Fleet, Size, load_fleet
 from policies import fleet_policies as pack
 
@@ -233,7 +233,17 @@ def check(
     config: Optional[dict[str, dict[str, Any]]] = None,
     policies: Optional[Sequence[Policy]] = None,
 ) -> list[Violation]:
-    """Every violation the pack reports for what `evaluation` declares (config: `policy_config(fleet, evaluation)` unless given)."""
+    """Every violation the pack reports for what `evaluation` declares (config: `policy_config(fleet, evaluation)` unless given).
+
+    Cyclic GC is paused meanwhile (`gc_paused`): the check builds a proxy and arguments per resource and policy,
+    and collections rescanning the plan's large heap took half of its time at 1,000 tenants."""
+    with gc_paused():
+        return _check(evaluation, fleet, config, policies)
+
+
+def _check(
+    evaluation: Evaluation, fleet: Fleet, config: Optional[dict[str, dict[str, Any]]], policies: Optional[Sequence[Policy]]
+) -> list[Violation]:
     policies = list(policies if policies is not None else pack.ALL_POLICIES)
     config = policy_config(fleet, evaluation) if config is None else config
     levels = _levels(policies, config)
