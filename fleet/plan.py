@@ -4,20 +4,22 @@ No engine, no credentials, no network: the same `fleet_program` that `pulumi up`
 with a mock monitor that records each registration (type, name, inputs, options, parent), so the
 CLI, the policies and the tests look at exactly what a deploy would declare.
 
-Cost (see `python -m fleet bench`): the SDK's per-resource machinery under mocks (an Output, four
-futures and a task per output property of each resource type: a docker Container has about 80) is
-most of the time and memory, so a run pays for nothing else (`_offline_runtime`): no thread hop per
-registration, no cyclic-GC scan of the ever larger heap while the program runs, and four SDK
-functions swapped for equivalents that skip work a mock run throws away (`SDK_REPLACEMENTS`, each
-tested). Large fleets are evaluated in shards of tenants (`SHARD_TENANTS`) by worker processes (one
+Cost (see `python -m fleet bench`): the SDK's per-resource machinery under mocks (an Output per
+output property of each resource type: a docker Container has about 80) is most of the time and
+memory, so a run pays for nothing else (`_offline_runtime`): no thread hop per registration, no
+cyclic-GC scan of the ever larger heap while the program runs, and five SDK functions swapped for
+equivalents that skip work a mock run throws away (`SDK_REPLACEMENTS`; each tested, and a plan with
+them is tested equal to a plan without). Large fleets are evaluated in shards of tenants (`SHARD_TENANTS`) by worker processes (one
 per core): memory stays bounded by a shard, the cores are used, and the merged Evaluation is the one
 a single run gives (tests/unit/test_bench_smoke.py compares them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import json
 import multiprocessing
@@ -30,6 +32,7 @@ from typing import Any, Iterable, Iterator, Optional
 import pulumi
 from google.protobuf import struct_pb2
 from pulumi import _types as sdk_types
+from pulumi import output as sdk_output
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import known_types, rpc, settings
@@ -336,11 +339,41 @@ def _direct_create_urn(create_urn):
     return direct
 
 
+def _direct_transfer_properties(transfer_properties):
+    """For pulumi.runtime.rpc.transfer_properties, which makes an Output for every output property of every
+    resource registered (a docker Container has about 80): the SDK builds each from four futures (value, known,
+    secret, dependencies) and a task that awaits them into the Output's one state future; here the resolver sets
+    that state future at once. The Output and what it resolves to are the same."""
+
+    def direct(res, props, custom):
+        resolvers = {}
+        for name in props:
+            if name == "urn" or (name == "id" and custom):
+                continue  # the SDK handles these elsewhere
+            state: asyncio.Future = asyncio.Future()
+            resolvers[name] = functools.partial(_resolve_state, res, state)
+            res.__dict__[name] = pulumi.Output._from_data(state)
+        return resolvers
+
+    return direct
+
+
+def _resolve_state(res, state: asyncio.Future, value: Any, is_known: bool, is_secret: bool, deps: Optional[set], failed: Optional[Exception]) -> None:
+    """A resolver as transfer_properties hands out: the resource joins the dependencies; a failure fails the Output."""
+    if failed is not None:
+        state.set_exception(failed)
+        return
+    resources = set(deps) if deps else set()
+    resources.add(res)
+    state.set_result(sdk_output._OutputData(resources=resources, value=value, is_known=is_known, is_secret=is_secret))
+
+
 SDK_REPLACEMENTS = (
     (sdk_resource, "_get_stack_trace", lambda original: _no_stack_trace),
     (rpc, "contains_unknowns", lambda original: _contains_unknowns),
     (sdk_types, "resource_types", _memoized_resource_types),
     (sdk_resource, "create_urn", _direct_create_urn),
+    (rpc, "transfer_properties", _direct_transfer_properties),
 )
 """(module, attribute, make replacement from the original) for each SDK function swapped during a run."""
 

@@ -24,7 +24,7 @@ from pulumi.runtime import rpc
 
 from fleet import bench
 from fleet import plan as plan_module
-from fleet.plan import REDACTED, SDK_REPLACEMENTS, evaluate, merge_evaluations, shard_names
+from fleet.plan import REDACTED, SDK_REPLACEMENTS, evaluate, merge_evaluations, shard_names, stack_config
 from fleet.program import PROJECT_ROOT
 from fleet.spec import SpecError
 
@@ -167,6 +167,52 @@ def test_sdk_replacements_answer_as_the_originals():
     assert resource_types(docker.Container) is resource_types(docker.Container)  # computed once per class
     stack_trace = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_resource.__name__, "_get_stack_trace")]
     assert list(stack_trace().frames) == []
+
+
+def test_a_plan_with_the_sdk_replacements_is_the_plan_without_them(monkeypatch, dev_plan):
+    config = stack_config("dev", PROJECT_ROOT)
+    monkeypatch.setattr(plan_module, "SDK_REPLACEMENTS", ())
+    stock = evaluate(config, stack="dev", tenants_dir=PROJECT_ROOT / "tenants", workers=1)
+    assert len(stock.resources) == len(dev_plan.resources) > 50
+    assert _fingerprint(stock) == _fingerprint(dev_plan)
+
+
+def test_transfer_properties_replacement_resolves_outputs_as_the_sdk_does():
+    from pulumi.runtime.sync_await import _sync_await
+
+    transfer = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(rpc.__name__, "transfer_properties")]
+
+    class Holder:  # stands for a resource: the outputs land in its __dict__
+        pass
+
+    failure = RuntimeError("create failed")
+    calls = {  # property -> the resolver's arguments (value, known, secret, deps, failure)
+        "plain": ("v", True, False, None, None),
+        "secret": ({"k": [1, 2]}, True, True, set(), None),
+        "unknown_inside": ([Unknown()], True, False, None, None),
+        "not_known": (None, False, False, None, None),
+        "failed": (None, False, False, None, failure),
+    }
+    states = []
+    for make in (rpc.transfer_properties, transfer):
+        holder, dependency = Holder(), Holder()
+        resolvers = make(holder, {**{key: None for key in calls}, "urn": None, "id": None}, True)
+        assert set(resolvers) == set(calls)  # urn and id (of a custom resource) are the SDK's to resolve
+        for key, (value, known, secret, deps, failed) in calls.items():
+            resolvers[key](value, known, secret, {dependency} if deps is None else deps, failed)
+        state = {}
+        for key in calls:
+            output = holder.__dict__[key]
+            try:
+                data = _sync_await(output._data)
+            except RuntimeError as error:
+                state[key] = ("raised", error)
+                continue
+            assert data.resources == {holder, dependency} or (key == "secret" and data.resources == {holder})
+            state[key] = (data.value if not isinstance(data.value, list) or not data.value or not isinstance(data.value[0], Unknown) else "unknown", data.is_known, data.is_secret, len(data.resources))
+        states.append(state)
+    assert states[0] == states[1]
+    assert states[1]["failed"] == ("raised", failure) and states[1]["unknown_inside"][1] is False
 
 
 def test_create_urn_replacement_gives_the_sdk_urns(dev_plan):
