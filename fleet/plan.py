@@ -586,9 +586,9 @@ def _evaluate_sharded(config: dict[str, Any], stack: str, tenants_dir: Path, sel
         pending = pool.starmap_async(_evaluate_shard, jobs, chunksize=1)
         invalid = _fleet_problems(config, stack, tenants_dir)
         parts = pending.get()
-    if invalid or any(part is None for part in parts):
-        return None
-    return merge_evaluations(stack, parts)
+        if invalid or any(part is None for part in parts):
+            return None
+        return merge_evaluations(stack, parts)
 
 
 def shard_names(names: list[str], workers: int) -> list[list[str]]:
