@@ -342,8 +342,10 @@ def _direct_create_urn(create_urn):
 def _direct_transfer_properties(transfer_properties):
     """For pulumi.runtime.rpc.transfer_properties, which makes an Output for every output property of every
     resource registered (a docker Container has about 80): the SDK builds each from four futures (value, known,
-    secret, dependencies) and a task that awaits them into the Output's one state future; here the resolver sets
-    that state future at once. The Output and what it resolves to are the same."""
+    secret, dependencies) and a task that awaits them into the Output's one state future, and tracks it until it
+    resolves (a lock and a callback each); here the resolver sets that state future at once, and only a failed one
+    is tracked, as the SDK leaves it for the end of the run to raise. A pending one needs no tracking: the
+    registration that resolves it is itself awaited by the run. The Output and what it resolves to are the same."""
 
     def direct(res, props, custom):
         resolvers = {}
@@ -352,7 +354,8 @@ def _direct_transfer_properties(transfer_properties):
                 continue  # the SDK handles these elsewhere
             state: asyncio.Future = asyncio.Future()
             resolvers[name] = functools.partial(_resolve_state, res, state)
-            res.__dict__[name] = pulumi.Output._from_data(state)
+            output = res.__dict__[name] = object.__new__(pulumi.Output)
+            output._data = state
         return resolvers
 
     return direct
@@ -361,6 +364,8 @@ def _direct_transfer_properties(transfer_properties):
 def _resolve_state(res, state: asyncio.Future, value: Any, is_known: bool, is_secret: bool, deps: Optional[set], failed: Optional[Exception]) -> None:
     """A resolver as transfer_properties hands out: the resource joins the dependencies; a failure fails the Output."""
     if failed is not None:
+        with settings.SETTINGS.lock:  # tracked, as the SDK leaves a failed Output, for the run's end to raise
+            settings.SETTINGS.outputs.add(state)
         state.set_exception(failed)
         return
     resources = set(deps) if deps else set()
