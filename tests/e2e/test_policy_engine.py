@@ -33,9 +33,9 @@ def _stray_host(args: pulumi.ResourceTransformationArgs):
 
 
 def _with_stray_host(original):
-    def run(selection=None, tenants_dir=None):
+    def run(selection=None, tenants_dir=None, **options):
         pulumi.runtime.register_stack_transformation(_stray_host)
-        return original(selection, tenants_dir)
+        return original(selection, tenants_dir, **options)
 
     return run
 
