@@ -17,7 +17,8 @@ import yaml
 from fleet import engine
 from fleet.plan import evaluate
 from fleet.program import fleet_program
-from tests.support.servers import free_port
+from tests.support.fixtures import running
+from tests.support.servers import UpstreamHTTPServer, free_port
 from tests.unit.graph import FleetWorkspace
 
 ROUTE_TYPE = "pulumi-python:dynamic/caddy:CaddyRoute"
@@ -77,32 +78,15 @@ class ProxyStack:
 
 
 @pytest.fixture(scope="module")
-def module_caddy():
-    from tests.support.servers import CaddyServerProcess
-
-    caddy = CaddyServerProcess()
-    caddy.start()
-    try:
-        yield caddy
-    finally:
-        caddy.stop()
-
-
-@pytest.fixture(scope="module")
 def upstreams():
-    from tests.support.servers import UpstreamHTTPServer
-
-    servers = {role: UpstreamHTTPServer(role).start() for role in ("backend", "frontend")}
-    try:
+    servers = {role: UpstreamHTTPServer(role) for role in ("backend", "frontend")}
+    with running(*servers.values()):
         yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")
-def proxy_stack(tmp_path_factory, module_caddy, upstreams):
-    stack = ProxyStack(tmp_path_factory.mktemp("fleet"), module_caddy, tmp_path_factory.mktemp("state"), upstreams)
+def proxy_stack(tmp_path_factory, caddy_process, upstreams):
+    stack = ProxyStack(tmp_path_factory.mktemp("fleet"), caddy_process, tmp_path_factory.mktemp("state"), upstreams)
     yield stack
     try:
         engine.run("destroy", stack.stack(), on_output=None)

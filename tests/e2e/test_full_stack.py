@@ -17,6 +17,7 @@ from fleet import engine
 from fleet.operations import required_packages
 from fleet.plan import evaluate
 from fleet.program import fleet_program
+from tests.support.fixtures import running
 from tests.support.servers import free_port
 from tests.unit.graph import FleetWorkspace
 
@@ -41,9 +42,7 @@ def full_stack(tmp_path_factory):
 
     clusters = {"shared-1": PostgresCluster("fullstack-shared"), "dedicated-1": PostgresCluster("fullstack-dedicated")}
     caddy = CaddyServerProcess()
-    for server in (*clusters.values(), caddy):
-        server.start()
-    try:
+    with running(*clusters.values(), caddy):
         for key, cluster in clusters.items():
             config["servers"][key].update(host=cluster.host, port=cluster.port, sslmode="disable")
         port = free_port()
@@ -58,9 +57,6 @@ def full_stack(tmp_path_factory):
 
         yield {"stack": stack, "clusters": clusters, "workspace": workspace, "caddy": caddy, "port": port}
         engine.run("destroy", stack(), on_output=None)
-    finally:
-        for server in (caddy, *clusters.values()):
-            server.stop()
 
 
 def test_full_stack_deploys_and_isolates_every_tenant_on_the_live_servers(full_stack):

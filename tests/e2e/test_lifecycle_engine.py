@@ -27,6 +27,7 @@ from components.providers.postgres import DatabasePlacement, DatabasePlacementAr
 from fleet import engine, pgtools
 from fleet.spec import Environment
 from tests.integration.test_move import TenantOnServers, Writer, admin_scalar, load_sample, login_error, provision
+from tests.support.fixtures import running
 from tests.support.servers import PostgresCluster, free_port
 
 STACK = "e2e-lifecycle"
@@ -115,9 +116,7 @@ def lifecycle(tmp_path_factory):
     except engine.EngineMissing as exc:
         pytest.fail(str(exc), pytrace=False)
     clusters = {key: PostgresCluster(f"e2e-{key}-superuser") for key in ("old", "new")}
-    try:
-        for cluster in clusters.values():
-            cluster.start()
+    with running(*clusters.values()):
         stack = LifecycleStack(clusters, tmp_path_factory.mktemp("state"), tmp_path_factory.mktemp("backups"))
         for cluster in clusters.values():
             provision(cluster, stack.tenant.database, stack.tenant.role, stack.tenant.password)
@@ -128,9 +127,6 @@ def lifecycle(tmp_path_factory):
             engine.run("destroy", stack.stack(), on_output=None)
         except engine.EngineError:
             pass
-    finally:
-        for cluster in clusters.values():
-            cluster.stop()
 
 
 def test_up_records_the_placement_and_copies_nothing(lifecycle):

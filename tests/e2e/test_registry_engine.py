@@ -22,6 +22,7 @@ from fleet import backup, engine, ops
 from fleet.inventory import EngineSecrets, load_inventory
 from fleet.program import CONFIG_NAMESPACE, load
 from tests.integration.test_backup import FleetOnServers
+from tests.support.fixtures import running
 from tests.support.servers import PostgresCluster
 
 STACK = "e2e-registry"
@@ -82,12 +83,8 @@ class RegistryStack:
 
 @pytest.fixture(scope="module")
 def cluster():
-    server = PostgresCluster("registry-e2e-admin-7d1f")
-    server.start()
-    try:
+    with running(PostgresCluster("registry-e2e-admin-7d1f")) as (server,):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

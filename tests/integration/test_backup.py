@@ -26,6 +26,7 @@ from components.backup import PASSWORD_ENV, TARGET_ENV, backup_command, backup_t
 from fleet import backup, pgtools
 from fleet.cli import main
 from fleet.inventory import StaticSecrets, load_inventory
+from tests.support.fixtures import running
 from tests.support.servers import PostgresCluster
 from tests.unit.graph import FleetWorkspace
 
@@ -120,12 +121,8 @@ class FleetOnServers:
 
 @pytest.fixture(scope="module")
 def cluster():
-    server = PostgresCluster("backup-admin-secret")
-    server.start()
-    try:
+    with running(PostgresCluster("backup-admin-secret")) as (server,):
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

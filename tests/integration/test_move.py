@@ -34,6 +34,7 @@ from components.providers.postgres import (
 )
 from fleet import pgtools
 from fleet.program import PROJECT_ROOT
+from tests.support.fixtures import running
 from tests.support.servers import PostgresCluster, free_port
 
 _NAMES = itertools.count(1)
@@ -168,13 +169,8 @@ class Writer(threading.Thread):
 def clusters():
     """Two servers, `old` and `new`, for the module."""
     started = {key: PostgresCluster(f"{key}-superuser-secret") for key in ("old", "new")}
-    try:
-        for cluster in started.values():
-            cluster.start()
+    with running(*started.values()):
         yield started
-    finally:
-        for cluster in started.values():
-            cluster.stop()
 
 
 @pytest.fixture

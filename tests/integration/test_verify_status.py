@@ -22,6 +22,7 @@ from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
 from fleet import backup, derive, ops
 from fleet.cli import main
 from tests.integration.test_backup import STACK, T0, FleetOnServers, clock_at
+from tests.support.fixtures import running
 from tests.support.servers import CaddyServerProcess, PostgresCluster, UpstreamHTTPServer
 
 
@@ -37,14 +38,10 @@ def clusters():
 
 @pytest.fixture(scope="module")
 def proxy():
-    caddy = CaddyServerProcess().start()
-    upstreams = {role: UpstreamHTTPServer(role).start() for role in derive.APP_ROLES}
-    try:
+    caddy = CaddyServerProcess()
+    upstreams = {role: UpstreamHTTPServer(role) for role in derive.APP_ROLES}
+    with running(caddy, *upstreams.values()):
         yield caddy, upstreams
-    finally:
-        for upstream in upstreams.values():
-            upstream.stop()
-        caddy.stop()
 
 
 class FakeDocker:

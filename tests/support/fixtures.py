@@ -7,10 +7,15 @@ providers work against real servers, so silently skipping them would hide a brok
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TypeVar
 
 import pytest
 
 from tests.support.servers import CaddyServerProcess, MissingServerBinary, PostgresCluster, UpstreamHTTPServer
+
+
+Server = TypeVar("Server", PostgresCluster, CaddyServerProcess, UpstreamHTTPServer)
 
 
 def _start_or_fail(server):
@@ -20,15 +25,23 @@ def _start_or_fail(server):
         pytest.fail(str(error), pytrace=False)
 
 
+@contextmanager
+def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
+    """Start these servers in order (a missing binary fails the test, naming its package) and stop every one
+    that started on the way out, also when a later one fails to start. For fixtures of any scope:
+    `with running(PostgresCluster("secret")) as (cluster,): yield cluster`."""
+    with ExitStack() as started:
+        for server in servers:
+            _start_or_fail(server)
+            started.callback(server.stop)
+        yield servers
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """One PostgreSQL cluster shared by the session; superuser `postgres` with `admin_password`."""
-    cluster = PostgresCluster("fleet-session-superuser")
-    _start_or_fail(cluster)
-    try:
+    with running(PostgresCluster("fleet-session-superuser")) as (cluster,):
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture
@@ -51,12 +64,8 @@ def postgres_cluster_factory() -> Iterator[Callable[..., PostgresCluster]]:
 @pytest.fixture(scope="module")
 def caddy_process() -> Iterator[CaddyServerProcess]:
     """A Caddy process for the module (admin API on a free loopback port)."""
-    caddy = CaddyServerProcess()
-    _start_or_fail(caddy)
-    try:
+    with running(CaddyServerProcess()) as (caddy,):
         yield caddy
-    finally:
-        caddy.stop()
 
 
 @pytest.fixture
