@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Optional
 
 import pulumi
@@ -67,12 +66,6 @@ def backup_command(tenant: TenantSpec, plan: Plan, schedule: str) -> list[str]:
         "--retention-days", str(plan.backup_retention_days),
         "--daily-at", schedule,
     ]
-
-
-def host_backup_dir(environment: Environment, project_root: Path) -> str:
-    """The backup folder on the Docker host (`fleet:backups.dir`, relative to the project root)."""
-    folder = Path(environment.backups.dir)
-    return str(folder if folder.is_absolute() else (project_root / folder).resolve())
 
 
 @dataclass(frozen=True)
@@ -121,7 +114,7 @@ class ScheduledBackup(pulumi.ComponentResource):
                 command=backup_command(tenant, plan, args.schedule),
                 envs=pulumi.Output.secret(envs),
                 labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
-                mounts=[docker.ContainerMountArgs(type="bind", source=args.host_dir or host_backup_dir(environment, PROJECT_ROOT), target=CONTAINER_BACKUP_DIR)],
+                mounts=[docker.ContainerMountArgs(type="bind", source=args.host_dir or str(environment.backups.folder(PROJECT_ROOT)), target=CONTAINER_BACKUP_DIR)],
                 memory=MEMORY_MB,
                 memory_swap=MEMORY_MB,
                 cpus=CPUS,

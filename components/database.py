@@ -6,7 +6,6 @@ Also the purge of a purged tenant (`tenant_purge`): the final backup and drop of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
@@ -17,7 +16,6 @@ from components.providers.postgres import DatabasePlacement, DatabasePlacementAr
 from fleet import derive
 from fleet.spec import Environment, Plan, TenantSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def server_access(environment: Environment, server_passwords: Optional[pulumi.Input[dict]]) -> pulumi.Output[dict[str, Any]]:
@@ -36,12 +34,6 @@ def server_access(environment: Environment, server_passwords: Optional[pulumi.In
         }
 
     return pulumi.Output.secret(pulumi.Output.from_input(server_passwords or {}).apply(build))
-
-
-def backup_dir(environment: Environment, root: Path = PROJECT_ROOT) -> str:
-    """`backups.dir` as an absolute path (relative paths are relative to the project root)."""
-    folder = Path(environment.backups.dir).expanduser()
-    return str(folder if folder.is_absolute() else (root / folder).resolve())
 
 
 @dataclass(frozen=True)
@@ -189,6 +181,8 @@ def tenant_purge(
     Declared instead of the role, database, grant and placement: those leave the program (retained, so
     the engine never drops anything itself) and this resource's create does the backup and the drops.
     """
+    from fleet.program import PROJECT_ROOT
+
     assert tenant.purge is not None, "tenant_purge needs a tenant with purge set"
     return TenantPurge(
         derive.names(tenant).purge,
@@ -199,7 +193,7 @@ def tenant_purge(
             role=derive.role_name(tenant),
             server=tenant.database.server,
             servers=server_access(environment, server_passwords),
-            backup_dir=backup_dir(environment),
+            backup_dir=str(environment.backups.folder(PROJECT_ROOT)),
             reason=tenant.purge.reason,
             pg_bin=environment.backups.pg_bin,
         ),

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Optional, Protocol
 
 from fleet import derive
-from fleet.spec import Environment, Fleet, Plan, PostgresServer, TenantSpec, load_fleet
+from fleet.spec import Environment, Fleet, Plan, PostgresServer, TenantSpec, absolute_folder, load_fleet
 
 SERVER_PASSWORD_ENV = "FLEET_SERVER_PASSWORD_"
 DATABASE_PASSWORD_ENV = "FLEET_DATABASE_PASSWORD_"
@@ -321,9 +321,8 @@ class Inventory:
         self.tenants: dict[str, TenantEntry] = {
             tenant.name: tenant_entry(tenant, fleet.plan_of(tenant), fleet.environment) for tenant in fleet.tenants
         }
-        configured = Path(backups_dir) if backups_dir is not None else Path(self.environment.backups.dir)
-        self.backups_dir = configured if configured.is_absolute() else self.root / configured
-        """Folder of the tenants' backups (`fleet:backups.dir`, relative to the project root)."""
+        self.backups_dir = self.environment.backups.folder(self.root) if backups_dir is None else absolute_folder(backups_dir, self.root)
+        """Folder of the tenants' backups (`fleet:backups.dir`, or the `backups_dir` given; relative to the project root)."""
 
     @property
     def pg_bin(self) -> Optional[str]:

@@ -250,6 +250,17 @@ class Backups(Strict):
     pg_bin: Optional[str] = Field(default=None, description="Folder with pg_dump/pg_restore matching the servers' major version (default: found on the machine).")
     schedule: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Daily UTC time (HH:MM) of each tenant's scheduled backup.")
 
+    def folder(self, root: Path) -> Path:
+        """`dir` as an absolute path (`~` expanded; relative to the project root `root`): where the scheduled job,
+        a purge's final backup and `fleet backup`/`restore` all write and read."""
+        return absolute_folder(self.dir, root)
+
+
+def absolute_folder(path: str | Path, root: Path) -> Path:
+    """A configured folder as an absolute path: `~` expanded, relative ones taken from `root`."""
+    folder = Path(path).expanduser()
+    return (folder if folder.is_absolute() else root / folder).resolve()
+
 
 class Registry(Strict):
     """The tenant registry: a `tenants` table kept in sync by `pulumi up`, read by apps that route by hostname."""

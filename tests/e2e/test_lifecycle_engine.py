@@ -22,9 +22,10 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.database import backup_dir, server_access
+from components.database import server_access
 from components.providers.postgres import DatabasePlacement, DatabasePlacementArgs, TenantPurge, TenantPurgeArgs, parse_moved_comment
 from fleet import engine, pgtools
+from fleet.program import PROJECT_ROOT
 from fleet.spec import Environment
 from tests.integration.test_move import TenantOnServers, Writer, admin_scalar, load_sample, login_error, provision
 from tests.support.fixtures import running
@@ -78,7 +79,7 @@ class LifecycleStack:
                 f"{TENANT}-purge",
                 TenantPurgeArgs(
                     tenant=TENANT, confirm=TENANT, database=tenant.database, role=tenant.role, server=self.server,
-                    servers=server_access(environment, passwords), backup_dir=backup_dir(environment), reason="e2e: contract ended",
+                    servers=server_access(environment, passwords), backup_dir=str(environment.backups.folder(PROJECT_ROOT)), reason="e2e: contract ended",
                 ),
             )
             pulumi.export("backups", purge.backups)

@@ -230,6 +230,28 @@ def dev_fleet():
     return load_fleet(PROJECT_ROOT / "tenants", dev_config())
 
 
+@pytest.mark.parametrize("configured", ["~/fleet-backups", "backups", "/srv/fleet-backups"])
+def test_the_backup_job_a_purge_and_the_ops_commands_use_one_backup_folder(configured):
+    from components.database import tenant_purge
+    from fleet.spec import Purge
+
+    config = {**dev_config(), "backups": {"dir": configured}}
+    fleet = load_fleet(PROJECT_ROOT / "tenants", config)
+    expected = {"~/fleet-backups": Path.home() / "fleet-backups", "backups": PROJECT_ROOT / "backups", "/srv/fleet-backups": Path("/srv/fleet-backups")}[configured]
+    tenant = next(t for t in fleet.tenants if t.status == "active")  # a suspended tenant has no backup job
+    purged = tenant.model_copy(update={"purge": Purge(confirm=tenant.name)})
+
+    def program() -> None:
+        ScheduledBackup("b", ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, None, "pw", "ghcr.io/acme/tenant-fleet-ops:1.4.0"))
+        tenant_purge(purged, fleet.environment, None)
+
+    evaluation = declared(program)
+    (job,) = [r for r in evaluation.resources if r.type == "docker:index/container:Container"]
+    (purge,) = [r for r in evaluation.resources if r.type.endswith("TenantPurge")]
+    assert job.raw_inputs["mounts"][0]["source"] == purge.raw_inputs["backup_dir"] == str(expected)
+    assert load_inventory(config=config, secrets=StaticSecrets({})).backups_dir == expected
+
+
 def test_every_active_tenant_gets_a_daily_backup_job_with_its_plans_retention():
     fleet = dev_fleet()
 
