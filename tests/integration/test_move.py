@@ -173,15 +173,20 @@ def clusters():
         yield started
 
 
-@pytest.fixture
-def tenant(clusters) -> TenantOnServers:
-    """A fresh tenant provisioned on both servers, with sample data on `old`."""
-    tenant = TenantOnServers(f"mv{next(_NAMES)}", clusters)
+def fresh_tenant(clusters: dict[str, PostgresCluster], prefix: str) -> TenantOnServers:
+    """A tenant with a new name, provisioned on both servers, with sample data on `old`."""
+    tenant = TenantOnServers(f"{prefix}{next(_NAMES)}", clusters)
     for cluster in clusters.values():
         provision(cluster, tenant.database, tenant.role, tenant.password)
     with tenant.connect("old") as connection:
         load_sample(connection)
     return tenant
+
+
+@pytest.fixture
+def tenant(clusters) -> TenantOnServers:
+    """A fresh tenant provisioned on both servers, with sample data on `old`."""
+    return fresh_tenant(clusters, "mv")
 
 
 def placement_props(tenant: TenantOnServers, server: str, **servers_overrides: dict) -> dict[str, Any]:

@@ -14,19 +14,14 @@ import pytest
 from components.providers import ProviderError
 from components.providers.postgres import TenantPurgeProvider, move_database
 from fleet import pgtools
-from tests.integration.test_move import _NAMES, TenantOnServers, admin_scalar, clusters, load_sample, login_error, provision  # noqa: F401 - clusters is a fixture
+from tests.integration.test_move import TenantOnServers, admin_scalar, clusters, fresh_tenant, login_error  # noqa: F401 - clusters is a fixture
 from tests.support.servers import free_port
 
 
 @pytest.fixture
 def tenant(clusters) -> TenantOnServers:
     """A fresh tenant provisioned on both servers, with sample data on `old`."""
-    tenant = TenantOnServers(f"pg{next(_NAMES)}", clusters)
-    for cluster in clusters.values():
-        provision(cluster, tenant.database, tenant.role, tenant.password)
-    with tenant.connect("old") as connection:
-        load_sample(connection)
-    return tenant
+    return fresh_tenant(clusters, "pg")
 
 
 def purge_props(tenant: TenantOnServers, server: str, backup_dir: Path, **changes) -> dict:
