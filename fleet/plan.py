@@ -9,9 +9,10 @@ output property of each resource type: a docker Container has about 80) is most 
 memory, so a run pays for nothing else (`_offline_runtime`): no thread hop per registration, no
 cyclic-GC scan of the ever larger heap while the program runs, and five SDK functions swapped for
 equivalents that skip work a mock run throws away (`SDK_REPLACEMENTS`; each tested, and a plan with
-them is tested equal to a plan without). Large fleets are evaluated in shards of tenants (`SHARD_TENANTS`) by worker processes (one
-per core): memory stays bounded by a shard, the cores are used, and the merged Evaluation is the one
-a single run gives (tests/unit/test_bench_smoke.py compares them).
+them is tested equal to a plan without). Large fleets are evaluated in shards of tenants
+(`SHARD_TENANTS`) by worker processes (one per core): memory stays bounded by a shard, the cores are
+used, and the merged Evaluation is the one a single run gives (tests/unit/test_bench_smoke.py
+compares them).
 """
 
 from __future__ import annotations

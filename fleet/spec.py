@@ -535,8 +535,9 @@ def load_fleet(
     if not tenants_dir.is_dir():
         problems.append(Problem(_display(tenants_dir, root), None, "", "tenants folder not found"))
     else:
+        wanted = set(shard) if shard is not None else None
         for path in tenant_files(tenants_dir):
-            if shard is not None and path.stem not in shard:
+            if wanted is not None and path.stem not in wanted:
                 continue
             tenant = load_tenant(path, problems, root, unparsed)
             if tenant is not None:
