@@ -49,17 +49,21 @@ def run_engine_verb(
     json_output: bool = False,
     yes: bool = False,
     root: Optional[Path] = None,
+    backend_dir: Optional[Path] = None,
     out=sys.stdout,
 ) -> int:
-    """Validate, check plugins, then run one engine operation on a stack; returns the exit code."""
+    """Validate, check plugins, then run one engine operation on a stack; returns the exit code.
+
+    `selection` (`--tenant`) narrows what the engine touches with its `target` option; the program
+    always declares everything the stack holds, so no other tenant's resource can be deleted."""
     from fleet import engine
     from fleet.cli import FleetError
     from fleet.commands.plan import print_plan_table
     from fleet.program import PROJECT_ROOT, fleet_program
 
     root = root or PROJECT_ROOT
-    selection = set(selection) if selection else None
-    evaluation = plan_stack(stack_name, root, selection=selection)  # raises SpecError: exit 2, nothing deployed
+    chosen = set(selection) if selection else None
+    evaluation = plan_stack(stack_name, root)  # raises SpecError: exit 2, nothing deployed
     try:
         engine.check_engine()
         required = engine.required_plugin_versions(sorted(required_packages(evaluation)))
@@ -73,11 +77,13 @@ def run_engine_verb(
             "Install them (commands above) and run again; meanwhile, this is what the stack declares (offline plan):",
             file=sys.stderr,
         )
-        print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
+        shown = evaluation if chosen is None else plan_stack(stack_name, root, selection=chosen & set(evaluation.specs))
+        print_plan_table(shown, {name: spec.plan for name, spec in shown.specs.items()}, out)
         return EXIT_NOT_DEPLOYED
 
     if verb == "destroy" and not yes:
-        raise FleetError("destroy removes every app container, route and DNS record of the stack (databases and roles are retained); add --yes to confirm")
+        what = f"tenant(s) {', '.join(sorted(chosen))}" if chosen else "the stack"
+        raise FleetError(f"destroy removes every app container, route and DNS record of {what} (databases and roles are retained); add --yes to confirm")
 
     policy_options = {}
     if verb in POLICY_VERBS:
@@ -88,16 +94,46 @@ def run_engine_verb(
         policy_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
     with stack_workspace(stack_name, root) as work_dir:
         try:
-            stack = engine.stack_for(stack_name, lambda: fleet_program(selection, root / "tenants"), work_dir=work_dir)
+            # Always the whole stack: a program without a tenant's resources would delete them.
+            stack = engine.stack_for(stack_name, lambda: fleet_program(None, root / "tenants"), work_dir=work_dir, backend_dir=backend_dir)
+            if chosen is not None:
+                policy_options["target"] = _targets_of(stack, stack_name, evaluation, chosen)
             summary = engine.run(verb, stack, on_output=None if json_output else _progress(out), **policy_options)
         except engine.EngineError as error:
             raise FleetError(str(error)) from None
+    if chosen is not None:
+        summary["tenants"] = sorted(chosen)
     if json_output:
         json.dump(summary, out, indent=2)
         out.write("\n")
     else:
-        print(f"{verb} of stack {stack_name}: {describe(summary)} ({summary['duration_s']:.1f} s)", file=out)
+        scope = f" (tenant {', '.join(sorted(chosen))} only)" if chosen else ""
+        print(f"{verb} of stack {stack_name}{scope}: {describe(summary)} ({summary['duration_s']:.1f} s)", file=out)
     return EXIT_OK
+
+
+def _targets_of(stack, stack_name: str, evaluation: Evaluation, chosen: set[str]) -> list[str]:
+    """The engine targets for `--tenant`: that tenant's URNs, declared or deployed; refuses what can't be targeted safely."""
+    from fleet.cli import FleetError
+    from fleet.targets import deployed_tenants, tenant_targets
+
+    deployed = stack.export_stack().deployment.get("resources") or []
+    if not deployed:
+        raise FleetError(
+            f"stack {stack_name} has never been deployed: run `python -m fleet up --stack {stack_name}` without --tenant first "
+            "(the platform its tenants need is created with the whole stack)"
+        )
+    in_state = deployed_tenants(deployed)
+    unknown = sorted(chosen - set(evaluation.specs) - set(in_state))
+    if unknown:
+        raise FleetError(
+            f"--tenant {', '.join(unknown)}: not declared by stack {stack_name} and not deployed in it; "
+            f"its tenants: {', '.join(sorted(set(evaluation.specs) | set(in_state))) or 'none'}"
+        )
+    targets = tenant_targets(evaluation, deployed, chosen)
+    if not targets:  # an empty target list means "everything" to the engine
+        raise FleetError(f"--tenant {', '.join(sorted(chosen))}: stack {stack_name} declares and holds nothing of it")
+    return targets
 
 
 def _progress(out):
