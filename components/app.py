@@ -8,8 +8,8 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from fleet import derive
-from fleet.spec import Environment, Plan, TenantSpec
+from fleet.model import derive, type_tokens
+from fleet.model.spec import Environment, Plan, TenantSpec
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class TenantApp(pulumi.ComponentResource):
     """Dial addresses ("host:port") per role (`backend`, `frontend`), for the proxy."""
 
     def __init__(self, name: str, args: TenantAppArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(derive.COMPONENT_TYPE.format("TenantApp"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("TenantApp"), name, None, opts)
         tenant, plan, environment = args.tenant, args.plan, args.environment
         names = derive.names(tenant)
         child = pulumi.ResourceOptions(parent=self)

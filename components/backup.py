@@ -28,9 +28,9 @@ from typing import Optional
 import pulumi
 import pulumi_docker as docker
 
-from fleet import derive
-from fleet.backup import next_run
-from fleet.spec import Environment, Plan, TenantSpec
+from fleet.model import derive, type_tokens
+from fleet.model.derive import next_run
+from fleet.model.spec import Environment, Plan, TenantSpec
 
 TARGET_ENV = "FLEET_BACKUP_TARGET"
 PASSWORD_ENV = "FLEET_BACKUP_PASSWORD"
@@ -84,10 +84,10 @@ class ScheduledBackupArgs:
     """The tenant role's password (TenantDatabase.password, a secret)."""
     image: str
     """The pinned ops image (`fleet:images.ops`), e.g. `ghcr.io/acme/tenant-fleet-ops:1.4.0`."""
+    backup_dir: str
+    """Absolute backups folder on the Docker host, mounted at /backups (the program resolves `fleet:backups.dir`)."""
     schedule: str = DEFAULT_SCHEDULE
     """Daily time (UTC, HH:MM) of the backup (`fleet:backups.schedule`)."""
-    host_dir: Optional[str] = None
-    """Absolute folder on the Docker host mounted at /backups (default: `fleet:backups.dir` under the project root)."""
 
 
 class ScheduledBackup(pulumi.ComponentResource):
@@ -96,15 +96,13 @@ class ScheduledBackup(pulumi.ComponentResource):
     container: Optional[docker.Container]
 
     def __init__(self, name: str, args: ScheduledBackupArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__(derive.COMPONENT_TYPE.format("ScheduledBackup"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("ScheduledBackup"), name, None, opts)
         tenant, plan, environment = args.tenant, args.plan, args.environment
         if ":" not in args.image or args.image.endswith(":latest"):
             raise ValueError(f"ops image {args.image!r} must be pinned (a version tag or a digest, never latest)")
         next_run(datetime.now(timezone.utc), args.schedule)  # refuses a bad HH:MM now, not in the job's log
         self.container = None
         if tenant.status == "active":
-            from fleet.program import PROJECT_ROOT
-
             target = json.dumps(backup_target(tenant, environment), sort_keys=True)
             envs = pulumi.Output.from_input(args.password).apply(lambda password: sorted([f"{TARGET_ENV}={target}", f"{PASSWORD_ENV}={password}"]))
             labels = {**derive.labels(tenant, "backend"), "component": "backup"}
@@ -114,7 +112,7 @@ class ScheduledBackup(pulumi.ComponentResource):
                 command=backup_command(tenant, plan, args.schedule),
                 envs=pulumi.Output.secret(envs),
                 labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
-                mounts=[docker.ContainerMountArgs(type="bind", source=args.host_dir or str(environment.backups.folder(PROJECT_ROOT)), target=CONTAINER_BACKUP_DIR)],
+                mounts=[docker.ContainerMountArgs(type="bind", source=args.backup_dir, target=CONTAINER_BACKUP_DIR)],
                 memory=MEMORY_MB,
                 memory_swap=MEMORY_MB,
                 cpus=CPUS,

@@ -12,10 +12,14 @@ import pulumi
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
-from components.providers.postgres import DatabasePlacement, DatabasePlacementArgs, TenantPurge, TenantPurgeArgs
-from fleet import derive
-from fleet.spec import Environment, Plan, TenantSpec
-
+from components.providers.postgres import (
+    DatabasePlacement,
+    DatabasePlacementArgs,
+    TenantPurge,
+    TenantPurgeArgs,
+)
+from fleet.model import derive, type_tokens
+from fleet.model.spec import Environment, Plan, TenantSpec
 
 
 def server_access(environment: Environment, server_passwords: Optional[pulumi.Input[dict]]) -> pulumi.Output[dict[str, Any]]:
@@ -73,7 +77,7 @@ class TenantDatabase(pulumi.ComponentResource):
     placement: DatabasePlacement
 
     def __init__(self, name: str, args: TenantDatabaseArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(derive.COMPONENT_TYPE.format("TenantDatabase"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("TenantDatabase"), name, None, opts)
         tenant, environment = args.tenant, args.environment
         names = derive.names(tenant)
         server_key = tenant.database.server
@@ -174,15 +178,14 @@ def tenant_purge(
     tenant: TenantSpec,
     environment: Environment,
     server_passwords: Optional[pulumi.Input[dict]],
+    backup_dir: str,
     opts: Optional[pulumi.ResourceOptions] = None,
 ) -> TenantPurge:
-    """The purge of a tenant whose file carries `purge:`: final backup to `backups.dir`, then DROP DATABASE and ROLE.
+    """The purge of a tenant whose file carries `purge:`: final backup to `backup_dir`, then DROP DATABASE and ROLE.
 
     Declared instead of the role, database, grant and placement: those leave the program (retained, so
     the engine never drops anything itself) and this resource's create does the backup and the drops.
     """
-    from fleet.program import PROJECT_ROOT
-
     assert tenant.purge is not None, "tenant_purge needs a tenant with purge set"
     return TenantPurge(
         derive.names(tenant).purge,
@@ -193,7 +196,7 @@ def tenant_purge(
             role=derive.role_name(tenant),
             server=tenant.database.server,
             servers=server_access(environment, server_passwords),
-            backup_dir=str(environment.backups.folder(PROJECT_ROOT)),
+            backup_dir=backup_dir,
             reason=tenant.purge.reason,
             pg_bin=environment.backups.pg_bin,
         ),

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_cloudflare as cloudflare
 
-from fleet import derive
-from fleet.spec import Environment, TenantSpec
+from fleet.model import derive, type_tokens
+from fleet.model.spec import Environment, TenantSpec
 
 
 def cloudflare_provider(name: str) -> pulumi.ProviderResource:
@@ -39,7 +39,7 @@ class TenantDns(pulumi.ComponentResource):
     unmanaged_domains: list[str]
 
     def __init__(self, name: str, args: TenantDnsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(derive.COMPONENT_TYPE.format("TenantDns"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("TenantDns"), name, None, opts)
         names = derive.names(args.tenant)
         records = derive.dns_records(args.tenant, args.environment)
         for record in records:

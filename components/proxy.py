@@ -12,9 +12,14 @@ from typing import Optional
 
 import pulumi
 
-from components.providers.caddy import CaddyRoute, CaddyRouteArgs, CaddyServer, CaddyServerArgs
-from fleet import derive
-from fleet.spec import Environment, TenantSpec
+from components.providers.caddy import (
+    CaddyRoute,
+    CaddyRouteArgs,
+    CaddyServer,
+    CaddyServerArgs,
+)
+from fleet.model import derive, type_tokens
+from fleet.model.spec import Environment, TenantSpec
 
 NOT_FOUND_BODY = "tenant not found"
 
@@ -52,7 +57,7 @@ class TenantRoutes(pulumi.ComponentResource):
     """Routes `api-<name>` to the backend and `app-<name>` plus custom domains to the frontend; a maintenance page while suspended."""
 
     def __init__(self, name: str, args: TenantRoutesArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(derive.COMPONENT_TYPE.format("TenantRoutes"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("TenantRoutes"), name, None, opts)
         tenant, environment = args.tenant, args.environment
         names = derive.names(tenant)
         hosts = {"backend": [derive.api_hostname(tenant, environment)], "frontend": derive.frontend_hostnames(tenant, environment)}

@@ -22,8 +22,8 @@ from components.providers.registry import (
     TenantRegistryTable,
     TenantRegistryTableArgs,
 )
-from fleet import derive
-from fleet.spec import Environment, Fleet, Plan, TenantSpec
+from fleet.model import derive, type_tokens
+from fleet.model.spec import Environment, Fleet, Plan, TenantSpec
 
 REGISTRY_COMPONENT_NAME = derive.REGISTRY_COMPONENT_NAME
 
@@ -51,7 +51,7 @@ class RegistrySettings:
 
 
 def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, Any]:
-    """A tenant's registry row (names and limits only; never a password), from the spec through fleet.derive."""
+    """A tenant's registry row (names and limits only; never a password), from the spec through fleet.model.derive."""
     server = environment.servers[tenant.database.server]
     return {
         "name": tenant.name,
@@ -96,7 +96,7 @@ class TenantRegistry(pulumi.ComponentResource):
     rows: dict[str, TenantRegistryRow]
 
     def __init__(self, name: str, args: TenantRegistryArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__(derive.COMPONENT_TYPE.format("TenantRegistry"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("TenantRegistry"), name, None, opts)
         settings, environment = args.settings, args.environment
         if settings.server not in environment.servers:
             raise ValueError(f"registry server {settings.server!r} is not in fleet:servers ({', '.join(sorted(environment.servers))})")

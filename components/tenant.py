@@ -9,14 +9,16 @@ import pulumi
 
 from components.database import TenantDatabase, TenantDatabaseArgs, tenant_purge
 from components.proxy import TenantRoutes, TenantRoutesArgs
-from fleet import derive
-from fleet.spec import Environment, Plan, TenantSpec
+from fleet.model import derive, type_tokens
+from fleet.model.spec import Environment, Plan, TenantSpec
 
 
 @dataclass(frozen=True)
 class Platform:
     """Shared resources tenants attach to: one provider per PostgreSQL server, the Docker and DNS providers, the proxy server."""
 
+    backup_dir: str
+    """Absolute backups folder (`fleet:backups.dir` resolved by the program): scheduled backups and purges write there."""
     postgres: dict[str, pulumi.ProviderResource] = field(default_factory=dict)
     """postgresql providers by server key."""
     docker: Optional[pulumi.ProviderResource] = None
@@ -56,7 +58,7 @@ class Tenant(pulumi.ComponentResource):
     """The TenantPurge of a tenant whose file asks for a purge (then `database` is None)."""
 
     def __init__(self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(derive.COMPONENT_TYPE.format("Tenant"), name, None, opts)
+        super().__init__(type_tokens.COMPONENT_TYPE.format("Tenant"), name, None, opts)
         tenant, plan, environment, platform = args.tenant, args.plan, args.environment, args.platform
         names = derive.names(tenant)
         child = pulumi.ResourceOptions(parent=self)
@@ -69,7 +71,7 @@ class Tenant(pulumi.ComponentResource):
         self.purge = None
         if environment.manages("database"):
             if purged:
-                self.purge = tenant_purge(tenant, environment, platform.server_passwords or {}, opts=child)
+                self.purge = tenant_purge(tenant, environment, platform.server_passwords or {}, platform.backup_dir, opts=child)
             else:
                 self.database = TenantDatabase(
                     names.database_component,
@@ -92,12 +94,15 @@ class Tenant(pulumi.ComponentResource):
 
                 ScheduledBackup(
                     names.backup_component,
-                    ScheduledBackupArgs(tenant, plan, environment, platform.docker, self.database.password, environment.images.ops, environment.backups.schedule),
+                    ScheduledBackupArgs(tenant, plan, environment, platform.docker, self.database.password, environment.images.ops, platform.backup_dir, environment.backups.schedule),
                     opts=child,
                 )
 
         if environment.manages("dns") and environment.dns.mode == "cloudflare" and not purged:
-            from components.dns import TenantDns, TenantDnsArgs  # imports pulumi_cloudflare: only when used
+            from components.dns import (  # imports pulumi_cloudflare: only when used
+                TenantDns,
+                TenantDnsArgs,
+            )
 
             TenantDns(names.dns_component, TenantDnsArgs(tenant, environment, platform.dns), opts=child)
 

@@ -1,7 +1,7 @@
-"""`python -m fleet`: see fleet.cli."""
+"""`python -m fleet`: see fleet.cli.main."""
 
 import sys
 
-from fleet.cli import main
+from fleet.cli.main import main
 
 sys.exit(main())

@@ -1,8 +1,8 @@
 """The Pulumi program: read the stack config and the tenant files, declare the platform and one Tenant per tenant.
 
-`fleet_program` is the one program behind every front door: `pulumi up` (through __main__.py),
-`python -m fleet up|preview|...` (the Automation API, inline) and `python -m fleet plan` (mocks).
-It takes the set of tenants it declares, so a stack can hold the whole fleet, a shard or one tenant.
+`fleet_program` is the one program behind every front door: `pulumi up` (__main__.py), `python -m fleet up`
+(the Automation API, inline) and `python -m fleet plan` (mocks). It takes the set of tenants it declares,
+so a stack can hold the whole fleet, a shard or one tenant.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any, Collection, Iterable, Optional
 
 import pulumi
 
-from fleet import derive
-from fleet.spec import Environment, Fleet, SpecError, load_fleet
+from fleet.errors import SpecError
+from fleet.model import derive
+from fleet.model.load import load_fleet
+from fleet.model.spec import Environment, Fleet
+from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TENANTS_DIR = PROJECT_ROOT / "tenants"
 CONFIG_NAMESPACE = "fleet"
 SECRET_CONFIG_KEYS = ("server_passwords",)
 
@@ -81,7 +82,19 @@ def build_platform(environment: Environment, server_passwords: Optional[pulumi.O
         from components.proxy import proxy_server
 
         proxy = proxy_server(environment)
-    return Platform(postgres=postgres, docker=docker_provider, dns=dns_provider, proxy=proxy, server_passwords=server_passwords)
+    return Platform(
+        backup_dir=backup_folder(environment),
+        postgres=postgres,
+        docker=docker_provider,
+        dns=dns_provider,
+        proxy=proxy,
+        server_passwords=server_passwords,
+    )
+
+
+def backup_folder(environment: Environment) -> str:
+    """The backups folder as the program hands it to components: `fleet:backups.dir`, absolute (relative to the project)."""
+    return str(environment.backups.folder(PROJECT_ROOT))
 
 
 def declare_fleet(fleet: Fleet, server_passwords: Optional[pulumi.Output] = None) -> dict[str, Any]:
@@ -135,7 +148,7 @@ def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] 
 def fleet_program(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None) -> dict[str, Any]:
     """The program: validate everything first (nothing is declared when anything is wrong), then declare and export.
 
-    `shard` is for the offline plan only (fleet.plan evaluates a large fleet in shards): read just these tenants'
+    `shard` is for the offline plan only (fleet.offline.shards evaluates a large fleet in shards): read just these tenants'
     files, leaving the checks across shards to the caller. A deploy never passes it."""
     try:
         fleet = load(selection, tenants_dir, shard=shard)

@@ -1,7 +1,7 @@
 """The policy pack the engine runs (`pulumi preview --policy-pack policies`): it only constructs the PolicyPack.
 
 PolicyPack starts a gRPC server and never returns, so nothing else may import this module; the rules
-live in `fleet_policies`, which the offline plan (`fleet/policy_check.py`) and the tests import.
+live in `fleet_policies`, which the offline plan (`fleet/offline/policies.py`) and the tests import.
 """
 
 from pulumi_policy import EnforcementLevel, PolicyPack

@@ -1,13 +1,13 @@
 """tenant-fleet's CrossGuard policies: one function per rule, the same code for the engine and the offline plan.
 
 `pulumi preview --policy-pack policies` runs them through `policies/__main__.py`; `python -m fleet plan`
-calls the very same validate functions through `fleet/policy_check.py`, with no engine and no credentials.
+calls the very same validate functions through `fleet/offline/policies.py`, with no engine and no credentials.
 
 - Resource rules are `ResourceValidationPolicy` (one resource's inputs); fleet-wide rules (uniqueness,
   capacity, "every database has its grant") are `StackValidationPolicy`, looping over `args.resources`.
 - Facts that are not resource properties (the plan catalog, each tenant's expected sizes and domains,
   host and server capacities, which resources are `retain_on_delete`) come from the policy config
-  (`args.get_config()`), built by ONE function, `fleet.policy_check.policy_config`: passed as is
+  (`args.get_config()`), built by ONE function, `fleet.offline.policies.policy_config`: passed as is
   offline, and as the `--policy-pack-config` JSON file with the engine. Each policy that needs config
   declares its `PolicyConfigSchema`, so the engine refuses to run the pack without it.
 - Props are camelCase. Numbers may arrive as floats (the engine's config and props travel as protobuf
@@ -47,7 +47,7 @@ RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 DNS_RECORD_TYPES = ("cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/record:Record")
 CADDY_ROUTE = "pulumi-python:dynamic/caddy:CaddyRoute"
 TENANT_TYPE = "tenant-fleet:index:Tenant"
-# A tenant's child components are named "<tenant><suffix>" (fleet.derive.Names); their children inherit the tenant.
+# A tenant's child components are named "<tenant><suffix>" (fleet.model.derive.Names); their children inherit the tenant.
 COMPONENT_SUFFIXES = {
     "tenant-fleet:index:TenantDatabase": "-database",
     "tenant-fleet:index:TenantApp": "-app",
@@ -80,7 +80,7 @@ POSTGRES_CONNECTION_CAPACITY = "postgres-connection-capacity"
 PLAN_OVERRIDES_NEAR_MAX = "plan-overrides-near-max"
 CAPACITY_UTILIZATION_HIGH = "capacity-utilization-high"
 
-REGENERATE_CONFIG = "regenerate it with `python -m fleet.policy_check --stack <stack> --out <file>`"
+REGENERATE_CONFIG = "regenerate it with `python -m fleet policy-config --stack <stack> --out <file>`"
 
 
 # ---------------------------------------------------------------- reading props safely
@@ -335,7 +335,7 @@ def database_protected(args: ResourceValidationArgs, report: ReportViolation) ->
 
     CrossGuard can't see `retain_on_delete` (PolicyResourceOptions has no such field), so the config's
     `retainedOnDelete` lists the `<type>::<name>` of every resource the program declares with it; the
-    offline plan records it and `fleet.policy_check.policy_config` copies it there. A role also passes
+    offline plan records it and `fleet.offline.policies.policy_config` copies it there. A role also passes
     with `skipDropRole` and `skipReassignOwned` (its delete then drops nothing).
     """
     if args.resource_type not in (DATABASE, ROLE):

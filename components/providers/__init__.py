@@ -10,7 +10,7 @@ that existing stacks depend on. Renaming one breaks refresh and delete of resour
 What lives here:
 
 * `FleetDynamicResource`: the base class of every dynamic resource in this package. It carries the
-  workaround for the pulumi 3.259.0 pickler bug (see `preserved_pickler`).
+  workaround for the pulumi 3.259.0 pickler bug (`fleet.sdk_internals.preserved_pickler`).
 * `ProviderError` and `failure_context`: every provider failure is re-raised naming the resource
   and the action, so `pulumi up` says *which* tenant's route failed and why.
 """
@@ -18,18 +18,22 @@ What lives here:
 from __future__ import annotations
 
 import contextlib
-import pickle
 from collections.abc import Iterator
 from typing import Any, Optional
 
 import pulumi
 import pulumi.dynamic
+from pulumi.runtime import rpc
+
+from fleet.errors import FleetError
+from fleet.sdk_internals import preserved_pickler
 
 __all__ = [
     "FleetDynamicResource",
     "ProviderError",
     "failure_context",
-    "preserved_pickler",
+    "is_unknown",
+    "resource_label",
     "RESOURCE_NAME_KEY",
 ]
 
@@ -38,36 +42,6 @@ RESOURCE_NAME_KEY = "resource_name"
 
 Providers ignore it in `diff`: a new logical name is a new URN, hence a new resource, anyway.
 """
-
-# The pure-Python pickler that `pulumi.dynamic.dynamic.serialize_provider` patches (it swaps
-# `pickle.Pickler` for `pickle._Pickler` while serializing).
-_PATCHED_PICKLER = pickle._Pickler  # type: ignore[attr-defined]
-_PATCHED_ATTRIBUTES = ("_batch_setitems", "save_dict")
-
-
-@contextlib.contextmanager
-def preserved_pickler() -> Iterator[None]:
-    """Restore `pickle._Pickler._batch_setitems` and `save_dict` to what they were on entry.
-
-    pulumi 3.259.0's `serialize_provider` (run by every `pulumi.dynamic.Resource.__init__`) wraps the
-    *current* `_batch_setitems` in a sorting wrapper and never restores it. Each dynamic resource
-    therefore adds one call level to every dict pickled afterwards; around 900 resources in one
-    process end in RecursionError. Restoring the attributes after each construction keeps the
-    wrapper depth at one: the sorting (what the SDK wants, for a stable `__provider` string) still
-    applies inside each serialization, because the SDK re-installs its wrapper on every call.
-    """
-    saved = {attribute: _PATCHED_PICKLER.__dict__.get(attribute) for attribute in _PATCHED_ATTRIBUTES}
-    try:
-        yield
-    finally:
-        for attribute, original in saved.items():
-            if original is None:
-                # Not defined on the class itself before: drop whatever the SDK put there.
-                if attribute in _PATCHED_PICKLER.__dict__:
-                    delattr(_PATCHED_PICKLER, attribute)
-            else:
-                setattr(_PATCHED_PICKLER, attribute, original)
-
 
 class FleetDynamicResource(pulumi.dynamic.Resource):
     """Base of the project's dynamic resources: constructs through the SDK without its pickler leak."""
@@ -83,7 +57,7 @@ class FleetDynamicResource(pulumi.dynamic.Resource):
             super().__init__(provider, name, props, opts)
 
 
-class ProviderError(Exception):
+class ProviderError(FleetError):
     """A dynamic-provider action failed; the message names the resource, the action and the cause."""
 
     def __init__(self, resource: str, action: str, detail: str) -> None:
@@ -109,3 +83,22 @@ def failure_context(resource: str, action: str) -> Iterator[None]:
     except Exception as error:  # noqa: BLE001 - the point is to annotate every failure
         detail = str(error) or type(error).__name__
         raise ProviderError(resource, action, detail) from error
+
+
+def is_unknown(value: Any) -> bool:
+    """Whether an input as a provider receives it holds a value not known yet (during preview), at any depth."""
+    if isinstance(value, str):
+        return value == rpc.UNKNOWN
+    if isinstance(value, dict):
+        return any(is_unknown(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(is_unknown(item) for item in value)
+    return False
+
+
+def resource_label(kind: str, props: dict[str, Any], *, quoted: bool = True) -> str:
+    """`Kind 'logical-name'` for messages (just `Kind` when the name is not among the inputs)."""
+    name = props.get(RESOURCE_NAME_KEY)
+    if not name:
+        return kind
+    return f"{kind} {name!r}" if quoted else f"{kind} {name}"

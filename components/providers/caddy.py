@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
-from pulumi.runtime import rpc
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
@@ -41,7 +40,14 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context
+from components.providers import (
+    RESOURCE_NAME_KEY,
+    FleetDynamicResource,
+    failure_context,
+    is_unknown,
+    resource_label,
+)
+from fleet.errors import FleetError
 
 __all__ = [
     "CaddyServer",
@@ -71,7 +77,6 @@ DEFAULT_NOT_FOUND_BODY = "tenant not found"
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SERVERS_PATH = ("apps", "http", "servers")
 # The value of an input not yet known during preview.
-_UNKNOWN = rpc.UNKNOWN
 
 
 # ---------------------------------------------------------------- the JSON Caddy gets
@@ -134,7 +139,7 @@ def route_object(route_id: str, hosts: list[str], upstreams: list[str], maintena
 # ---------------------------------------------------------------- the admin API
 
 
-class CaddyAdminError(Exception):
+class CaddyAdminError(FleetError):
     """A request to Caddy's admin API failed: HTTP error (with Caddy's message) or no connection."""
 
     def __init__(self, method: str, url: str, status: Optional[int], message: str) -> None:
@@ -258,14 +263,6 @@ def _set_value(admin_url: str, path: str, value: Any) -> None:
 # ---------------------------------------------------------------- inputs, as the providers see them
 
 
-def _is_unknown(value: Any) -> bool:
-    if isinstance(value, str):
-        return value == _UNKNOWN
-    if isinstance(value, (list, tuple)):
-        return any(_is_unknown(item) for item in value)
-    return False
-
-
 def _string_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -279,14 +276,13 @@ def _flag(value: Any, default: bool) -> bool:
 
 
 def _label(kind: str, props: dict[str, Any], identity: Optional[str]) -> str:
-    name = props.get(RESOURCE_NAME_KEY)
-    label = f"{kind} {name!r}" if name else kind
+    label = resource_label(kind, props)
     return f"{label} (@id {identity})" if identity else label
 
 
 def _check_identifier(failures: list[CheckFailure], props: dict[str, Any], key: str) -> None:
     value = props.get(key)
-    if _is_unknown(value):
+    if is_unknown(value):
         return
     if not isinstance(value, str) or not _IDENTIFIER.match(value):
         failures.append(CheckFailure(key, f"{key} must be letters, digits, '.', '_' or '-' (got {value!r})"))
@@ -294,7 +290,7 @@ def _check_identifier(failures: list[CheckFailure], props: dict[str, Any], key: 
 
 def _check_admin_url(failures: list[CheckFailure], props: dict[str, Any]) -> None:
     value = props.get("admin_url")
-    if _is_unknown(value):
+    if is_unknown(value):
         return
     if not isinstance(value, str) or urllib.parse.urlsplit(value).scheme not in ("http", "https"):
         failures.append(CheckFailure("admin_url", f"admin_url must be an http(s) URL such as http://127.0.0.1:2019 (got {value!r})"))
@@ -315,7 +311,7 @@ def _diff(
     changed = []
     for key, normalize in normalized_keys.items():
         new = news.get(key)
-        if _is_unknown(new) or normalize(olds.get(key)) != normalize(new):
+        if is_unknown(new) or normalize(olds.get(key)) != normalize(new):
             changed.append(key)
     replaces = [key for key in changed if key in replace_keys]
     # Create-then-delete would briefly hold two objects with the same identity in one Caddy (the same
@@ -371,7 +367,7 @@ class CaddyServerProvider(ResourceProvider):
         _check_admin_url(failures, news)
         _check_identifier(failures, news, "server")
         listen = news.get("listen")
-        if not _is_unknown(listen) and not _string_list(listen):
+        if not is_unknown(listen) and not _string_list(listen):
             failures.append(CheckFailure("listen", "listen needs at least one address, e.g. ':443'"))
         return CheckResult(news, failures)
 
@@ -566,13 +562,13 @@ class CaddyRouteProvider(ResourceProvider):
         if isinstance(route_id, str) and route_id.endswith(_CATCH_ALL_SUFFIX):
             failures.append(CheckFailure("route_id", f"route_id must not end in {_CATCH_ALL_SUFFIX!r}: that @id is the server's catch-all"))
         hosts, upstreams, maintenance = news.get("hosts"), news.get("upstreams"), news.get("maintenance")
-        if not _is_unknown(hosts) and not _string_list(hosts):
+        if not is_unknown(hosts) and not _string_list(hosts):
             failures.append(CheckFailure("hosts", "hosts needs at least one hostname"))
-        if not _is_unknown(upstreams):
+        if not is_unknown(upstreams):
             for upstream in _string_list(upstreams):
                 if ":" not in upstream:
                     failures.append(CheckFailure("upstreams", f"upstream {upstream!r} needs a port, as host:port"))
-            if not _string_list(upstreams) and not _is_unknown(maintenance) and not _flag(maintenance, False):
+            if not _string_list(upstreams) and not is_unknown(maintenance) and not _flag(maintenance, False):
                 failures.append(CheckFailure("upstreams", "upstreams needs at least one host:port unless maintenance is on"))
         return CheckResult(news, failures)
 

@@ -1,6 +1,6 @@
 """A tenant's database placement (and its move between servers), and the purge: PostgreSQL done by the fleet itself.
 
-Two dynamic resources, both driven by `fleet.pgtools` (psycopg, pg_dump, pg_restore):
+Two dynamic resources, both driven by `fleet.postgres` (psycopg, pg_dump, pg_restore):
 
 `DatabasePlacement` (`<tenant>-db-placement`, one per tenant, no server in its name so it survives moves)
 records which server holds the tenant's database. Creating it copies nothing (a new tenant has no data
@@ -53,12 +53,32 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
-from pulumi.runtime import rpc
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
-from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context
-from fleet import pgtools
-from fleet.pgtools import PgToolsError, ServerAccess
+from components.providers import (
+    RESOURCE_NAME_KEY,
+    FleetDynamicResource,
+    failure_context,
+    is_unknown,
+    resource_label,
+)
+from fleet.errors import FleetError
+from fleet.postgres import catalog, drops, dumps, sessions
+from fleet.postgres.access import (
+    PgToolsError,
+    ServerAccess,
+    check_tool_versions,
+    system_identifier,
+    tool_major_version,
+)
 
 __all__ = [
     "DatabasePlacement",
@@ -92,7 +112,6 @@ BLOCKED_MARKER = "tenant-fleet: blocked for "
 blocked; it carries the state to reopen it with, should the process die before it can (`reopen_interrupted`)."""
 
 _BLOCKED = re.compile(r"^tenant-fleet: blocked for (?P<purpose>.+?) since (?P<at>\S+); reopen with: (?P<state>\{.*\})$", re.S)
-_UNKNOWN = rpc.UNKNOWN
 _ADMIN_FIELDS = ("host", "port", "admin_user", "sslmode")
 
 
@@ -107,7 +126,7 @@ def _iso(moment: datetime) -> str:
 # ---------------------------------------------------------------- the move
 
 
-class MoveError(Exception):
+class MoveError(FleetError):
     """A move failed; `source_reopened` says whether the source serves again, `target_clean` whether the target is empty."""
 
     def __init__(self, message: str, source_reopened: bool = True, target_clean: bool = True) -> None:
@@ -163,7 +182,7 @@ def parse_moved_comment(comment: Optional[str]) -> Optional[dict[str, str]]:
     return match.groupdict() if match else None
 
 
-def blocked_comment(purpose: str, at: datetime, state: pgtools.BlockState) -> str:
+def blocked_comment(purpose: str, at: datetime, state: sessions.BlockState) -> str:
     """The COMMENT a blocked database carries while a move (`purpose` "move to <server>") or a purge runs."""
     return f"{BLOCKED_MARKER}{purpose} since {_iso(at)}; reopen with: {json.dumps(state.to_mapping(), sort_keys=True)}"
 
@@ -174,7 +193,7 @@ def parse_blocked_comment(comment: Optional[str]) -> Optional[dict[str, Any]]:
     if not match:
         return None
     try:
-        state = pgtools.BlockState.from_mapping(json.loads(match.group("state")))
+        state = sessions.BlockState.from_mapping(json.loads(match.group("state")))
     except (ValueError, KeyError, TypeError):
         return None
     return {"purpose": match.group("purpose"), "at": match.group("at"), "state": state}
@@ -186,9 +205,9 @@ def reopen_interrupted(access: ServerAccess, database: str) -> Optional[dict[str
 
     For operators and status commands, and run by the next move of the same database.
     """
-    marker = parse_blocked_comment(pgtools.database_comment(access, database))
+    marker = parse_blocked_comment(catalog.database_comment(access, database))
     if marker is not None:
-        pgtools.reopen(access, marker["state"])
+        sessions.reopen(access, marker["state"])
     return marker
 
 
@@ -201,7 +220,7 @@ def move_database(
     source_key: str,
     target_key: str,
     pg_bin: Optional[str] = None,
-    checksum_max_bytes: int = pgtools.CHECKSUM_MAX_BYTES,
+    checksum_max_bytes: int = catalog.CHECKSUM_MAX_BYTES,
     work_dir: Optional[str] = None,
     terminate_timeout: float = 30.0,
     on_phase: Optional[Callable[[str], None]] = None,
@@ -238,23 +257,23 @@ def move_database(
     phase("preflight")
     try:
         _preflight_servers(source, target, source_key, target_key)
-        if not pgtools.database_exists(target, database):
+        if not catalog.database_exists(target, database):
             raise MoveError(f"target database {database!r} does not exist on {target_key} ({target.label}); its Database resource creates it before the move")
-        if not pgtools.role_exists(target, role):
+        if not catalog.role_exists(target, role):
             raise MoveError(f"owner role {role!r} does not exist on {target_key} ({target.label}); its Role resource creates it before the move")
-        if not pgtools.database_exists(source, database):
+        if not catalog.database_exists(source, database):
             raise MoveError(f"source database {database!r} does not exist on {source_key} ({source.label}): nothing to move")
-        tools = pgtools.check_tool_versions(pg_bin, source, target)
+        tools = check_tool_versions(pg_bin, source, target)
         interrupted = reopen_interrupted(source, database)
         if interrupted is not None:
             # An earlier attempt died while the source was blocked. The app never used the target (that
             # happens only after a verified move), so whatever that attempt restored there can go.
             report.recovered = f"reopened the source, blocked for {interrupted['purpose']} since {interrupted['at']}"
             if interrupted["purpose"] == f"move to {target_key}":
-                pgtools.drop_owned_objects(target, database, role, keep_extensions=pgtools.extensions(target, database))
+                drops.drop_owned_objects(target, database, role, keep_extensions=catalog.extensions(target, database))
                 report.recovered += f", and emptied {target_key} of its unverified copy"
-        marker = parse_moved_comment(pgtools.database_comment(source, database))
-        leftovers = pgtools.user_objects(target, database)
+        marker = parse_moved_comment(catalog.database_comment(source, database))
+        leftovers = catalog.user_objects(target, database)
         if marker is not None:
             if marker["server"] == target_key and leftovers:
                 return _adopt(report, source, target, database, role, checksum_max_bytes, phase, end_phases)
@@ -267,10 +286,10 @@ def move_database(
                 f"target database {database!r} on {target_key} ({target.label}) is not empty "
                 f"({', '.join(leftovers[:5])}{', ...' if len(leftovers) > 5 else ''}); a move only restores into an empty database"
             )
-        pending = pgtools.prepared_transactions(source, database)
+        pending = sessions.prepared_transactions(source, database)
         if pending:
             raise MoveError(f"source database {database!r} has prepared transactions pending ({', '.join(pending)}); commit or roll them back first")
-        target_extensions = pgtools.extensions(target, database)
+        target_extensions = catalog.extensions(target, database)
     except PgToolsError as error:
         raise MoveError(f"move of {where} refused before anything changed: {error}") from error
     except MoveError as error:
@@ -280,7 +299,7 @@ def move_database(
     phase("block")
     blocked_at = time.monotonic()
     try:
-        block = pgtools.block_connections(
+        block = sessions.block_connections(
             source, database, role, comment=lambda state: blocked_comment(f"move to {target_key}", _utc_now(), state)
         )
     except PgToolsError as error:
@@ -288,8 +307,8 @@ def move_database(
     restored = False
     try:
         phase("terminate")
-        report.sessions_ended = pgtools.terminate_sessions(source, database, timeout=terminate_timeout)
-        pending = pgtools.prepared_transactions(source, database)
+        report.sessions_ended = sessions.terminate_sessions(source, database, timeout=terminate_timeout)
+        pending = sessions.prepared_transactions(source, database)
         if pending:
             raise MoveError(f"prepared transactions appeared on the source ({', '.join(pending)})")
 
@@ -298,22 +317,22 @@ def move_database(
         # the pool is not waited for (the reopen must not wait on a read-only scan; it ends on its own).
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="source-facts")
         try:
-            source_facts_future = pool.submit(pgtools.collect_facts, source, database, max_checksum_bytes=checksum_max_bytes)
+            source_facts_future = pool.submit(catalog.collect_facts, source, database, max_checksum_bytes=checksum_max_bytes)
             with tempfile.TemporaryDirectory(prefix="tenant-fleet-move-", dir=work_dir) as scratch:
                 # Uncompressed: the file lives for seconds, and compressing would only lengthen the blocked window.
-                dump_file = pgtools.dump(source, database, Path(scratch) / f"{database}.dump", pg_bin=tools, compress=0)
+                dump_file = dumps.dump(source, database, Path(scratch) / f"{database}.dump", pg_bin=tools, compress=0)
                 report.dump_bytes = dump_file.bytes
                 restored = True  # from its first statement on, the target may hold something of ours
-                pgtools.restore(target, database, dump_file.path, role, pg_bin=tools)
+                dumps.restore(target, database, dump_file.path, role, pg_bin=tools)
             source_facts = source_facts_future.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
         phase("verify")
-        target_facts = pgtools.collect_facts(target, database, checksum_tables=list(source_facts.checksums))
-        problems = pgtools.compare_facts(source_facts, target_facts, source_key, target_key)
+        target_facts = catalog.collect_facts(target, database, checksum_tables=list(source_facts.checksums))
+        problems = catalog.compare_facts(source_facts, target_facts, source_key, target_key)
         # Nobody may have reached the source meanwhile (a superuser is not held back by the connection limit).
-        intruders = pgtools.other_sessions(source, database, include_fleet=False)
+        intruders = sessions.other_sessions(source, database, include_fleet=False)
         if intruders:
             problems.append(f"sessions connected to the source during the move: {intruders}")
         if problems:
@@ -321,7 +340,7 @@ def move_database(
         report.tables, report.rows, report.checksummed_tables = len(source_facts.counts), source_facts.rows, len(source_facts.checksums)
 
         phase("finish")
-        pgtools.set_database_comment(source, database, moved_comment(target_key, target, _utc_now(), block.comment))
+        catalog.set_database_comment(source, database, moved_comment(target_key, target, _utc_now(), block.comment))
     except BaseException as error:  # noqa: BLE001 - whatever happened, put the source back
         end_phases()
         raise _undo(error, where, source, target, database, role, block, restored, target_extensions) from error
@@ -334,7 +353,7 @@ def _preflight_servers(source: ServerAccess, target: ServerAccess, source_key: s
     if source_key == target_key:
         raise MoveError("source and target are the same server key")
     same_address = (source.host, int(source.port)) == (target.host, int(target.port))
-    source_id, target_id = pgtools.system_identifier(source), pgtools.system_identifier(target)
+    source_id, target_id = system_identifier(source), system_identifier(target)
     if same_address or (source_id is not None and source_id == target_id):
         raise MoveError(f"{source_key} and {target_key} are the same PostgreSQL cluster; a move needs two")
 
@@ -342,14 +361,14 @@ def _preflight_servers(source: ServerAccess, target: ServerAccess, source_key: s
 def _adopt(report: MoveReport, source, target, database, role, checksum_max_bytes, phase, end_phases) -> MoveReport:
     """An earlier move finished on the servers but not in the state: verify it and take it as done."""
     phase("verify")
-    source_facts = pgtools.collect_facts(source, database, max_checksum_bytes=checksum_max_bytes)
-    target_facts = pgtools.collect_facts(target, database, checksum_tables=list(source_facts.checksums))
-    problems = pgtools.compare_facts(source_facts, target_facts, report.source, report.target)
+    source_facts = catalog.collect_facts(source, database, max_checksum_bytes=checksum_max_bytes)
+    target_facts = catalog.collect_facts(target, database, checksum_tables=list(source_facts.checksums))
+    problems = catalog.compare_facts(source_facts, target_facts, report.source, report.target)
     if problems:
         raise MoveError(
             "the source is marked as moved to the target, but the copy there differs: " + "; ".join(problems[:10])
         )
-    pgtools.block_connections(source, database, role)  # idempotent: make sure it is still blocked
+    sessions.block_connections(source, database, role)  # idempotent: make sure it is still blocked
     end_phases()
     report.adopted = True
     report.tables, report.rows, report.checksummed_tables = len(source_facts.counts), source_facts.rows, len(source_facts.checksums)
@@ -360,13 +379,13 @@ def _undo(error, where, source, target, database, role, block, restored, target_
     """Reopen the source (first: the tenant is down meanwhile), then empty the target; describe all of it."""
     reopened, clean, notes = True, True, []
     try:
-        pgtools.reopen(source, block)
+        sessions.reopen(source, block)
     except Exception as reopen_error:  # noqa: BLE001
         reopened = False
         notes.append(f"COULD NOT REOPEN THE SOURCE ({reopen_error}); it is still blocked: run the move again or reopen it by hand")
     if restored:
         try:
-            left = pgtools.drop_owned_objects(target, database, role, keep_extensions=target_extensions)
+            left = drops.drop_owned_objects(target, database, role, keep_extensions=target_extensions)
             if left:
                 clean = False
                 notes.append(f"the target still holds {', '.join(left[:5])}")
@@ -407,33 +426,17 @@ def _admin_coordinates(props: Mapping[str, Any]) -> Optional[dict[str, Any]]:
     return {key: (int(entry.get(key) or 5432) if key == "port" else entry.get(key)) for key in _ADMIN_FIELDS}
 
 
-def _is_unknown(value: Any) -> bool:
-    if isinstance(value, str):
-        return value == _UNKNOWN
-    if isinstance(value, Mapping):
-        return any(_is_unknown(item) for item in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_is_unknown(item) for item in value)
-    return False
-
-
-def _label(kind: str, props: Mapping[str, Any]) -> str:
-    name = props.get(RESOURCE_NAME_KEY)
-    return f"{kind} {name!r}" if name else kind
-
-
 def _check_common(news: Mapping[str, Any], failures: list[CheckFailure]) -> None:
     for key in ("tenant", "database", "role", "server"):
         value = news.get(key)
-        if _is_unknown(value):
+        if is_unknown(value):
             continue
         if not isinstance(value, str) or not value or len(value.encode()) > 63:
             failures.append(CheckFailure(key, f"{key} must be a non-empty name of at most 63 bytes (got {value!r})"))
     servers, server = news.get("servers"), news.get("server")
-    if not _is_unknown(servers) and not _is_unknown(server):
-        if not isinstance(servers, Mapping) or server not in servers:
-            known = ", ".join(sorted(servers)) if isinstance(servers, Mapping) else "none"
-            failures.append(CheckFailure("servers", f"servers has no entry for server {server!r} (known: {known})"))
+    if not is_unknown(servers) and not is_unknown(server) and (not isinstance(servers, Mapping) or server not in servers):
+        known = ", ".join(sorted(servers)) if isinstance(servers, Mapping) else "none"
+        failures.append(CheckFailure("servers", f"servers has no entry for server {server!r} (known: {known})"))
 
 
 # ---------------------------------------------------------------- DatabasePlacement
@@ -460,7 +463,7 @@ class DatabasePlacementArgs:
     the new server's entries are read from the current config at move time (so a rotated admin password is used)."""
     pg_bin: pulumi.Input[Optional[str]] = None
     """Folder with pg_dump/pg_restore (Backups.pg_bin); default: found on the machine running `pulumi up`."""
-    checksum_max_bytes: pulumi.Input[int] = pgtools.CHECKSUM_MAX_BYTES
+    checksum_max_bytes: pulumi.Input[int] = catalog.CHECKSUM_MAX_BYTES
     """Tables up to this size get a content checksum in the move's verification (all get exact row counts)."""
 
 
@@ -478,18 +481,18 @@ class DatabasePlacementProvider(ResourceProvider):
         # A server change is an update (the move), never a replacement: a replacement would create a new
         # placement (which copies nothing) and delete the old one. The admin password and other servers'
         # entries are not compared: rotating a password must not look like a change to every tenant.
-        changed = [key for key in self._TRACKED if _is_unknown(news.get(key)) or _normal(key, olds.get(key)) != _normal(key, news.get(key))]
-        if _is_unknown(news.get("servers")) or _admin_coordinates(news) != olds.get("admin"):
+        changed = [key for key in self._TRACKED if is_unknown(news.get(key)) or _normal(key, olds.get(key)) != _normal(key, news.get(key))]
+        if is_unknown(news.get("servers")) or _admin_coordinates(news) != olds.get("admin"):
             changed.append("admin")
         return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        with failure_context(_label("DatabasePlacement", props), f"create on {props.get('server')!r}"):
+        with failure_context(resource_label("DatabasePlacement", props), f"create on {props.get('server')!r}"):
             current = _access(props, props["server"])
             database = props["database"]
-            if not pgtools.database_exists(current, database):
+            if not catalog.database_exists(current, database):
                 raise LookupError(f"database {database!r} does not exist on {props['server']} ({current.label})")
-            if not pgtools.user_objects(current, database, limit=1):
+            if not catalog.user_objects(current, database, limit=1):
                 self._refuse_if_data_elsewhere(props, database)
             outs = self._outputs(props, moves=[], moved_at=None)
         return CreateResult(f"{props['tenant']}:{database}", outs)
@@ -497,7 +500,7 @@ class DatabasePlacementProvider(ResourceProvider):
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         old_server, new_server = olds.get("server"), news["server"]
         action = f"move from {old_server!r} to {new_server!r}" if old_server != new_server else "update"
-        with failure_context(_label("DatabasePlacement", news), action):
+        with failure_context(resource_label("DatabasePlacement", news), action):
             for key in ("database", "role"):
                 if olds.get(key) != news.get(key):
                     raise ValueError(f"{key} cannot change ({olds.get(key)!r} -> {news.get(key)!r}): it names the tenant's data on every server")
@@ -517,7 +520,7 @@ class DatabasePlacementProvider(ResourceProvider):
                     source_key=old_server,
                     target_key=new_server,
                     pg_bin=news.get("pg_bin") or None,
-                    checksum_max_bytes=int(news.get("checksum_max_bytes") or pgtools.CHECKSUM_MAX_BYTES),
+                    checksum_max_bytes=int(news.get("checksum_max_bytes") or catalog.CHECKSUM_MAX_BYTES),
                 )
                 moves.append(report.summary())
                 moved_at = report.started_at
@@ -556,11 +559,11 @@ class DatabasePlacementProvider(ResourceProvider):
                 continue
             other = ServerAccess.from_mapping({**entry, "connect_timeout": 5})
             try:
-                if not pgtools.database_exists(other, database):
+                if not catalog.database_exists(other, database):
                     continue
-                if parse_moved_comment(pgtools.database_comment(other, database)):
+                if parse_moved_comment(catalog.database_comment(other, database)):
                     continue
-                found = pgtools.user_objects(other, database, limit=3)
+                found = catalog.user_objects(other, database, limit=3)
             except PgToolsError:
                 continue
             if found:
@@ -571,7 +574,7 @@ class DatabasePlacementProvider(ResourceProvider):
 
 
 def _normal(key: str, value: Any) -> Any:
-    if key == "port" and value is not None and not _is_unknown(value):
+    if key == "port" and value is not None and not is_unknown(value):
         return int(value)
     return value
 
@@ -676,8 +679,8 @@ def purge_tenant(
     for key in [current_server, *sorted(key for key in servers if key != current_server)]:
         access = servers[key]
         try:
-            exists = pgtools.database_exists(access, database)
-            comment = pgtools.database_comment(access, database) if exists else None
+            exists = catalog.database_exists(access, database)
+            comment = catalog.database_comment(access, database) if exists else None
         except PgToolsError as error:
             raise PgToolsError(f"cannot check server {key} ({access.label}) for the tenant's database: {error}; nothing was dropped") from error
         if key == current_server:
@@ -692,19 +695,19 @@ def purge_tenant(
                 report.kept.append(f"{key}: database {database!r} without tenant-fleet's moved marker (not known to be this tenant's copy)")
 
     # Backups: block each copy so nothing is written after its dump, dump, read it all back.
-    blocks: list[tuple[ServerAccess, pgtools.BlockState]] = []
+    blocks: list[tuple[ServerAccess, sessions.BlockState]] = []
     try:
         if copies:
-            tools = pgtools.check_tool_versions(pg_bin, *[access for _, access, _ in copies])
+            tools = check_tool_versions(pg_bin, *[access for _, access, _ in copies])
         for key, access, current in copies:
             phase(f"backup {key}")
-            blocks.append((access, pgtools.block_connections(access, database, role, comment=lambda state: blocked_comment("purge", at, state))))
-            pgtools.terminate_sessions(access, database)
-            counts = pgtools.table_counts(access, database)
+            blocks.append((access, sessions.block_connections(access, database, role, comment=lambda state: blocked_comment("purge", at, state))))
+            sessions.terminate_sessions(access, database)
+            counts = catalog.table_counts(access, database)
             path = folder / final_backup_name(tenant, at, None if current else key)
-            dump_file = pgtools.dump(access, database, path, pg_bin=tools)
+            dump_file = dumps.dump(access, database, path, pg_bin=tools)
             try:
-                toc = pgtools.verify_dump(dump_file.path, pg_bin=tools)
+                toc = dumps.verify_dump(dump_file.path, pg_bin=tools)
                 missing = sorted(set(counts) - {entry.qualified for entry in toc if entry.has_data})
                 if missing:
                     raise PgToolsError(f"the final backup {path} lacks the data of {', '.join(missing)}")
@@ -727,7 +730,7 @@ def purge_tenant(
                 "reason": reason,
                 "current_server": current,
                 "created_at": report.purged_at,
-                "pg_dump_version": pgtools.tool_major_version(tools / "pg_dump"),
+                "pg_dump_version": tool_major_version(tools / "pg_dump"),
                 "counts": dict(sorted(counts.items())),
                 **entry,
             }
@@ -737,7 +740,7 @@ def purge_tenant(
         problems = []
         for access, state in reversed(blocks):
             try:
-                pgtools.reopen(access, state)
+                sessions.reopen(access, state)
             except Exception as reopen_error:  # noqa: BLE001
                 problems.append(f"could not reopen {state.database!r} on {access.label}: {reopen_error}")
         detail = f"final backup failed, nothing was dropped: {error}"
@@ -749,13 +752,13 @@ def purge_tenant(
     import psycopg
 
     phase("drop")
-    for key, access, current in sorted(copies, key=lambda copy: copy[2]):
-        if pgtools.drop_database(access, database):
+    for key, access, _current in sorted(copies, key=lambda copy: copy[2]):
+        if drops.drop_database(access, database):
             report.dropped_databases.append(key)
     for key in [key for key, _, current in copies if not current] + [current_server]:
         access = servers[key]
         try:
-            if pgtools.drop_role(access, role):
+            if drops.drop_role(access, role):
                 report.dropped_roles.append(key)
         except psycopg.errors.DependentObjectsStillExist as error:
             if key == current_server:
@@ -795,10 +798,10 @@ class TenantPurgeProvider(ResourceProvider):
         failures: list[CheckFailure] = []
         _check_common(news, failures)
         tenant, confirm = news.get("tenant"), news.get("confirm")
-        if not _is_unknown(tenant) and not _is_unknown(confirm) and tenant != confirm:
+        if not is_unknown(tenant) and not is_unknown(confirm) and tenant != confirm:
             failures.append(CheckFailure("confirm", f"confirm must be the tenant's name {tenant!r} typed out (got {confirm!r})"))
         backup_dir = news.get("backup_dir")
-        if not _is_unknown(backup_dir) and (not isinstance(backup_dir, str) or not Path(backup_dir).is_absolute()):
+        if not is_unknown(backup_dir) and (not isinstance(backup_dir, str) or not Path(backup_dir).is_absolute()):
             failures.append(CheckFailure("backup_dir", f"backup_dir must be an absolute path (got {backup_dir!r})"))
         return CheckResult(news, failures)
 
@@ -807,7 +810,7 @@ class TenantPurgeProvider(ResourceProvider):
         return DiffResult(changes=False, replaces=[], stables=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        with failure_context(_label("TenantPurge", props), f"purge of {props.get('database')!r}"):
+        with failure_context(resource_label("TenantPurge", props), f"purge of {props.get('database')!r}"):
             if props.get("confirm") != props.get("tenant"):
                 raise ValueError("confirm does not match the tenant's name: refusing to purge")
             servers = {key: ServerAccess.from_mapping(entry) for key, entry in _servers(props.get("servers")).items()}

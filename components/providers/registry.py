@@ -26,10 +26,23 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
-from pulumi.runtime import rpc
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
 
-from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context
+from components.providers import (
+    RESOURCE_NAME_KEY,
+    FleetDynamicResource,
+    failure_context,
+    is_unknown,
+    resource_label,
+)
 
 __all__ = [
     "COLUMNS",
@@ -205,19 +218,9 @@ def _select_row(props: dict[str, Any]) -> Optional[dict[str, Any]]:
 # ---------------------------------------------------------------- inputs, as the providers see them
 
 
-def _is_unknown(value: Any) -> bool:
-    if isinstance(value, str):
-        return value == rpc.UNKNOWN
-    if isinstance(value, (list, tuple)):
-        return any(_is_unknown(item) for item in value)
-    if isinstance(value, dict):
-        return any(_is_unknown(item) for item in value.values())
-    return False
-
-
 def _normalize(field: str, value: Any) -> Any:
     """Inputs as stored: ints for counts and ports (the wire has only doubles), sorted-free lists of strings."""
-    if value is None or _is_unknown(value):
+    if value is None or is_unknown(value):
         return value
     if field in _INT_FIELDS:
         return int(value)
@@ -229,10 +232,9 @@ def _normalize(field: str, value: Any) -> Any:
 
 
 def _label(kind: str, props: dict[str, Any]) -> str:
-    name = props.get(RESOURCE_NAME_KEY)
     where = f"{props.get('host')}:{props.get('port')}/{props.get('database')}"
     subject = f" {props['name']!r}" if kind == "TenantRegistryRow" and props.get("name") else ""
-    return f"{kind} {name or ''}{subject} (registry {where})".replace("  ", " ")
+    return f"{resource_label(kind, props, quoted=False)}{subject} (registry {where})"
 
 
 @contextlib.contextmanager
@@ -243,7 +245,7 @@ def _operation(kind: str, props: dict[str, Any], action: str) -> Iterator[None]:
 
 def _diff(olds: dict[str, Any], news: dict[str, Any], fields: tuple[str, ...], replace: tuple[str, ...]) -> DiffResult:
     """Compare normalized old outputs with new inputs; an unknown new value counts as a change."""
-    changed = [field for field in fields if _is_unknown(news.get(field)) or _normalize(field, olds.get(field)) != _normalize(field, news.get(field))]
+    changed = [field for field in fields if is_unknown(news.get(field)) or _normalize(field, olds.get(field)) != _normalize(field, news.get(field))]
     replaces = [field for field in changed if field in replace]
     # Delete first: the old row is marked inactive, then the new one upserted active. The other order
     # would mark inactive the row just written whenever old and new name the same table (an alias host).
@@ -253,10 +255,10 @@ def _diff(olds: dict[str, Any], news: dict[str, Any], fields: tuple[str, ...], r
 def _check_location(failures: list[CheckFailure], news: dict[str, Any]) -> None:
     for field in ("host", "database", "table", "admin_user"):
         value = news.get(field)
-        if not _is_unknown(value) and (not isinstance(value, str) or not value):
+        if not is_unknown(value) and (not isinstance(value, str) or not value):
             failures.append(CheckFailure(field, f"{field} is required"))
     port = news.get("port")
-    if not _is_unknown(port):
+    if not is_unknown(port):
         try:
             if not 1 <= int(port) <= 65535:
                 raise ValueError
@@ -264,7 +266,7 @@ def _check_location(failures: list[CheckFailure], news: dict[str, Any]) -> None:
             failures.append(CheckFailure("port", f"port must be 1..65535 (got {port!r})"))
     for field in ("database", "schema", "table"):
         value = news.get(field)
-        if isinstance(value, str) and not _is_unknown(value) and len(value.encode()) > 63:
+        if isinstance(value, str) and not is_unknown(value) and len(value.encode()) > 63:
             failures.append(CheckFailure(field, f"{field} {value!r} exceeds PostgreSQL's 63-byte identifiers"))
 
 
@@ -428,14 +430,14 @@ class TenantRegistryRowProvider(ResourceProvider):
         failures: list[CheckFailure] = []
         _check_location(failures, news)
         status = news.get("status")
-        if not _is_unknown(status) and status not in _STATUSES:
+        if not is_unknown(status) and status not in _STATUSES:
             failures.append(CheckFailure("status", f"status must be one of {', '.join(_STATUSES)} (got {status!r})"))
         for field in ("name", "display_name", "plan", "db_host", "db_name", "db_user"):
             value = news.get(field)
-            if not _is_unknown(value) and (not isinstance(value, str) or not value):
+            if not is_unknown(value) and (not isinstance(value, str) or not value):
                 failures.append(CheckFailure(field, f"{field} is required"))
         hostnames = news.get("hostnames")
-        if not _is_unknown(hostnames) and not hostnames:
+        if not is_unknown(hostnames) and not hostnames:
             failures.append(CheckFailure("hostnames", "hostnames needs at least one hostname"))
         return CheckResult(news, failures)
 

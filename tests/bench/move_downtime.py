@@ -30,8 +30,9 @@ if str(ROOT) not in sys.path:
 import psycopg  # noqa: E402
 
 from components.providers.postgres import move_database  # noqa: E402
-from fleet import pgtools  # noqa: E402
-from tests.support.servers import PostgresCluster  # noqa: E402
+from fleet.bench.servers import PostgresCluster  # noqa: E402
+from fleet.postgres import catalog  # noqa: E402
+from fleet.postgres.access import ServerAccess  # noqa: E402
 
 DATABASE, ROLE, PASSWORD = "tenant_bench", "tenant_bench_app", "bench-tenant-password"
 
@@ -103,7 +104,7 @@ class Writer(threading.Thread):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=100, help="approximate size of the tenant database (default 100)")
-    parser.add_argument("--checksum-max-mb", type=int, default=pgtools.CHECKSUM_MAX_BYTES // 2**20, help="tables up to this size get a content checksum (default %(default)s)")
+    parser.add_argument("--checksum-max-mb", type=int, default=catalog.CHECKSUM_MAX_BYTES // 2**20, help="tables up to this size get a content checksum (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     options = parser.parse_args()
 
@@ -115,8 +116,8 @@ def main() -> int:
             provision(cluster)
         started = time.monotonic()
         load(source, options.size_mb)
-        source_access = pgtools.ServerAccess(source.host, source.port, "postgres", source.admin_password, sslmode="disable")
-        target_access = pgtools.ServerAccess(target.host, target.port, "postgres", target.admin_password, sslmode="disable")
+        source_access = ServerAccess(source.host, source.port, "postgres", source.admin_password, sslmode="disable")
+        target_access = ServerAccess(target.host, target.port, "postgres", target.admin_password, sslmode="disable")
         with source_access.connect(DATABASE) as connection:
             size = connection.execute("select pg_database_size(current_database())").fetchone()[0]
         print(f"loaded {size / 1e6:.1f} MB into the source in {time.monotonic() - started:.1f}s", file=sys.stderr)

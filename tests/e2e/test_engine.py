@@ -12,7 +12,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from fleet import engine
+from fleet.engine import driver, plugins
 from tests.e2e.engine_probe import Probe
 
 STACK = "e2e-engine"
@@ -48,8 +48,8 @@ def probe_program(size: int, ledger_dir: Path):
 def engine_ready() -> str:
     """The engine's version; fails (doesn't skip) with the set-up hint when it is missing."""
     try:
-        return engine.check_engine()
-    except engine.EngineMissing as exc:
+        return driver.check_engine()
+    except driver.EngineMissing as exc:
         problem = str(exc)
     pytest.fail(problem, pytrace=False)
 
@@ -75,7 +75,7 @@ class Engine:
         self.ledger_dir = ledger_dir
 
     def stack(self, size: int):
-        return engine.stack_for(
+        return driver.stack_for(
             STACK,
             probe_program(size, self.ledger_dir),
             backend_dir=self.backend_dir,
@@ -85,7 +85,7 @@ class Engine:
 
     def run(self, op: str, size: int = 1, **options) -> dict:
         print(f"--- {op} (size={size})")
-        return engine.run(op, self.stack(size), on_output=print, **options)
+        return driver.run(op, self.stack(size), on_output=print, **options)
 
     def state(self) -> dict:
         """The stack's checkpoint as the file backend stores it."""
@@ -107,14 +107,14 @@ def deployed(engine_ready, backend_dir, ledger_dir):
     runner = Engine(backend_dir, ledger_dir)
     runner.first_up = runner.run("up", size=1)
     yield runner
-    engine.run("destroy", runner.stack(1), on_output=None)
+    driver.run("destroy", runner.stack(1), on_output=None)
 
 
 def test_the_engine_and_its_shims_are_installed():
     """check_engine() also refuses an engine older than engine/VERSION."""
     try:
-        version = engine.check_engine()
-    except engine.EngineMissing as exc:
+        version = driver.check_engine()
+    except driver.EngineMissing as exc:
         problem = str(exc)
     else:
         assert version
@@ -192,12 +192,12 @@ def test_secrets_are_encrypted_in_the_state_files(deployed):
 
 
 def test_a_locked_stack_is_a_readable_engine_error(deployed):
-    lock_dir = deployed.backend_dir / ".pulumi" / "locks" / "organization" / engine.PROJECT_NAME / STACK
+    lock_dir = deployed.backend_dir / ".pulumi" / "locks" / "organization" / driver.PROJECT_NAME / STACK
     lock_dir.mkdir(parents=True, exist_ok=True)
     lock = lock_dir / "e2e-test-lock.json"
     lock.write_text(json.dumps({"pid": 1, "username": "e2e", "hostname": "e2e", "timestamp": "2026-01-01T00:00:00Z"}))
     try:
-        with pytest.raises(engine.EngineError) as caught:
+        with pytest.raises(driver.EngineError) as caught:
             deployed.run("up", size=2)
     finally:
         lock.unlink()
@@ -210,9 +210,9 @@ def test_a_failing_program_is_one_readable_error(deployed):
     def broken() -> None:
         raise ValueError("tenant acme: plan 'huge' is not in the catalog")
 
-    stack = engine.stack_for(STACK, broken, backend_dir=deployed.backend_dir)
-    with pytest.raises(engine.EngineError) as caught:
-        engine.run("preview", stack, on_output=print)
+    stack = driver.stack_for(STACK, broken, backend_dir=deployed.backend_dir)
+    with pytest.raises(driver.EngineError) as caught:
+        driver.run("preview", stack, on_output=print)
     message = str(caught.value)
     assert caught.value.reason == "program-failed"
     assert "tenant acme: plan 'huge' is not in the catalog" in message
@@ -255,7 +255,7 @@ def test_a_python_policy_pack_blocks_a_violating_preview(deployed, tmp_path):
     clean = deployed.run("preview", size=2, policy_packs=[pack])
     assert set(clean["changes"]) == {"same"}, clean
 
-    with pytest.raises(engine.EngineError) as caught:
+    with pytest.raises(driver.EngineError) as caught:
         deployed.run("preview", size=9, policy_packs=[pack])
     message = str(caught.value)
     assert caught.value.reason == "policy-violation"
@@ -265,15 +265,15 @@ def test_a_python_policy_pack_blocks_a_violating_preview(deployed, tmp_path):
 
 
 def test_a_wrong_passphrase_is_refused(deployed):
-    with pytest.raises(engine.EngineError, match="incorrect passphrase") as caught:
-        stack = engine.stack_for(
+    with pytest.raises(driver.EngineError, match="incorrect passphrase") as caught:
+        stack = driver.stack_for(
             STACK,
             probe_program(2, deployed.ledger_dir),
             backend_dir=deployed.backend_dir,
             secrets={"apiToken": CONFIG_SECRET},
             passphrase="not-the-passphrase",
         )
-        engine.run("preview", stack, on_output=print)
+        driver.run("preview", stack, on_output=print)
     assert CONFIG_SECRET not in str(caught.value)
 
 
@@ -285,19 +285,19 @@ def test_destroy_removes_everything(deployed):
 
 
 def test_missing_plugins_names_postgresql_with_its_install_command(engine_ready):
-    required = engine.required_plugin_versions(["pulumi_postgresql"])
+    required = plugins.required_plugin_versions(["pulumi_postgresql"])
     assert required == {"postgresql": "3.18.2"}  # the version pinned in requirements.txt
 
-    installed = engine.installed_plugins()
-    missing = engine.missing_plugins(required)
+    installed = plugins.installed_plugins()
+    missing = plugins.missing_plugins(required)
     if ("resource", "postgresql", "3.18.2") in installed:
         assert missing == []  # a machine where the plugin could be installed
     else:
         assert missing == ["postgresql 3.18.2"]
-    never = engine.missing_plugins({"postgresql": "0.0.1"})
+    never = plugins.missing_plugins({"postgresql": "0.0.1"})
     assert never == ["postgresql 0.0.1"]
 
-    message = engine.missing_plugins_message(["postgresql 3.18.2", "docker 5.2.0"])
+    message = plugins.missing_plugins_message(["postgresql 3.18.2", "docker 5.2.0"])
     lines = message.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("missing provider plugin: postgresql 3.18.2 (install: ")
@@ -306,8 +306,8 @@ def test_missing_plugins_names_postgresql_with_its_install_command(engine_ready)
 
 
 def test_a_missing_engine_says_to_run_setup(monkeypatch, tmp_path):
-    monkeypatch.setattr(engine, "ENGINE_PATH", tmp_path / "bin" / "pulumi")
-    with pytest.raises(engine.EngineMissing, match=r"\./scripts/setup"):
-        engine.check_engine()
-    with pytest.raises(engine.EngineMissing, match=r"\./scripts/setup"):
-        engine.stack_for("never", lambda: None, backend_dir=tmp_path / "state")
+    monkeypatch.setattr(driver, "ENGINE_PATH", tmp_path / "bin" / "pulumi")
+    with pytest.raises(driver.EngineMissing, match=r"\./scripts/setup"):
+        driver.check_engine()
+    with pytest.raises(driver.EngineMissing, match=r"\./scripts/setup"):
+        driver.stack_for("never", lambda: None, backend_dir=tmp_path / "state")

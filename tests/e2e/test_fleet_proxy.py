@@ -12,13 +12,12 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
-from fleet import engine
-from fleet.plan import evaluate
+from fleet.bench.servers import UpstreamHTTPServer, free_port
+from fleet.engine import driver as engine
+from fleet.offline.plan import evaluate
 from fleet.program import fleet_program
 from tests.support.fixtures import running
-from tests.support.servers import UpstreamHTTPServer, free_port
 from tests.unit.graph import FleetWorkspace
 
 ROUTE_TYPE = "pulumi-python:dynamic/caddy:CaddyRoute"

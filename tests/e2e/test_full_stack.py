@@ -13,12 +13,12 @@ import copy
 import psycopg
 import pytest
 
-from fleet import engine
-from fleet.operations import required_packages
-from fleet.plan import evaluate
+from fleet.bench.servers import free_port
+from fleet.engine import driver, plugins
+from fleet.engine.plugins import required_packages
+from fleet.offline.plan import evaluate
 from fleet.program import fleet_program
 from tests.support.fixtures import running
-from tests.support.servers import free_port
 from tests.unit.graph import FleetWorkspace
 
 TENANTS = ("santarita", "novaroma", "pirapora")
@@ -26,13 +26,13 @@ TENANTS = ("santarita", "novaroma", "pirapora")
 
 def _missing_plugins(config, tenants_dir) -> list[str]:
     evaluation = evaluate(config, stack="fullstack", tenants_dir=tenants_dir, selection=set(TENANTS))
-    required = engine.required_plugin_versions(sorted(required_packages(evaluation)))
-    return engine.missing_plugins(required)
+    required = plugins.required_plugin_versions(sorted(required_packages(evaluation)))
+    return plugins.missing_plugins(required)
 
 
 @pytest.fixture(scope="module")
 def full_stack(tmp_path_factory):
-    from tests.support.servers import CaddyServerProcess, PostgresCluster
+    from fleet.bench.servers import CaddyServerProcess, PostgresCluster
 
     workspace = FleetWorkspace(tmp_path_factory.mktemp("fleet"))
     config = copy.deepcopy(workspace.config)
@@ -53,15 +53,15 @@ def full_stack(tmp_path_factory):
         backend = tmp_path_factory.mktemp("state")
 
         def stack():
-            return engine.stack_for("fullstack", lambda: fleet_program(None, workspace.tenants_dir), backend_dir=backend, config=settings, secrets=secrets)
+            return driver.stack_for("fullstack", lambda: fleet_program(None, workspace.tenants_dir), backend_dir=backend, config=settings, secrets=secrets)
 
         yield {"stack": stack, "clusters": clusters, "workspace": workspace, "caddy": caddy, "port": port}
-        engine.run("destroy", stack(), on_output=None)
+        driver.run("destroy", stack(), on_output=None)
 
 
 def test_full_stack_deploys_and_isolates_every_tenant_on_the_live_servers(full_stack):
     stack = full_stack["stack"]
-    engine.run("up", stack(), on_output=None)
+    driver.run("up", stack(), on_output=None)
     outputs = stack().outputs()
     tenants = outputs["tenants"].value
     passwords = outputs["database_passwords"].value
@@ -79,7 +79,7 @@ def test_full_stack_deploys_and_isolates_every_tenant_on_the_live_servers(full_s
             other_cluster = next(c for c in clusters.values() if c.port == other_db["port"])
             with pytest.raises(psycopg.OperationalError):
                 psycopg.connect(other_cluster.dsn(other_db["name"], database["user"], passwords[name])).close()
-    assert set(engine.run("preview", stack(), on_output=None)["changes"]) == {"same"}
+    assert set(driver.run("preview", stack(), on_output=None)["changes"]) == {"same"}
 
 
 def test_removing_a_tenant_keeps_its_database_and_role(full_stack):
@@ -89,7 +89,7 @@ def test_removing_a_tenant_keeps_its_database_and_role(full_stack):
         admin.execute("create table kept (id int)")
         admin.execute("insert into kept values (1), (2), (3)")
     workspace.tenant_file("novaroma").unlink()
-    engine.run("up", stack(), on_output=None)
+    driver.run("up", stack(), on_output=None)
     with cluster.connect("tenant_novaroma") as admin:
         assert admin.execute("select count(*) from kept").fetchone()[0] == 3
         assert admin.execute("select 1 from pg_roles where rolname = 'tenant_novaroma_app'").fetchone() == (1,)
@@ -104,7 +104,7 @@ def test_rotation_gives_a_new_password_and_the_old_one_stops_working(full_stack)
     cluster = full_stack["clusters"]["shared-1"]
     old = _password(stack, "santarita")
     workspace.edit("santarita", rotation=1)
-    engine.run("up", stack(), on_output=None)
+    driver.run("up", stack(), on_output=None)
     new = _password(stack, "santarita")
     assert new != old
     psycopg.connect(cluster.dsn("tenant_santarita", "tenant_santarita_app", new)).close()
@@ -120,11 +120,11 @@ def test_suspend_blocks_the_login_and_resume_restores_it_with_the_same_data(full
         own.execute("create table notes (id int)")
         own.execute("insert into notes values (1), (2)")
     workspace.edit("pirapora", status="suspended")
-    engine.run("up", stack(), on_output=None)
+    driver.run("up", stack(), on_output=None)
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", password)).close()
     workspace.edit("pirapora", status="active")
-    engine.run("up", stack(), on_output=None)
+    driver.run("up", stack(), on_output=None)
     assert _password(stack, "pirapora") == password
     with psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", password)) as own:
         assert own.execute("select count(*) from notes").fetchone()[0] == 2

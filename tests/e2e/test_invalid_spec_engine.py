@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet import engine
+from fleet.engine import driver as engine
 from fleet.program import fleet_program
 from tests.unit.graph import FleetWorkspace
 

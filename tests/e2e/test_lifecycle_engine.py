@@ -23,13 +23,27 @@ import pulumi
 import pytest
 
 from components.database import server_access
-from components.providers.postgres import DatabasePlacement, DatabasePlacementArgs, TenantPurge, TenantPurgeArgs, parse_moved_comment
-from fleet import engine, pgtools
-from fleet.program import PROJECT_ROOT
-from fleet.spec import Environment
-from tests.integration.test_move import TenantOnServers, Writer, admin_scalar, load_sample, login_error, provision
+from components.providers.postgres import (
+    DatabasePlacement,
+    DatabasePlacementArgs,
+    TenantPurge,
+    TenantPurgeArgs,
+    parse_moved_comment,
+)
+from fleet.bench.servers import PostgresCluster, free_port
+from fleet.engine import driver as engine
+from fleet.model.spec import Environment
+from fleet.paths import PROJECT_ROOT
+from fleet.postgres import catalog, dumps
+from tests.integration.test_move import (
+    TenantOnServers,
+    Writer,
+    admin_scalar,
+    load_sample,
+    login_error,
+    provision,
+)
 from tests.support.fixtures import running
-from tests.support.servers import PostgresCluster, free_port
 
 STACK = "e2e-lifecycle"
 TENANT = "acme"
@@ -134,7 +148,7 @@ def test_up_records_the_placement_and_copies_nothing(lifecycle):
     summary = lifecycle.run("up")
     assert summary["changes"] == {"create": 2}  # the stack and the placement
     assert summary["outputs"]["server"] == "old" and summary["outputs"]["port"] == lifecycle.clusters["old"].port
-    assert pgtools.user_objects(lifecycle.tenant.access("new"), lifecycle.tenant.database) == []
+    assert catalog.user_objects(lifecycle.tenant.access("new"), lifecycle.tenant.database) == []
     state = lifecycle.placement_state()
     assert "servers" not in state and "superuser" not in json.dumps(state)  # no admin password in the placement's outputs
     # The admin passwords are in the state's inputs only encrypted.
@@ -145,7 +159,7 @@ def test_up_records_the_placement_and_copies_nothing(lifecycle):
 
 def test_a_move_to_an_unreachable_target_fails_the_up_and_the_source_keeps_serving(lifecycle):
     tenant = lifecycle.tenant
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     lifecycle.server = "new"
     lifecycle.port_override = {"new": free_port()}
     with pytest.raises(engine.EngineError) as failure:
@@ -156,8 +170,8 @@ def test_a_move_to_an_unreachable_target_fails_the_up_and_the_source_keeps_servi
     assert login_error(tenant, "old") is None
     with tenant.connect("old") as app:
         app.execute("insert into events (payload) values ('written after the failed up')")
-    assert pgtools.table_counts(tenant.access("old"), tenant.database)["public.events"] == counts["public.events"] + 1
-    assert parse_moved_comment(pgtools.database_comment(tenant.access("old"), tenant.database)) is None
+    assert catalog.table_counts(tenant.access("old"), tenant.database)["public.events"] == counts["public.events"] + 1
+    assert parse_moved_comment(catalog.database_comment(tenant.access("old"), tenant.database)) is None
 
 
 def test_the_fixed_up_moves_every_committed_row_and_blocks_the_source(lifecycle):
@@ -179,12 +193,12 @@ def test_the_fixed_up_moves_every_committed_row_and_blocks_the_source(lifecycle)
     with target.connect(tenant.database) as admin:
         on_target = {row for (row,) in admin.execute("select id from events")}
     assert set(writer.committed) <= on_target and len(writer.committed) >= 50
-    counts = pgtools.table_counts(target, tenant.database)
-    assert counts == pgtools.table_counts(source, tenant.database) and counts["public.orders"] == 6000
+    counts = catalog.table_counts(target, tenant.database)
+    assert counts == catalog.table_counts(source, tenant.database) and counts["public.orders"] == 6000
     # The source is kept, intact and closed to the app, and says where the data went.
     assert "not permitted to log in" in login_error(tenant, "old")
     assert admin_scalar(lifecycle.clusters["old"], "select datconnlimit from pg_database where datname = %s", [tenant.database]) == 0
-    assert parse_moved_comment(pgtools.database_comment(source, tenant.database))["server"] == "new"
+    assert parse_moved_comment(catalog.database_comment(source, tenant.database))["server"] == "new"
     with tenant.connect("new") as app:
         app.execute("insert into events (payload) values ('the app on the new server')")
     (move,) = summary["outputs"]["moves"]
@@ -194,7 +208,7 @@ def test_the_fixed_up_moves_every_committed_row_and_blocks_the_source(lifecycle)
 
 def test_purge_as_an_up_keeps_a_final_backup_that_restores_and_drops_database_and_role(lifecycle):
     tenant = lifecycle.tenant
-    counts = pgtools.table_counts(tenant.access("new"), tenant.database)
+    counts = catalog.table_counts(tenant.access("new"), tenant.database)
     lifecycle.purge = True
     summary = lifecycle.run("up")
     assert summary["changes"] == {"same": 1, "create": 1, "delete": 1}  # purge created; the placement leaves (its delete is a no-op)
@@ -205,14 +219,14 @@ def test_purge_as_an_up_keeps_a_final_backup_that_restores_and_drops_database_an
     assert json.loads(current.with_suffix(".json").read_text())["reason"] == "e2e: contract ended"
     assert Path(backups["old"]["path"]).exists()  # the copy the move left behind was backed up too
     for key in ("old", "new"):
-        assert not pgtools.database_exists(tenant.access(key), tenant.database)
-        assert not pgtools.role_exists(tenant.access(key), tenant.role)
+        assert not catalog.database_exists(tenant.access(key), tenant.database)
+        assert not catalog.role_exists(tenant.access(key), tenant.role)
     # The final backup restores into a fresh database with the same rows.
     access = tenant.access("new")
     with access.connect() as admin:
         admin.execute("create database acme_restored")
-    pgtools.restore(access, "acme_restored", current, owner_role=access.admin_user)
-    assert pgtools.table_counts(access, "acme_restored") == counts
+    dumps.restore(access, "acme_restored", current, owner_role=access.admin_user)
+    assert catalog.table_counts(access, "acme_restored") == counts
 
     assert set(lifecycle.run("preview")["changes"]) == {"same"}
     assert lifecycle.run("destroy")["changes"] == {"delete": 2}

@@ -13,12 +13,13 @@ import json
 import pulumi
 import pytest
 
-from fleet import engine, program as program_module
-from fleet.plan import evaluate
-from fleet.policy_check import check, has_mandatory, policy_config
-from fleet.program import PROJECT_ROOT
-from fleet.spec import load_fleet
-from tests.support.servers import free_port
+from fleet import program as program_module
+from fleet.bench.servers import free_port
+from fleet.engine import driver as engine
+from fleet.model.load import load_fleet
+from fleet.offline.plan import evaluate
+from fleet.offline.policies import check, has_mandatory, policy_config
+from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import FleetWorkspace
 
 ROUTE_TYPE = "pulumi-python:dynamic/caddy:CaddyRoute"

@@ -18,12 +18,15 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from components.registry import RegistrySettings, declare_registry
-from fleet import backup, engine, ops
-from fleet.inventory import EngineSecrets, load_inventory
+from fleet.bench.servers import PostgresCluster
+from fleet.engine import driver as engine
+from fleet.ops import backups as backup
+from fleet.ops import status, verify
+from fleet.ops.inventory import load_inventory
+from fleet.ops.secrets import EngineSecrets
 from fleet.program import CONFIG_NAMESPACE, load
 from tests.integration.test_backup import FleetOnServers
 from tests.support.fixtures import running
-from tests.support.servers import PostgresCluster
 
 STACK = "e2e-registry"
 DATABASE = "fleet_registry"
@@ -177,12 +180,12 @@ def test_the_ops_commands_read_their_secrets_from_the_deployed_stack(registry, t
     assert secrets.server_password("shared-1") == registry.cluster.admin_password  # the secret config, decrypted
     assert secrets.database_password("gurupi") == registry.fleet.passwords["gurupi"]  # the secret output
 
-    checks = ops.verify_fleet(inventory, http=False)
+    checks = verify.verify_fleet(inventory, http=False)
     assert [check.line() for check in checks if check.outcome == "fail"] == []
     assert any(check.check == "isolation" and check.outcome == "pass" for check in checks)
     results = backup.backup_many(inventory, ["gurupi", "pirapora"])
     assert all(result.ok for result in results), [result.error for result in results]
-    rows, _servers = ops.fleet_status(inventory, ["gurupi"], containers=lambda: [])
+    rows, _servers = status.fleet_status(inventory, ["gurupi"], containers=lambda: [])
     assert rows[0].size_bytes > 0 and rows[0].newest_backup is not None
 
 

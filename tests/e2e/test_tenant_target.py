@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet import operations
-from fleet.cli import FleetError
-from fleet.program import PROJECT_ROOT
+from fleet.bench.servers import UpstreamHTTPServer, free_port
+from fleet.engine import verbs as operations
+from fleet.errors import FleetError
+from fleet.paths import PROJECT_ROOT
 from tests.support.fixtures import running
-from tests.support.servers import UpstreamHTTPServer, free_port
 from tests.unit.graph import FleetWorkspace
 
 STACK = "tenanttarget"

@@ -23,11 +23,14 @@ import yaml
 from psycopg import sql
 
 from components.backup import PASSWORD_ENV, TARGET_ENV, backup_command, backup_target
-from fleet import backup, pgtools
-from fleet.cli import main
-from fleet.inventory import StaticSecrets, load_inventory
+from fleet.bench.servers import PostgresCluster
+from fleet.cli.main import main
+from fleet.ops import backups, restore
+from fleet.ops.inventory import load_inventory
+from fleet.ops.secrets import StaticSecrets
+from fleet.postgres import catalog, drops, dumps
+from fleet.postgres.access import ServerAccess
 from tests.support.fixtures import running
-from tests.support.servers import PostgresCluster
 from tests.unit.graph import FleetWorkspace
 
 STACK = "ops-test"
@@ -116,7 +119,7 @@ class FleetOnServers:
     def counts(self, tenant: str, database: str | None = None) -> dict[str, int]:
         inventory = self.inventory()
         entry = inventory.tenant(tenant)
-        return pgtools.table_counts(inventory.admin_access(entry.server_key), database or entry.database)
+        return catalog.table_counts(inventory.admin_access(entry.server_key), database or entry.database)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +164,7 @@ def inventory_in(fleet, folder: Path):
 
 def test_backups_of_every_tenant_are_verified_dumps_named_by_tenant_and_utc_time(fleet, folder):
     inventory = inventory_in(fleet, folder)
-    results = backup.backup_many(inventory, [entry.name for entry in inventory.select()], clock=clock_at(T0))
+    results = backups.backup_many(inventory, [entry.name for entry in inventory.select()], clock=clock_at(T0))
 
     assert [result.tenant for result in results] == ["catasaltas", "gurupi", "novaroma", "pirapora", "santarita"]
     assert all(result.ok for result in results), [result.error for result in results]
@@ -173,7 +176,7 @@ def test_backups_of_every_tenant_are_verified_dumps_named_by_tenant_and_utc_time
         expected = fleet.counts(result.tenant)
         # The manifest's counts are read back from the dump itself, and equal the live tables'.
         assert manifest["tables"] == expected and result.rows == sum(expected.values()) and result.tables == 2
-        assert manifest["sha256"] == pgtools.sha256_of(path) and manifest["tenant"] == result.tenant
+        assert manifest["sha256"] == dumps.sha256_of(path) and manifest["tenant"] == result.tenant
         assert list(path.parent.glob("*.partial")) == []
     # The suspended tenant (its role may not log in) is backed up as the admin all the same.
     assert results[0].tenant == "catasaltas" and results[0].ok
@@ -182,34 +185,34 @@ def test_backups_of_every_tenant_are_verified_dumps_named_by_tenant_and_utc_time
 def test_row_counts_read_from_a_dump_survive_tabs_and_newlines_in_rows(fleet, tmp_path):
     inventory = fleet.inventory()
     access = inventory.admin_access("shared-1")
-    file = pgtools.dump(access, "tenant_gurupi", tmp_path / "gurupi.dump")
-    assert backup.dump_row_counts(file.path) == fleet.counts("gurupi")
-    assert backup.check_dump(file.path).counts == fleet.counts("gurupi")
+    file = dumps.dump(access, "tenant_gurupi", tmp_path / "gurupi.dump")
+    assert backups.dump_row_counts(file.path) == fleet.counts("gurupi")
+    assert backups.check_dump(file.path).counts == fleet.counts("gurupi")
 
 
 def test_retention_on_a_fake_clock_prunes_only_after_a_successful_backup_and_keeps_the_newest(fleet, folder):
     inventory = inventory_in(fleet, folder)
-    target = backup.backup_target(inventory, "novaroma")  # basic: 7 days
+    target = backups.backup_target(inventory, "novaroma")  # basic: 7 days
     assert target.retention_days == 7
     days = [T0 + timedelta(days=day) for day in range(12)]
     for moment in days:
-        assert backup.backup_one(target, folder, clock=clock_at(moment)).ok
-    kept = [b.taken_at for b in backup.list_backups(folder, "novaroma")]
+        assert backups.backup_one(target, folder, clock=clock_at(moment)).ok
+    kept = [b.taken_at for b in backups.list_backups(folder, "novaroma")]
     # After the backup of day 11, everything older than day 4 is gone (day 4 itself is exactly 7 days old: kept).
     assert kept == days[4:]
-    assert sorted(p.name for p in (folder / "novaroma").glob("*.json")) == [f"novaroma-{backup.stamp(d)}.json" for d in days[4:]]
+    assert sorted(p.name for p in (folder / "novaroma").glob("*.json")) == [f"novaroma-{backups.stamp(d)}.json" for d in days[4:]]
 
     # A failing backup 60 days later prunes nothing, although every backup is past retention.
     fleet_password = target.access
-    broken = backup.BackupTarget("novaroma", "tenant_novaroma", pgtools.ServerAccess(fleet_password.host, fleet_password.port, "postgres", "wrong", "disable"), 7)
-    failed = backup.backup_one(broken, folder, clock=clock_at(T0 + timedelta(days=60)))
+    broken = backups.BackupTarget("novaroma", "tenant_novaroma", ServerAccess(fleet_password.host, fleet_password.port, "postgres", "wrong", "disable"), 7)
+    failed = backups.backup_one(broken, folder, clock=clock_at(T0 + timedelta(days=60)))
     assert not failed.ok and "password authentication failed" in failed.error and failed.pruned == []
-    assert [b.taken_at for b in backup.list_backups(folder, "novaroma")] == days[4:]
+    assert [b.taken_at for b in backups.list_backups(folder, "novaroma")] == days[4:]
 
     # The next successful backup prunes all older ones but itself.
-    later = backup.backup_one(target, folder, clock=clock_at(T0 + timedelta(days=61)))
+    later = backups.backup_one(target, folder, clock=clock_at(T0 + timedelta(days=61)))
     assert later.ok and len(later.pruned) == len(days[4:])
-    assert [b.taken_at for b in backup.list_backups(folder, "novaroma")] == [T0 + timedelta(days=61)]
+    assert [b.taken_at for b in backups.list_backups(folder, "novaroma")] == [T0 + timedelta(days=61)]
 
 
 def test_one_tenants_failure_does_not_stop_the_others_and_the_exit_code_says_so(fleet, folder, capsys):
@@ -235,7 +238,7 @@ def test_a_missing_admin_password_fails_that_servers_tenants_only(fleet, folder)
     secrets = StaticSecrets({"shared-1": fleet.clusters["shared-1"].admin_password}, description="a partial secrets file")
     inventory = fleet.inventory(secrets)
     inventory.backups_dir = folder
-    results = {r.tenant: r for r in backup.backup_many(inventory, ["gurupi", "pirapora"], clock=clock_at(T0))}
+    results = {r.tenant: r for r in backups.backup_many(inventory, ["gurupi", "pirapora"], clock=clock_at(T0))}
     assert results["gurupi"].ok
     assert not results["pirapora"].ok and "no admin password for server dedicated-1" in results["pirapora"].error
     assert "FLEET_SERVER_PASSWORD_DEDICATED_1" in results["pirapora"].error
@@ -260,34 +263,34 @@ def _corrupt(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "header", "flipped"])
 def test_a_corrupted_dump_is_detected_and_never_restored(fleet, folder, how):
     inventory = inventory_in(fleet, folder)
-    result = backup.backup_one(backup.backup_target(inventory, "santarita"), folder, clock=clock_at(T0))
+    result = backups.backup_one(backups.backup_target(inventory, "santarita"), folder, clock=clock_at(T0))
     path = Path(result.path)
     _corrupt(path, how)
 
-    with pytest.raises(backup.BackupError, match="is not a readable dump"):
-        backup.check_dump(path)  # without the manifest's checksum: the content itself is found bad
-    with pytest.raises(backup.BackupError) as refused:
-        backup.restore_backup(inventory, "santarita", path, into="tenant_santarita_corrupt", clock=clock_at(T0))
+    with pytest.raises(backups.BackupError, match="is not a readable dump"):
+        backups.check_dump(path)  # without the manifest's checksum: the content itself is found bad
+    with pytest.raises(backups.BackupError) as refused:
+        restore.restore_backup(inventory, "santarita", path, into="tenant_santarita_corrupt", clock=clock_at(T0))
     assert "sha256" in str(refused.value) or "not a readable dump" in str(refused.value)
-    assert not pgtools.database_exists(inventory.admin_access("shared-1"), "tenant_santarita_corrupt")
+    assert not catalog.database_exists(inventory.admin_access("shared-1"), "tenant_santarita_corrupt")
 
 
 def test_a_dump_that_fails_verification_is_not_kept_and_prunes_nothing(fleet, folder, monkeypatch):
     inventory = inventory_in(fleet, folder)
-    target = backup.backup_target(inventory, "gurupi")
-    old = backup.backup_one(target, folder, clock=clock_at(T0))
+    target = backups.backup_target(inventory, "gurupi")
+    old = backups.backup_one(target, folder, clock=clock_at(T0))
     assert old.ok
-    real_dump = pgtools.dump
+    real_dump = dumps.dump
 
     def damaged_dump(access, database, path, **kwargs):
         written = real_dump(access, database, path, **kwargs)
         _corrupt(Path(path), "truncated")
         return written
 
-    monkeypatch.setattr(pgtools, "dump", damaged_dump)
-    failed = backup.backup_one(target, folder, clock=clock_at(T0 + timedelta(days=100)))
+    monkeypatch.setattr(dumps, "dump", damaged_dump)
+    failed = backups.backup_one(target, folder, clock=clock_at(T0 + timedelta(days=100)))
     assert not failed.ok and "not a readable dump" in failed.error
-    assert [b.path.name for b in backup.list_backups(folder, "gurupi")] == [Path(old.path).name]
+    assert [b.path.name for b in backups.list_backups(folder, "gurupi")] == [Path(old.path).name]
 
 
 # ---------------------------------------------------------------- restoring
@@ -295,11 +298,11 @@ def test_a_dump_that_fails_verification_is_not_kept_and_prunes_nothing(fleet, fo
 
 def test_restore_goes_into_a_fresh_isolated_database_with_equal_row_counts(fleet, folder):
     inventory = inventory_in(fleet, folder)
-    made = backup.backup_one(backup.backup_target(inventory, "pirapora"), folder, clock=clock_at(T0))
+    made = backups.backup_one(backups.backup_target(inventory, "pirapora"), folder, clock=clock_at(T0))
     access = inventory.admin_access("dedicated-1")
     before = fleet.counts("pirapora")
 
-    result = backup.restore_backup(inventory, "pirapora", Path(made.path), clock=clock_at(T0 + timedelta(hours=1)))
+    result = restore.restore_backup(inventory, "pirapora", Path(made.path), clock=clock_at(T0 + timedelta(hours=1)))
     try:
         assert result.ok and result.mismatches == [] and not result.replaced
         assert result.database == "tenant_pirapora_restored_20261101t030000"
@@ -311,40 +314,40 @@ def test_restore_goes_into_a_fresh_isolated_database_with_equal_row_counts(fleet
         with access.connect(result.database) as restored:
             table_owners = {owner for (owner,) in restored.execute("select tableowner from pg_tables where schemaname = 'public'")}
         assert owner == "tenant_pirapora_app" and public_connect is False and table_owners == {"tenant_pirapora_app"}
-        with pgtools.ServerAccess("127.0.0.1", access.port, "tenant_pirapora_app", fleet.passwords["pirapora"], "disable").connect(result.database) as app:
+        with ServerAccess("127.0.0.1", access.port, "tenant_pirapora_app", fleet.passwords["pirapora"], "disable").connect(result.database) as app:
             assert app.execute("select count(*) from items").fetchone()[0] == before["public.items"]
 
         # A restore never goes over an existing database, nor into the live one.
-        with pytest.raises(backup.BackupError, match="already exists"):
-            backup.restore_backup(inventory, "pirapora", Path(made.path), into=result.database)
-        with pytest.raises(backup.BackupError, match="live database"):
-            backup.restore_backup(inventory, "pirapora", Path(made.path), into="tenant_pirapora")
+        with pytest.raises(backups.BackupError, match="already exists"):
+            restore.restore_backup(inventory, "pirapora", Path(made.path), into=result.database)
+        with pytest.raises(backups.BackupError, match="live database"):
+            restore.restore_backup(inventory, "pirapora", Path(made.path), into="tenant_pirapora")
     finally:
-        pgtools.drop_database(access, result.database)
+        drops.drop_database(access, result.database)
 
 
 def test_restore_refuses_another_tenants_backup(fleet, folder, tmp_path):
     inventory = inventory_in(fleet, folder)
-    made = backup.backup_one(backup.backup_target(inventory, "gurupi"), folder, clock=clock_at(T0))
-    with pytest.raises(backup.BackupError, match="a backup of tenant gurupi, not santarita"):
-        backup.restore_backup(inventory, "santarita", Path(made.path))
+    made = backups.backup_one(backups.backup_target(inventory, "gurupi"), folder, clock=clock_at(T0))
+    with pytest.raises(backups.BackupError, match="a backup of tenant gurupi, not santarita"):
+        restore.restore_backup(inventory, "santarita", Path(made.path))
     stray = tmp_path / "copied-by-hand.dump"  # no manifest beside it: the tables' owner gives it away
     stray.write_bytes(Path(made.path).read_bytes())
-    with pytest.raises(backup.BackupError, match="holds tables of tenant_gurupi_app, not of santarita's role tenant_santarita_app"):
-        backup.restore_backup(inventory, "santarita", stray)
+    with pytest.raises(backups.BackupError, match="holds tables of tenant_gurupi_app, not of santarita's role tenant_santarita_app"):
+        restore.restore_backup(inventory, "santarita", stray)
 
 
 def test_restore_notices_row_counts_that_differ_from_the_dump(fleet, folder, monkeypatch):
     inventory = inventory_in(fleet, folder)
-    made = backup.backup_one(backup.backup_target(inventory, "gurupi"), folder, clock=clock_at(T0))
-    real_counts = pgtools.table_counts
-    monkeypatch.setattr(pgtools, "table_counts", lambda access, database: {**real_counts(access, database), "public.items": 1})
-    result = backup.restore_backup(inventory, "gurupi", Path(made.path), into="tenant_gurupi_check", clock=clock_at(T0))
+    made = backups.backup_one(backups.backup_target(inventory, "gurupi"), folder, clock=clock_at(T0))
+    real_counts = catalog.table_counts
+    monkeypatch.setattr(catalog, "table_counts", lambda access, database: {**real_counts(access, database), "public.items": 1})
+    result = restore.restore_backup(inventory, "gurupi", Path(made.path), into="tenant_gurupi_check", clock=clock_at(T0))
     try:
         assert not result.ok and len(result.mismatches) == 1
         assert result.mismatches[0].startswith("public.items: ") and result.mismatches[0].endswith("rows in the dump, 1 restored")
     finally:
-        pgtools.drop_database(inventory.admin_access("shared-1"), "tenant_gurupi_check")
+        drops.drop_database(inventory.admin_access("shared-1"), "tenant_gurupi_check")
 
 
 def test_restore_replace_through_the_cli_swaps_the_copy_in_and_keeps_the_old_database(fleet, folder, capsys):
@@ -377,7 +380,7 @@ def test_restore_replace_through_the_cli_swaps_the_copy_in_and_keeps_the_old_dat
             limits = dict(admin.execute("select datname, datconnlimit from pg_database where datname like 'tenant_novaroma%%'").fetchall())
         assert limits == {"tenant_novaroma": -1, result["previous_database"]: 0}
     finally:
-        pgtools.drop_database(access, result["previous_database"])
+        drops.drop_database(access, result["previous_database"])
         fleet.seed("novaroma", {"items": 30})
 
 

@@ -11,8 +11,12 @@ import threading
 import pytest
 
 from components.providers import ProviderError
-from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider, catch_all_id
-from tests.support.servers import free_port
+from components.providers.caddy import (
+    CaddyRouteProvider,
+    CaddyServerProvider,
+    catch_all_id,
+)
+from fleet.bench.servers import free_port
 
 SERVER = "fleet"
 NOT_FOUND = "tenant not found"

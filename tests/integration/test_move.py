@@ -15,8 +15,8 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Optional
 
 import psycopg
@@ -32,10 +32,11 @@ from components.providers.postgres import (
     parse_moved_comment,
     reopen_interrupted,
 )
-from fleet import pgtools
-from fleet.program import PROJECT_ROOT
+from fleet.bench.servers import PostgresCluster, free_port
+from fleet.paths import PROJECT_ROOT
+from fleet.postgres import catalog, dumps, sessions
+from fleet.postgres.access import ServerAccess
 from tests.support.fixtures import running
-from tests.support.servers import PostgresCluster, free_port
 
 _NAMES = itertools.count(1)
 
@@ -59,11 +60,11 @@ class TenantOnServers:
     def role(self) -> str:
         return f"tenant_{self.name}_app"
 
-    def access(self, key: str, **changes: Any) -> pgtools.ServerAccess:
+    def access(self, key: str, **changes: Any) -> ServerAccess:
         cluster = self.clusters[key]
         values = {"host": cluster.host, "port": cluster.port, "admin_user": cluster.admin_user, "admin_password": cluster.admin_password, "sslmode": "disable"}
         values.update(changes)
-        return pgtools.ServerAccess(**values)
+        return ServerAccess(**values)
 
     def servers(self, **overrides: dict) -> dict[str, dict]:
         """The `servers` input of the providers (admin access per key), with per-key overrides."""
@@ -219,7 +220,7 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
     writer = Writer(tenant, "old")
     writer.start()
     assert writer.started_writing.wait(10), writer.errors
-    source_counts_before_move = pgtools.table_counts(tenant.access("old"), tenant.database)
+    source_counts_before_move = catalog.table_counts(tenant.access("old"), tenant.database)
 
     news = placement_props(tenant, "new")
     assert provider.diff(id_, olds, news).changes
@@ -233,12 +234,12 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
         on_target = {row for (row,) in admin.execute("select id from events")}
     assert set(writer.committed) <= on_target and len(writer.committed) >= 50
     source, target = tenant.access("old"), tenant.access("new")
-    counts = pgtools.table_counts(target, tenant.database)
-    assert counts == pgtools.table_counts(source, tenant.database)
+    counts = catalog.table_counts(target, tenant.database)
+    assert counts == catalog.table_counts(source, tenant.database)
     assert counts["public.orders"] == 3000 and counts["public.customers"] == 1000 and counts["public.settings"] == 4
     assert counts["public.events"] >= source_counts_before_move["public.events"]
-    assert pgtools.table_checksums(target, tenant.database) == pgtools.table_checksums(source, tenant.database)
-    assert pgtools.schema_signature(target, tenant.database) == pgtools.schema_signature(source, tenant.database)
+    assert catalog.table_checksums(target, tenant.database) == catalog.table_checksums(source, tenant.database)
+    assert catalog.schema_signature(target, tenant.database) == catalog.schema_signature(source, tenant.database)
 
     # The app's role owns everything on the target and carries on there, sequences included.
     with tenant.connect("new") as app:
@@ -252,7 +253,7 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
     # The source stays, intact and unreachable for the app, saying where the data went.
     assert "not permitted to log in" in login_error(tenant, "old")
     assert admin_scalar(tenant.clusters["old"], "select datconnlimit from pg_database where datname = %s", [tenant.database]) == 0
-    marker = parse_moved_comment(pgtools.database_comment(source, tenant.database))
+    marker = parse_moved_comment(catalog.database_comment(source, tenant.database))
     assert marker is not None and marker["server"] == "new" and marker["address"] == target.label
     assert outs["server"] == "new" and (outs["host"], outs["port"]) == (tenant.clusters["new"].host, tenant.clusters["new"].port)
     (move,) = outs["moves"]
@@ -262,7 +263,7 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
 
     # Deleting the placement (tenant removed) touches no database.
     provider.delete(id_, outs)
-    assert pgtools.database_exists(target, tenant.database) and pgtools.database_exists(source, tenant.database)
+    assert catalog.database_exists(target, tenant.database) and catalog.database_exists(source, tenant.database)
 
 
 def test_an_update_without_a_server_change_moves_nothing(tenant):
@@ -276,7 +277,7 @@ def test_an_update_without_a_server_change_moves_nothing(tenant):
     assert provider.diff(id_, olds, news).changes
     outs = provider.update(id_, olds, news).outs
     assert outs["host"] == "db.internal" and outs["moves"] == []
-    assert login_error(tenant, "old") is None and pgtools.user_objects(tenant.access("new"), tenant.database) == []
+    assert login_error(tenant, "old") is None and catalog.user_objects(tenant.access("new"), tenant.database) == []
 
 
 def test_create_refuses_an_empty_database_while_another_server_holds_the_data(tenant):
@@ -287,7 +288,7 @@ def test_create_refuses_an_empty_database_while_another_server_holds_the_data(te
 def test_an_unreachable_target_refuses_the_move_before_touching_the_source(tenant):
     provider = DatabasePlacementProvider()
     id_, olds = created(provider, tenant)
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     news = placement_props(tenant, "new", new={"port": free_port(), "connect_timeout": 2})
     with pytest.raises(ProviderError) as failure:
         provider.update(id_, olds, news)
@@ -304,7 +305,7 @@ def test_a_restore_error_reopens_the_source_exactly_and_leaves_the_target_empty(
         admin.execute(f"alter database {tenant.database} connection limit 7")
     with old.connect(tenant.database) as admin:
         admin.execute(f"grant select on orders to {tenant.name}_reporting")
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     with pytest.raises(MoveError) as failure:
         move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
     message = str(failure.value)
@@ -313,11 +314,11 @@ def test_a_restore_error_reopens_the_source_exactly_and_leaves_the_target_empty(
     assert failure.value.source_reopened and failure.value.target_clean
     assert admin_scalar(old, "select datconnlimit from pg_database where datname = %s", [tenant.database]) == 7
     assert_source_serves_unchanged(tenant, counts)
-    assert pgtools.user_objects(tenant.access("new"), tenant.database) == []
+    assert catalog.user_objects(tenant.access("new"), tenant.database) == []
 
 
 def test_a_verification_mismatch_reopens_the_source_and_empties_the_target(tenant, monkeypatch):
-    real_restore = pgtools.restore
+    real_restore = dumps.restore
 
     def lossy_restore(access, database, path, owner_role, **options):
         seconds = real_restore(access, database, path, owner_role, **options)
@@ -325,21 +326,21 @@ def test_a_verification_mismatch_reopens_the_source_and_empties_the_target(tenan
             connection.execute("delete from orders where id % 100 = 0")
         return seconds
 
-    monkeypatch.setattr(pgtools, "restore", lossy_restore)
+    monkeypatch.setattr(dumps, "restore", lossy_restore)
     provider = DatabasePlacementProvider()
     id_, olds = created(provider, tenant)
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     with pytest.raises(ProviderError) as failure:
         provider.update(id_, olds, placement_props(tenant, "new"))
     message = str(failure.value)
     assert "verification failed" in message and "table public.orders: 3000 rows on old, 2970 rows on new" in message
     assert "source reopened, target emptied" in message
     assert_source_serves_unchanged(tenant, counts)
-    assert pgtools.user_objects(tenant.access("new"), tenant.database) == []
+    assert catalog.user_objects(tenant.access("new"), tenant.database) == []
     # Fixed, the same update goes through.
-    monkeypatch.setattr(pgtools, "restore", real_restore)
+    monkeypatch.setattr(dumps, "restore", real_restore)
     assert provider.update(id_, olds, placement_props(tenant, "new")).outs["server"] == "new"
-    assert pgtools.table_counts(tenant.access("new"), tenant.database) == counts
+    assert catalog.table_counts(tenant.access("new"), tenant.database) == counts
 
 
 @pytest.mark.parametrize("failing_phase", ["terminate", "copy", "verify", "finish"])
@@ -349,7 +350,7 @@ def test_a_failure_in_any_phase_after_the_block_puts_everything_back(clusters, f
         provision(cluster, tenant.database, tenant.role, tenant.password)
     with tenant.connect("old") as connection:
         load_sample(connection, rows=300)
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     seen = []
 
     def fail_at(phase: str) -> None:
@@ -362,8 +363,8 @@ def test_a_failure_in_any_phase_after_the_block_puts_everything_back(clusters, f
         move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", on_phase=fail_at)
     assert seen[-1] == failing_phase and seen[:2] == ["preflight", "block"]
     assert_source_serves_unchanged(tenant, counts)
-    assert pgtools.user_objects(tenant.access("new"), tenant.database) == []
-    assert pgtools.database_comment(tenant.access("old"), tenant.database) is None
+    assert catalog.user_objects(tenant.access("new"), tenant.database) == []
+    assert catalog.database_comment(tenant.access("old"), tenant.database) is None
 
 
 def test_a_move_whose_state_was_lost_is_verified_and_adopted_not_copied_again(tenant):
@@ -372,15 +373,15 @@ def test_a_move_whose_state_was_lost_is_verified_and_adopted_not_copied_again(te
     provider.update(id_, olds, placement_props(tenant, "new"))  # the engine crashed before saving this
     outs = provider.update(id_, olds, placement_props(tenant, "new")).outs  # the next `up` repeats it
     assert outs["server"] == "new" and outs["moves"][-1]["adopted"] is True
-    assert pgtools.table_counts(tenant.access("new"), tenant.database) == pgtools.table_counts(tenant.access("old"), tenant.database)
+    assert catalog.table_counts(tenant.access("new"), tenant.database) == catalog.table_counts(tenant.access("old"), tenant.database)
 
 
 def test_a_move_killed_while_the_source_is_blocked_is_recovered_by_the_next_one(tenant, tmp_path):
     # A real crash: the move runs in a child process that SIGKILLs itself once the copy is restored, so no
     # except/finally of ours runs. Only the COMMENT set with the block tells how to reopen the source.
     code = (
-        "import json, os, signal, sys; from fleet import pgtools; from components.providers.postgres import move_database\n"
-        "source, target = (pgtools.ServerAccess(**json.loads(arg)) for arg in sys.argv[1:3])\n"
+        "import json, os, signal, sys; from fleet.postgres.access import ServerAccess; from components.providers.postgres import move_database\n"
+        "source, target = (ServerAccess(**json.loads(arg)) for arg in sys.argv[1:3])\n"
         "def die(phase):\n"
         "    if phase == 'verify': os.kill(os.getpid(), signal.SIGKILL)\n"
         f"move_database(source, target, {tenant.database!r}, {tenant.role!r}, source_key='old', target_key='new', on_phase=die)\n"
@@ -390,22 +391,22 @@ def test_a_move_killed_while_the_source_is_blocked_is_recovered_by_the_next_one(
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     source = tenant.access("old")
     assert "not permitted to log in" in login_error(tenant, "old")
-    marker = parse_blocked_comment(pgtools.database_comment(source, tenant.database))
+    marker = parse_blocked_comment(catalog.database_comment(source, tenant.database))
     assert marker is not None and marker["purpose"] == "move to new" and marker["state"].role_could_login is True
-    assert pgtools.user_objects(tenant.access("new"), tenant.database) != []  # the unverified copy is there
+    assert catalog.user_objects(tenant.access("new"), tenant.database) != []  # the unverified copy is there
 
     # An operator giving up on the move reopens the source exactly as it was ...
-    counts = pgtools.table_counts(source, tenant.database)
+    counts = catalog.table_counts(source, tenant.database)
     assert reopen_interrupted(source, tenant.database)["purpose"] == "move to new"
     assert_source_serves_unchanged(tenant, counts)
-    assert pgtools.database_comment(source, tenant.database) is None
+    assert catalog.database_comment(source, tenant.database) is None
 
     # ... and the next move (the next `up`) recovers by itself: reopen, empty the target, move.
-    pgtools.block_connections(source, tenant.database, tenant.role, comment=lambda state: blocked_comment("move to new", datetime.now(timezone.utc), state))
+    sessions.block_connections(source, tenant.database, tenant.role, comment=lambda state: blocked_comment("move to new", datetime.now(timezone.utc), state))
     report = move_database(source, tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
     assert report.recovered.startswith("reopened the source, blocked for move to new") and "emptied new" in report.recovered
-    assert pgtools.table_counts(tenant.access("new"), tenant.database) == counts
-    comment = pgtools.database_comment(source, tenant.database)
+    assert catalog.table_counts(tenant.access("new"), tenant.database) == counts
+    comment = catalog.database_comment(source, tenant.database)
     assert parse_moved_comment(comment)["server"] == "new" and "Previous comment" not in comment
     assert "not permitted to log in" in login_error(tenant, "old")
 
@@ -413,7 +414,7 @@ def test_a_move_killed_while_the_source_is_blocked_is_recovered_by_the_next_one(
 def test_a_non_empty_target_is_refused(tenant):
     with tenant.connect("new") as connection:
         connection.execute("create table stray (id int)")
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     with pytest.raises(MoveError, match=r"target database .* is not empty \(table public\.stray\)"):
         move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
     assert_source_serves_unchanged(tenant, counts)
@@ -430,8 +431,8 @@ def test_a_suspended_tenant_moves_and_its_role_stays_unable_to_log_in(tenant):
 def assert_source_serves_unchanged(tenant: TenantOnServers, counts: dict[str, int]) -> None:
     """The tenant's app can log in and write on the source, nothing was dropped, nothing is marked."""
     assert login_error(tenant, "old") is None
-    assert pgtools.table_counts(tenant.access("old"), tenant.database) == counts
+    assert catalog.table_counts(tenant.access("old"), tenant.database) == counts
     with tenant.connect("old") as app:
         app.execute("insert into events (payload) values ('still serving')")
         app.execute("delete from events where payload = 'still serving'")
-    assert parse_moved_comment(pgtools.database_comment(tenant.access("old"), tenant.database)) is None
+    assert parse_moved_comment(catalog.database_comment(tenant.access("old"), tenant.database)) is None

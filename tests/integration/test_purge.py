@@ -13,13 +13,19 @@ import pytest
 
 from components.providers import ProviderError
 from components.providers.postgres import TenantPurgeProvider, move_database
-from fleet import pgtools
-from tests.integration.test_move import TenantOnServers, admin_scalar, clusters, fresh_tenant, login_error  # noqa: F401 - clusters is a fixture
-from tests.support.servers import free_port
+from fleet.bench.servers import free_port
+from fleet.postgres import catalog, dumps
+from tests.integration.test_move import (  # noqa: F401 - clusters is a fixture
+    TenantOnServers,
+    admin_scalar,
+    clusters,
+    fresh_tenant,
+    login_error,
+)
 
 
 @pytest.fixture
-def tenant(clusters) -> TenantOnServers:
+def tenant(clusters) -> TenantOnServers:  # noqa: F811 - the imported fixture, by name
     """A fresh tenant provisioned on both servers, with sample data on `old`."""
     return fresh_tenant(clusters, "pg")
 
@@ -47,8 +53,8 @@ def restored_counts(tenant: TenantOnServers, key: str, dump_path: str) -> dict[s
     fresh = f"restored_{tenant.name}_{key}"
     with access.connect() as admin:
         admin.execute(f"create database {fresh}")
-    pgtools.restore(access, fresh, dump_path, owner_role=access.admin_user)
-    return pgtools.table_counts(access, fresh)
+    dumps.restore(access, fresh, dump_path, owner_role=access.admin_user)
+    return catalog.table_counts(access, fresh)
 
 
 def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tmp_path):
@@ -56,7 +62,7 @@ def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tm
     move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
     with tenant.connect("new") as app:
         app.execute("insert into events (payload) select 'after the move' from generate_series(1, 25)")
-    counts = {key: pgtools.table_counts(tenant.access(key), tenant.database) for key in ("old", "new")}
+    counts = {key: catalog.table_counts(tenant.access(key), tenant.database) for key in ("old", "new")}
     assert counts["new"]["public.events"] == counts["old"]["public.events"] + 25
 
     provider = TenantPurgeProvider()
@@ -72,14 +78,14 @@ def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tm
     assert Path(backups["old"]["path"]) == tmp_path / tenant.name / f"{tenant.name}-final-old-{stamp}.dump"
     for key, entry in backups.items():
         path = Path(entry["path"])
-        assert path.stat().st_size == entry["bytes"] > 0 and pgtools.sha256_of(path) == entry["sha256"]
+        assert path.stat().st_size == entry["bytes"] > 0 and dumps.sha256_of(path) == entry["sha256"]
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         sidecar = json.loads(path.with_suffix(".json").read_text())
         assert sidecar["reason"] == "contract ended" and sidecar["counts"] == counts[key] and sidecar["tenant"] == tenant.name
-        assert {table.qualified for table in pgtools.verify_dump(path) if table.has_data} == set(counts[key])
+        assert {table.qualified for table in dumps.verify_dump(path) if table.has_data} == set(counts[key])
     for key in ("old", "new"):
-        assert not pgtools.database_exists(tenant.access(key), tenant.database)
-        assert not pgtools.role_exists(tenant.access(key), tenant.role)
+        assert not catalog.database_exists(tenant.access(key), tenant.database)
+        assert not catalog.role_exists(tenant.access(key), tenant.role)
 
     # Each backup restores into a fresh database with the same row counts.
     for key in ("old", "new"):
@@ -96,7 +102,7 @@ def test_a_backup_that_cannot_be_written_drops_nothing_and_reopens_the_database(
     old = tenant.clusters["old"]
     with old.connect() as admin:
         admin.execute(f"alter database {tenant.database} connection limit 9")
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the backup folder should be")
     with pytest.raises(ProviderError, match=rf"TenantPurge '{tenant.name}-purge'.*final backup failed, nothing was dropped"):
@@ -105,7 +111,7 @@ def test_a_backup_that_cannot_be_written_drops_nothing_and_reopens_the_database(
 
 
 def test_a_corrupt_backup_is_caught_and_nothing_is_dropped(tenant, tmp_path, monkeypatch):
-    real_dump = pgtools.dump
+    real_dump = dumps.dump
 
     def truncating_dump(access, database, path, **options):
         dump_file = real_dump(access, database, path, **options)
@@ -113,8 +119,8 @@ def test_a_corrupt_backup_is_caught_and_nothing_is_dropped(tenant, tmp_path, mon
             handle.truncate(dump_file.bytes // 2)
         return dump_file
 
-    monkeypatch.setattr(pgtools, "dump", truncating_dump)
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    monkeypatch.setattr(dumps, "dump", truncating_dump)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     with pytest.raises(ProviderError, match="final backup failed, nothing was dropped.*pg_restore"):
         TenantPurgeProvider().create(purge_props(tenant, "old", tmp_path))
     assert_untouched(tenant, counts)
@@ -122,7 +128,7 @@ def test_a_corrupt_backup_is_caught_and_nothing_is_dropped(tenant, tmp_path, mon
 
 
 def test_an_unreachable_server_stops_the_purge_before_anything_happens(tenant, tmp_path):
-    counts = pgtools.table_counts(tenant.access("old"), tenant.database)
+    counts = catalog.table_counts(tenant.access("old"), tenant.database)
     servers = {**tenant.servers(), "gone": {**tenant.servers()["new"], "port": free_port(), "connect_timeout": 2}}
     with pytest.raises(ProviderError, match="cannot check server gone .* nothing was dropped"):
         TenantPurgeProvider().create(purge_props(tenant, "old", tmp_path, servers=servers))
@@ -137,7 +143,7 @@ def test_the_purge_refuses_without_the_typed_confirmation(tenant, tmp_path):
     assert TenantPurgeProvider().check({}, purge_props(tenant, "old", Path("relative"))).failures[0].property == "backup_dir"
     with pytest.raises(ProviderError, match="confirm does not match"):
         TenantPurgeProvider().create(props)
-    assert pgtools.database_exists(tenant.access("old"), tenant.database)
+    assert catalog.database_exists(tenant.access("old"), tenant.database)
 
 
 def test_a_same_named_database_elsewhere_without_the_move_marker_is_left_alone(tenant, tmp_path):
@@ -146,13 +152,13 @@ def test_a_same_named_database_elsewhere_without_the_move_marker_is_left_alone(t
     outs = TenantPurgeProvider().create(purge_props(tenant, "old", tmp_path)).outs
     assert outs["dropped_databases"] == ["old"] and outs["dropped_roles"] == ["old"]
     assert len(outs["kept"]) == 1 and outs["kept"][0].startswith("new: database")
-    assert pgtools.database_exists(tenant.access("new"), tenant.database) and pgtools.role_exists(tenant.access("new"), tenant.role)
-    assert not pgtools.database_exists(tenant.access("old"), tenant.database)
+    assert catalog.database_exists(tenant.access("new"), tenant.database) and catalog.role_exists(tenant.access("new"), tenant.role)
+    assert not catalog.database_exists(tenant.access("old"), tenant.database)
 
 
 def assert_untouched(tenant: TenantOnServers, counts: dict[str, int], connection_limit: int = -1) -> None:
     """The database and role still exist, the app logs in, the connection limit is as before, the rows are all there."""
     assert login_error(tenant, "old") is None
     assert admin_scalar(tenant.clusters["old"], "select datconnlimit from pg_database where datname = %s", [tenant.database]) == connection_limit
-    assert pgtools.table_counts(tenant.access("old"), tenant.database) == counts
-    assert pgtools.database_comment(tenant.access("old"), tenant.database) is None  # the purge's blocked marker is gone
+    assert catalog.table_counts(tenant.access("old"), tenant.database) == counts
+    assert catalog.database_comment(tenant.access("old"), tenant.database) is None  # the purge's blocked marker is gone

@@ -10,9 +10,13 @@ from __future__ import annotations
 import pytest
 
 from components.providers import ProviderError
-from components.providers.registry import COLUMNS, TenantRegistryRowProvider, TenantRegistryTableProvider
+from components.providers.registry import (
+    COLUMNS,
+    TenantRegistryRowProvider,
+    TenantRegistryTableProvider,
+)
 from components.registry import row_values
-from fleet.spec import load_fleet
+from fleet.model.load import load_fleet
 from tests.unit.graph import FleetWorkspace
 
 DATABASE = "fleet_registry"

@@ -19,11 +19,17 @@ import pytest
 from psycopg import sql
 
 from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
-from fleet import backup, derive, ops
-from fleet.cli import main
+from fleet.bench.servers import (
+    CaddyServerProcess,
+    PostgresCluster,
+    UpstreamHTTPServer,
+)
+from fleet.cli.main import main
+from fleet.model import derive
+from fleet.ops import backups as backup
+from fleet.ops import status, verify
 from tests.integration.test_backup import STACK, T0, FleetOnServers, clock_at
 from tests.support.fixtures import running
-from tests.support.servers import CaddyServerProcess, PostgresCluster, UpstreamHTTPServer
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +202,7 @@ def test_verify_of_one_tenant_still_checks_it_against_every_neighbour_and_can_sk
 def test_verify_without_a_tenant_password_fails_that_tenant_only(fleet):
     secrets = fleet.secrets()
     del secrets._databases["gurupi"]
-    checks = ops.verify_fleet(fleet.inventory(secrets), http=False)
+    checks = verify.verify_fleet(fleet.inventory(secrets), http=False)
     failed = [check.line() for check in checks if check.outcome == "fail"]
     assert len(failed) == 1 and failed[0].startswith("gurupi: login: no database password for tenant gurupi")
 
@@ -205,7 +211,6 @@ def test_verify_without_a_tenant_password_fails_that_tenant_only(fleet):
 
 
 def test_status_figures_match_what_the_servers_report(fleet, capsys, docker, tmp_path):
-    inventory = fleet.inventory()
     shared = fleet.clusters["shared-1"]
     # Sessions as the apps would hold them: 4 of novaroma's 5 (80 %: flagged), 4 of gurupi's 10 (40 %).
     sessions = [shared.connect("tenant_novaroma", user="tenant_novaroma_app", password=fleet.passwords["novaroma"]) for _ in range(4)]
@@ -228,7 +233,7 @@ def test_status_figures_match_what_the_servers_report(fleet, capsys, docker, tmp
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"PGDMP")
     try:
-        rows, servers = ops.fleet_status(fleet.inventory(), clock=clock_at(now))
+        rows, servers = status.fleet_status(fleet.inventory(), clock=clock_at(now))
         with shared.connect() as admin:
             sizes = dict(admin.execute("select datname, pg_database_size(oid) from pg_database where datname like 'tenant_%'").fetchall())
             by_role = dict(admin.execute("select usename, count(*) from pg_stat_activity where usename like 'tenant_%' group by usename").fetchall())
@@ -238,22 +243,22 @@ def test_status_figures_match_what_the_servers_report(fleet, capsys, docker, tmp
     finally:
         for session in sessions:
             session.close()
-    status = {row.tenant: row for row in rows}
+    row_of = {row.tenant: row for row in rows}
     for tenant in ("gurupi", "novaroma", "santarita", "catasaltas"):
-        assert status[tenant].size_bytes == sizes[f"tenant_{tenant}"], tenant
-        assert status[tenant].connections == by_role.get(f"tenant_{tenant}_app", 0), tenant
-    assert status["gurupi"].size_bytes > status["novaroma"].size_bytes
-    assert (status["novaroma"].connections, status["novaroma"].connection_limit) == (4, 5)
-    assert "connections 4/5 (80%)" in status["novaroma"].flags
-    assert (status["gurupi"].connections, status["gurupi"].connection_limit) == (4, 10)
-    assert not any(flag.startswith("connections") for flag in status["gurupi"].flags)
-    assert status["gurupi"].containers == "running 2/2"
-    assert status["novaroma"].containers == "running 1/2, exited" and "containers 1/2 running" in status["novaroma"].flags
-    assert status["pirapora"].containers == "running 4/4"
-    assert status["catasaltas"].containers == "none (suspended)"
-    assert status["santarita"].containers == "running 0/2"
-    assert status["gurupi"].backup_age_hours == 5.0 and status["gurupi"].newest_backup == f"gurupi-{backup.stamp(now - timedelta(hours=5))}.dump"
-    assert "backup 72h old" in status["santarita"].flags and "no backup" in status["novaroma"].flags
+        assert row_of[tenant].size_bytes == sizes[f"tenant_{tenant}"], tenant
+        assert row_of[tenant].connections == by_role.get(f"tenant_{tenant}_app", 0), tenant
+    assert row_of["gurupi"].size_bytes > row_of["novaroma"].size_bytes
+    assert (row_of["novaroma"].connections, row_of["novaroma"].connection_limit) == (4, 5)
+    assert "connections 4/5 (80%)" in row_of["novaroma"].flags
+    assert (row_of["gurupi"].connections, row_of["gurupi"].connection_limit) == (4, 10)
+    assert not any(flag.startswith("connections") for flag in row_of["gurupi"].flags)
+    assert row_of["gurupi"].containers == "running 2/2"
+    assert row_of["novaroma"].containers == "running 1/2, exited" and "containers 1/2 running" in row_of["novaroma"].flags
+    assert row_of["pirapora"].containers == "running 4/4"
+    assert row_of["catasaltas"].containers == "none (suspended)"
+    assert row_of["santarita"].containers == "running 0/2"
+    assert row_of["gurupi"].backup_age_hours == 5.0 and row_of["gurupi"].newest_backup == f"gurupi-{backup.stamp(now - timedelta(hours=5))}.dump"
+    assert "backup 72h old" in row_of["santarita"].flags and "no backup" in row_of["novaroma"].flags
     assert {server.server: server.max_connections for server in servers} == {"dedicated-1": 100, "shared-1": 100}
     assert next(s for s in servers if s.server == "shared-1").connections == total
     # The CLI's JSON carries the same figures (taken a moment later: the same sessions are still open).
@@ -266,11 +271,11 @@ def test_status_shows_an_unreachable_server_and_docker_without_failing_the_other
     secrets = fleet.secrets()
     secrets._servers["dedicated-1"] = "wrong"
     inventory = fleet.inventory(secrets)
-    rows, servers = ops.fleet_status(inventory, containers=lambda: (_ for _ in ()).throw(ConnectionRefusedError("no docker here")))
-    status = {row.tenant: row for row in rows}
-    assert "password authentication failed" in status["pirapora"].error and status["pirapora"].size_bytes is None
-    assert status["gurupi"].error is None and status["gurupi"].size_bytes > 0
-    assert status["gurupi"].containers == "unknown (no docker here)"
+    rows, servers = status.fleet_status(inventory, containers=lambda: (_ for _ in ()).throw(ConnectionRefusedError("no docker here")))
+    row_of = {row.tenant: row for row in rows}
+    assert "password authentication failed" in row_of["pirapora"].error and row_of["pirapora"].size_bytes is None
+    assert row_of["gurupi"].error is None and row_of["gurupi"].size_bytes > 0
+    assert row_of["gurupi"].containers == "unknown (no docker here)"
     assert next(s for s in servers if s.server == "dedicated-1").error
 
 
@@ -285,7 +290,7 @@ def test_isolation_grant_made_through_a_group_role_is_caught_too(fleet):
         admin.execute("GRANT CONNECT ON DATABASE tenant_santarita TO support_readers")
         admin.execute(sql.SQL("GRANT support_readers TO {}").format(sql.Identifier("tenant_gurupi_app")))
     try:
-        checks = ops.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
+        checks = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
     finally:
         with shared.connect() as admin:
             admin.execute("DROP OWNED BY support_readers")

@@ -1,1 +1,1 @@
-"""Helpers shared by the test tiers: real servers on loopback (see `tests.support.servers`)."""
+"""Helpers shared by the test tiers: real servers on loopback (see `fleet.bench.servers`)."""

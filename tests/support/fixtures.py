@@ -12,8 +12,12 @@ from typing import TypeVar
 
 import pytest
 
-from tests.support.servers import CaddyServerProcess, MissingServerBinary, PostgresCluster, UpstreamHTTPServer
-
+from fleet.bench.servers import (
+    CaddyServerProcess,
+    MissingServerBinary,
+    PostgresCluster,
+    UpstreamHTTPServer,
+)
 
 Server = TypeVar("Server", PostgresCluster, CaddyServerProcess, UpstreamHTTPServer)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.plan import evaluate, stack_config
-from fleet.program import PROJECT_ROOT
+from fleet.offline.plan import evaluate, stack_config
+from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import FleetWorkspace
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from fleet.plan import evaluate, stack_config
-from fleet.program import PROJECT_ROOT
+from fleet.offline.plan import evaluate, stack_config
+from fleet.paths import PROJECT_ROOT
 
 CONTAINER = "docker:index/container:Container"
 DATABASE = "postgresql:index/database:Database"
@@ -59,3 +59,15 @@ def env_of(container) -> dict[str, str]:
 def tenant_fingerprint(evaluation, tenant: str) -> list[tuple]:
     """Everything a tenant declares, comparable across runs."""
     return [(r.type, r.name, repr(r.raw_inputs), repr(sorted(r.options.items()))) for r in evaluation.resources if r.tenant == tenant]
+
+
+def plan_fingerprint(evaluation) -> tuple:
+    """Everything an offline plan recorded (resources with inputs and options, outputs, specs), comparable across runs."""
+    return (
+        [
+            (r.type, r.name, r.urn, r.parent, r.custom, r.inputs, r.raw_inputs, r.secret_inputs, r.provider, r.options, r.tenant)
+            for r in evaluation.resources
+        ],
+        evaluation.outputs,
+        {name: spec.model_dump() for name, spec in evaluation.specs.items()},
+    )

@@ -2,8 +2,7 @@
 
 The benchmark itself (`python -m fleet bench`, 10/100/1,000 tenants) is not part of the test tier. Here:
 its smoke run; a sharded plan equals a single run (resources, outputs, specs, and the problems of a bad
-spec); the SDK functions the plan swaps while it runs still exist, give the same answers, and are
-restored afterwards.
+spec). The SDK replacements that make it fast are tested in test_sdk_internals.py.
 """
 
 from __future__ import annotations
@@ -14,19 +13,17 @@ import subprocess
 import sys
 
 import pulumi
-import pulumi_docker as docker
 import pytest
 import yaml
-from pulumi import _types as sdk_types
-from pulumi.output import Unknown
-from pulumi.runtime import resource as sdk_resource
-from pulumi.runtime import rpc, settings
 
-from fleet import bench
-from fleet import plan as plan_module
-from fleet.plan import REDACTED, SDK_REPLACEMENTS, evaluate, merge_evaluations, shard_names, stack_config
-from fleet.program import PROJECT_ROOT
-from fleet.spec import SpecError
+from fleet.bench import offline as bench
+from fleet.errors import SpecError
+from fleet.offline import shards
+from fleet.offline.mocks import REDACTED
+from fleet.offline.plan import evaluate, stack_config
+from fleet.offline.shards import merge_evaluations, shard_names
+from fleet.paths import PROJECT_ROOT
+from tests.unit.graph import plan_fingerprint
 
 
 def test_bench_smoke_run_at_10_tenants():
@@ -41,7 +38,7 @@ def test_bench_smoke_run_at_10_tenants():
     assert figures["resources"] > figures["custom_resources"] > 10 * 5
     assert figures["plan_s"] > 0 and figures["per_tenant_ms"] > 0 and figures["peak_rss_mb"] > 0
     assert figures["heavy_imports"] == []  # dns: none never imports pulumi_cloudflare
-    if figures["policy_s"] is not None:  # the policy pack is measured once fleet.policy_check exists
+    if figures["policy_s"] is not None:  # the policy pack is measured once the policy pack is there
         assert figures["violations"] == {"mandatory": 0, "advisory": 0}  # the synthetic fleet is a clean one
     assert document["targets"]["no_heavy_imports"] is True
 
@@ -57,22 +54,11 @@ def test_synthetic_fleet_spreads_over_plans_servers_and_options(tmp_path):
     assert stack_file["config"]["fleet:servers"] == config["servers"]
 
 
-def _fingerprint(evaluation):
-    return (
-        [
-            (r.type, r.name, r.urn, r.parent, r.custom, r.inputs, r.raw_inputs, r.secret_inputs, r.provider, r.options, r.tenant)
-            for r in evaluation.resources
-        ],
-        evaluation.outputs,
-        {name: spec.model_dump() for name, spec in evaluation.specs.items()},
-    )
-
-
 @pytest.fixture
 def small_shards(monkeypatch):
     """Shards of 3 to 5 tenants, so that a fleet of a dozen is sharded."""
-    monkeypatch.setattr(plan_module, "SHARD_TENANTS", 5)
-    monkeypatch.setattr(plan_module, "MIN_SHARD_TENANTS", 3)
+    monkeypatch.setattr(shards, "SHARD_TENANTS", 5)
+    monkeypatch.setattr(shards, "MIN_SHARD_TENANTS", 3)
 
 
 def test_a_sharded_plan_is_the_single_run_plan(tmp_path, small_shards):
@@ -80,10 +66,10 @@ def test_a_sharded_plan_is_the_single_run_plan(tmp_path, small_shards):
     single = evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", workers=1)
     sharded = evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", workers=2)
     assert len(shard_names(sorted(single.specs), 2)) == 4
-    assert _fingerprint(sharded) == _fingerprint(single)
+    assert plan_fingerprint(sharded) == plan_fingerprint(single)
     # A selection is sharded too.
     chosen = [bench.tenant_name(index) for index in range(1, 12, 2)]
-    assert _fingerprint(evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", selection=chosen, workers=2)) == _fingerprint(
+    assert plan_fingerprint(evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", selection=chosen, workers=2)) == plan_fingerprint(
         evaluate(config, stack="bench", tenants_dir=tmp_path / "tenants", selection=chosen, workers=1)
     )
 
@@ -134,104 +120,6 @@ def test_shards_that_disagree_on_a_shared_resource_are_not_merged(tmp_path):
     assert merge_evaluations("bench", [first, second]) is None
 
 
-def test_sdk_functions_swapped_during_a_run_exist_and_are_restored(workspace):
-    originals = {(module.__name__, attribute): getattr(module, attribute, None) for module, attribute, _ in SDK_REPLACEMENTS}
-    # If one of these disappears from the SDK, its replacement in fleet/plan.py is dead code: drop it.
-    assert all(callable(function) for function in originals.values()), originals
-    seen = {}
-
-    def spy(self, request):
-        seen.update({key: getattr(module, attribute) for key, (module, attribute) in zip(originals, [(m, a) for m, a, _ in SDK_REPLACEMENTS])})
-        return original_register(self, request)
-
-    original_register = plan_module.RecordingMonitor.RegisterResource
-    gc_was_enabled = gc.isenabled()
-    plan_module.RecordingMonitor.RegisterResource = spy
-    try:
-        workspace.evaluate()
-    finally:
-        plan_module.RecordingMonitor.RegisterResource = original_register
-    assert all(seen[key] is not originals[key] for key in originals)  # swapped while the program ran
-    assert all(getattr(module, attribute) is originals[(module.__name__, attribute)] for module, attribute, _ in SDK_REPLACEMENTS)
-    assert gc.isenabled() == gc_was_enabled
-
-
-def test_sdk_replacements_answer_as_the_originals():
-    contains_unknowns = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(rpc.__name__, "contains_unknowns")]
-    looped: list = []
-    looped.append(looped)
-    for value in ({"a": [1, {"b": Unknown()}]}, {"a": [1, {"b": 2}]}, [rpc.UNKNOWN], Unknown(), "x", None, looped, {"k": looped}):
-        assert contains_unknowns(value) == rpc.contains_unknowns(value), value
-    resource_types = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_types.__name__, "resource_types")]
-    assert resource_types(docker.Container) == sdk_types.resource_types(docker.Container)
-    assert resource_types(docker.Container) is resource_types(docker.Container)  # computed once per class
-    stack_trace = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_resource.__name__, "_get_stack_trace")]
-    assert list(stack_trace().frames) == []
-
-
-def test_a_plan_with_the_sdk_replacements_is_the_plan_without_them(monkeypatch, dev_plan):
-    config = stack_config("dev", PROJECT_ROOT)
-    monkeypatch.setattr(plan_module, "SDK_REPLACEMENTS", ())
-    stock = evaluate(config, stack="dev", tenants_dir=PROJECT_ROOT / "tenants", workers=1)
-    assert len(stock.resources) == len(dev_plan.resources) > 50
-    assert _fingerprint(stock) == _fingerprint(dev_plan)
-
-
-def test_transfer_properties_replacement_resolves_outputs_as_the_sdk_does():
-    from pulumi.runtime.sync_await import _sync_await
-
-    transfer = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(rpc.__name__, "transfer_properties")]
-
-    class Holder:  # stands for a resource: the outputs land in its __dict__
-        pass
-
-    failure = RuntimeError("create failed")
-    calls = {  # property -> the resolver's arguments (value, known, secret, deps, failure)
-        "plain": ("v", True, False, None, None),
-        "secret": ({"k": [1, 2]}, True, True, set(), None),
-        "unknown_inside": ([Unknown()], True, False, None, None),
-        "not_known": (None, False, False, None, None),
-        "failed": (None, False, False, None, failure),
-    }
-    states = []
-    for make in (rpc.transfer_properties, transfer):
-        holder, dependency = Holder(), Holder()
-        resolvers = make(holder, {**{key: None for key in calls}, "urn": None, "id": None}, True)
-        assert set(resolvers) == set(calls)  # urn and id (of a custom resource) are the SDK's to resolve
-        for key, (value, known, secret, deps, failed) in calls.items():
-            resolvers[key](value, known, secret, {dependency} if deps is None else deps, failed)
-        state = {}
-        for key in calls:
-            output = holder.__dict__[key]
-            try:
-                data = _sync_await(output._data)
-            except RuntimeError as error:
-                state[key] = ("raised", error)
-                continue
-            assert data.resources == {holder, dependency} or (key == "secret" and data.resources == {holder})
-            state[key] = (data.value if not isinstance(data.value, list) or not data.value or not isinstance(data.value[0], Unknown) else "unknown", data.is_known, data.is_secret, len(data.resources))
-        # A failed Output stays tracked for the end of the run to raise; a resolved one is not waited for.
-        assert holder.__dict__["failed"]._data in settings.SETTINGS.outputs
-        assert holder.__dict__["plain"]._data not in settings.SETTINGS.outputs
-        settings.SETTINGS.outputs.clear()
-        states.append(state)
-    assert states[0] == states[1]
-    assert states[1]["failed"] == ("raised", failure) and states[1]["unknown_inside"][1] is False
-
-
-def test_create_urn_replacement_gives_the_sdk_urns(dev_plan):
-    from pulumi.runtime.sync_await import _sync_await
-
-    create_urn = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_resource.__name__, "create_urn")]
-    parent = "urn:pulumi:dev::tenant-fleet::tenant-fleet:index:Tenant::gurupi"
-    cases = [("gurupi-net", "docker:index/network:Network", parent), ("pg-shared-1", "pulumi:providers:postgresql", None)]
-    for name, type_, parent_urn in cases:
-        assert _sync_await(create_urn(name, type_, parent_urn).future()) == _sync_await(sdk_resource.create_urn(name, type_, parent_urn).future())
-    # Anything but plain strings goes to the SDK's own.
-    output_name = pulumi.Output.from_input("x")
-    assert _sync_await(create_urn(output_name, "a:b:C", parent).future()) == _sync_await(sdk_resource.create_urn(output_name, "a:b:C", parent).future())
-
-
 def test_inputs_are_kept_once_except_where_a_secret_differs(dev_plan):
     backend = next(r for r in dev_plan.resources if r.type == "docker:index/container:Container" and "envs" in r.secret_inputs)
     assert backend.inputs["envs"] == REDACTED and isinstance(backend.raw_inputs["envs"], list)
@@ -240,7 +128,7 @@ def test_inputs_are_kept_once_except_where_a_secret_differs(dev_plan):
 
 
 def _shard_then_collect(config, tenants_dir, names):
-    plan_module._evaluate_shard(config, "bench", tenants_dir, names)
+    shards._evaluate_shard(config, "bench", tenants_dir, names)
     gc.collect()  # whatever the shard let go of is freed (and closed) now, before the worker exits
 
 
@@ -274,7 +162,6 @@ def test_the_plan_leaves_the_event_loop_able_to_wait_for_threads(tmp_path, small
 
 
 def _dev_config():
-    from fleet.plan import stack_config
 
     return stack_config("dev", PROJECT_ROOT)
 

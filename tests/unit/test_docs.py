@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
-from fleet.program import PROJECT_ROOT
-from fleet.reference import END, START, readme_block
-from fleet.spec import PlanCatalog, TenantSpec
+from fleet.model.reference import END, START, readme_block
+from fleet.model.spec import PlanCatalog, TenantSpec
+from fleet.paths import PROJECT_ROOT
 
 
 def test_readme_config_reference_matches_the_models():
     text = (PROJECT_ROOT / "README.md").read_text()
     block = text[text.index(START) : text.index(END) + len(END)]
-    assert block == readme_block(), "regenerate the README's config reference from fleet.reference"
+    assert block == readme_block(), "regenerate the README's config reference from fleet.model.reference"
 
 
 def test_committed_json_schemas_match_the_models():

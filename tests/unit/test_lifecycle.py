@@ -15,9 +15,19 @@ import pytest
 from pulumi.runtime import rpc
 
 from components.providers.postgres import DatabasePlacementProvider, TenantPurgeProvider
-from fleet import plan as fleet_plan
-from fleet.program import PROJECT_ROOT
-from tests.unit.graph import CONTAINER, DATABASE, GRANT, PASSWORD, ROLE, ROUTE, env_of, of_type, tenant_fingerprint
+from fleet.offline import mocks as fleet_plan
+from fleet.paths import PROJECT_ROOT
+from tests.unit.graph import (
+    CONTAINER,
+    DATABASE,
+    GRANT,
+    PASSWORD,
+    ROLE,
+    ROUTE,
+    env_of,
+    of_type,
+    tenant_fingerprint,
+)
 
 PLACEMENT = "pulumi-python:dynamic/postgres:DatabasePlacement"
 PURGE = "pulumi-python:dynamic/postgres:TenantPurge"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet import derive
-from fleet.spec import TenantSpec
+from fleet.model import derive
+from fleet.model.spec import TenantSpec
 
 CONTRACT = Path(__file__).with_name("contract_urns.txt")
 

@@ -10,24 +10,40 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from components.backup import PASSWORD_ENV, TARGET_ENV, ScheduledBackup, ScheduledBackupArgs, backup_command
+from components.backup import (
+    PASSWORD_ENV,
+    TARGET_ENV,
+    ScheduledBackup,
+    ScheduledBackupArgs,
+    backup_command,
+)
 from components.providers.registry import TenantRegistryRowProvider
 from components.registry import RegistrySettings, declare_registry, row_values
-from fleet import backup, derive, ops
-from fleet.cli import FleetError, build_parser
-from fleet.commands.ops import human_age, human_bytes
-from fleet.inventory import ChainedSecrets, EnvSecrets, FileSecrets, StaticSecrets, env_suffix, load_inventory
-from fleet.plan import Evaluation, _run_under_mocks
-from fleet.program import PROJECT_ROOT
-from fleet.spec import load_fleet
+from fleet.cli.common import human_age, human_bytes
+from fleet.cli.main import build_parser
+from fleet.errors import FleetError, InputError
+from fleet.model import derive
+from fleet.model.load import load_fleet
+from fleet.offline.mocks import Evaluation
+from fleet.offline.mocks import run_under_mocks as _run_under_mocks
+from fleet.ops import backups, restore, status, verify
+from fleet.ops.inventory import load_inventory
+from fleet.ops.secrets import (
+    ChainedSecrets,
+    EnvSecrets,
+    FileSecrets,
+    StaticSecrets,
+    env_suffix,
+)
+from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import FleetWorkspace
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
 
-def backups_every_day(days: int, start: datetime = T0) -> list[backup.BackupFile]:
-    return [backup.BackupFile(Path(f"x-{day}.dump"), "x", start + timedelta(days=day), 1) for day in range(days)]
+def backups_every_day(days: int, start: datetime = T0) -> list[backups.BackupFile]:
+    return [backups.BackupFile(Path(f"x-{day}.dump"), "x", start + timedelta(days=day), 1) for day in range(days)]
 
 
 # ---------------------------------------------------------------- retention on a fake clock
@@ -39,7 +55,7 @@ def test_retention_keeps_the_plans_days_of_daily_backups(plan, days):
     assert fleet.plans[plan].backup_retention_days == days
     history = backups_every_day(120)
     now = history[-1].taken_at
-    kept = [b for b in history if b not in backup.expired(history, days, now)]
+    kept = [b for b in history if b not in backups.expired(history, days, now)]
     # A backup exactly `days` old is still kept; one a day older is gone.
     assert kept[0].taken_at == now - timedelta(days=days) and len(kept) == days + 1
 
@@ -47,26 +63,26 @@ def test_retention_keeps_the_plans_days_of_daily_backups(plan, days):
 def test_retention_never_removes_the_newest_backup_however_old():
     history = backups_every_day(3)
     much_later = T0 + timedelta(days=400)
-    assert backup.expired(history, 7, much_later) == history[:2]
-    assert backup.expired([], 7, much_later) == []
+    assert backups.expired(history, 7, much_later) == history[:2]
+    assert backups.expired([], 7, much_later) == []
 
 
 def test_prune_removes_dumps_and_manifests_of_that_tenant_only(tmp_path):
     for day in range(10):
-        path = backup.backup_path(tmp_path, "gurupi", T0 + timedelta(days=day))
+        path = backups.backup_path(tmp_path, "gurupi", T0 + timedelta(days=day))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"dump")
-        backup.manifest_path(path).write_text("{}")
+        backups.manifest_path(path).write_text("{}")
     stray = tmp_path / "gurupi" / "notes.txt"
     stray.write_text("keep me")
     partial = tmp_path / "gurupi" / "gurupi-20261001T020000Z.dump.partial"
     partial.write_bytes(b"in progress")
-    other = backup.backup_path(tmp_path, "novaroma", T0)
+    other = backups.backup_path(tmp_path, "novaroma", T0)
     other.parent.mkdir(parents=True)
     other.write_bytes(b"dump")
 
-    removed = backup.prune(tmp_path, "gurupi", 3, now=T0 + timedelta(days=9))
-    assert [p.name for p in removed] == [f"gurupi-{backup.stamp(T0 + timedelta(days=d))}.dump" for d in range(6)]
+    removed = backups.prune(tmp_path, "gurupi", 3, now=T0 + timedelta(days=9))
+    assert [p.name for p in removed] == [f"gurupi-{backups.stamp(T0 + timedelta(days=d))}.dump" for d in range(6)]
     left = sorted(p.name for p in (tmp_path / "gurupi").iterdir())
     assert len([n for n in left if n.endswith(".dump")]) == 4 and len([n for n in left if n.endswith(".json")]) == 4
     assert stray.exists() and partial.exists() and other.exists()
@@ -74,22 +90,22 @@ def test_prune_removes_dumps_and_manifests_of_that_tenant_only(tmp_path):
 
 def test_backup_names_carry_tenant_and_utc_time():
     local = datetime(2026, 11, 23, 23, 30, tzinfo=timezone(timedelta(hours=-3)))
-    path = backup.backup_path(Path("backups"), "santa-rita", local)
+    path = backups.backup_path(Path("backups"), "santa-rita", local)
     assert path == Path("backups/santa-rita/santa-rita-20261124T023000Z.dump")
-    assert backup.parse_backup_name(path) == ("santa-rita", datetime(2026, 11, 24, 2, 30, tzinfo=UTC))
+    assert backups.parse_backup_name(path) == ("santa-rita", datetime(2026, 11, 24, 2, 30, tzinfo=UTC))
     for name in ("santa-rita-20261124T023000Z.json", "santa-rita-20261124T023000Z.dump.partial", "notes.dump", "x-2026.dump"):
-        assert backup.parse_backup_name(Path(name)) is None
+        assert backups.parse_backup_name(Path(name)) is None
 
 
 def test_a_default_restore_name_says_what_it_is_and_fits_postgres():
-    assert backup.default_restore_name("tenant_gurupi", T0) == "tenant_gurupi_restored_20261101t020000"
-    with pytest.raises(backup.BackupError, match="--into"):
-        backup.default_restore_name("tenant_" + "x" * 40, T0)
+    assert restore.default_restore_name("tenant_gurupi", T0) == "tenant_gurupi_restored_20261101t020000"
+    with pytest.raises(backups.BackupError, match="--into"):
+        restore.default_restore_name("tenant_" + "x" * 40, T0)
 
 
 def test_compare_counts_names_each_differing_table():
-    assert backup.compare_counts({"public.a": 3}, {"public.a": 3}) == []
-    assert backup.compare_counts({"public.a": 3, "public.b": 1}, {"public.a": 2, "public.c": 0}) == [
+    assert restore.compare_counts({"public.a": 3}, {"public.a": 3}) == []
+    assert restore.compare_counts({"public.a": 3, "public.b": 1}, {"public.a": 2, "public.c": 0}) == [
         "public.a: 3 rows in the dump, 2 restored",
         "public.b: 1 rows in the dump, missing after the restore",
         "public.c: not in the dump, 0 restored",
@@ -100,12 +116,12 @@ def test_compare_counts_names_each_differing_table():
 
 
 def test_next_run_is_the_next_time_of_day_in_utc():
-    assert backup.next_run(datetime(2026, 11, 1, 1, 59, tzinfo=UTC), "02:00") == datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
-    assert backup.next_run(datetime(2026, 11, 1, 2, 0, tzinfo=UTC), "02:00") == datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
-    assert backup.next_run(datetime(2026, 11, 1, 22, 0, tzinfo=timezone(timedelta(hours=-3))), "02:00") == datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+    assert derive.next_run(datetime(2026, 11, 1, 1, 59, tzinfo=UTC), "02:00") == datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    assert derive.next_run(datetime(2026, 11, 1, 2, 0, tzinfo=UTC), "02:00") == datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+    assert derive.next_run(datetime(2026, 11, 1, 22, 0, tzinfo=timezone(timedelta(hours=-3))), "02:00") == datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
     for bad in ("2am", "24:00", "02:60", ""):
-        with pytest.raises(backup.BackupError, match="HH:MM"):
-            backup.next_run(T0, bad)
+        with pytest.raises(InputError, match="HH:MM"):
+            derive.next_run(T0, bad)
 
 
 def test_the_daily_loop_sleeps_until_each_run_and_keeps_going_after_a_failure():
@@ -117,7 +133,7 @@ def test_the_daily_loop_sleeps_until_each_run_and_keeps_going_after_a_failure():
         slept.append(seconds)
         now[0] += timedelta(seconds=seconds)
 
-    runs = list(backup.run_daily(lambda: next(outcomes), "02:00", clock=lambda: now[0], sleep=sleep, runs=2))
+    runs = list(backups.run_daily(lambda: next(outcomes), "02:00", clock=lambda: now[0], sleep=sleep, runs=2))
     assert runs == [False, True] and slept == [3600.0, 86400.0]
 
 
@@ -130,29 +146,29 @@ def test_human_sizes_and_ages():
 
 
 def test_limit_flags_start_at_80_percent():
-    assert ops._share_flag("connections", 4, 5) == "connections 4/5 (80%)"
-    assert ops._share_flag("connections", 3, 5) is None
-    assert ops._share_flag("connections", 9, -1) is None and ops._share_flag("connections", None, 5) is None
+    assert status._share_flag("connections", 4, 5) == "connections 4/5 (80%)"
+    assert status._share_flag("connections", 3, 5) is None
+    assert status._share_flag("connections", 9, -1) is None and status._share_flag("connections", None, 5) is None
 
 
 def test_a_check_reads_as_tenant_check_target_detail():
-    check = ops.Check("santarita", "isolation", "fail", "role tenant_santarita_app connected to database tenant_gurupi", target="gurupi")
+    check = verify.Check("santarita", "isolation", "fail", "role tenant_santarita_app connected to database tenant_gurupi", target="gurupi")
     assert check.line() == "santarita: isolation gurupi: role tenant_santarita_app connected to database tenant_gurupi"
-    assert not check.ok and ops.Check("x", "http", "skip", "...").ok
+    assert not check.ok and verify.Check("x", "http", "skip", "...").ok
 
 
 def test_proxy_listen_addresses_are_reached_on_loopback():
-    assert ops.proxy_address(":443") == ("127.0.0.1", 443)
-    assert ops.proxy_address("0.0.0.0:8080") == ("127.0.0.1", 8080)
-    assert ops.proxy_address("10.0.0.5:80") == ("10.0.0.5", 80)
-    assert ops.proxy_address("[::]:443") == ("127.0.0.1", 443)
+    assert verify.proxy_address(":443") == ("127.0.0.1", 443)
+    assert verify.proxy_address("0.0.0.0:8080") == ("127.0.0.1", 8080)
+    assert verify.proxy_address("10.0.0.5:80") == ("10.0.0.5", 80)
+    assert verify.proxy_address("[::]:443") == ("127.0.0.1", 443)
 
 
 # ---------------------------------------------------------------- secrets and the inventory
 
 
 def dev_config() -> dict:
-    from fleet.plan import stack_config
+    from fleet.offline.plan import stack_config
 
     return stack_config("dev", PROJECT_ROOT)
 
@@ -211,10 +227,10 @@ def test_the_cli_demands_which_tenants_to_back_up_and_keeps_retention_for_the_jo
 
 
 def test_a_backup_target_from_the_jobs_environment_needs_every_field():
-    target = backup.BackupTarget.from_mapping({"tenant": "a", "database": "tenant_a", "host": "db", "port": 5433, "user": "tenant_a_app"}, "pw", 7)
+    target = backups.BackupTarget.from_mapping({"tenant": "a", "database": "tenant_a", "host": "db", "port": 5433, "user": "tenant_a_app"}, "pw", 7)
     assert (target.access.host, target.access.port, target.access.admin_user, target.retention_days) == ("db", 5433, "tenant_a_app", 7)
-    with pytest.raises(backup.BackupError, match="lacks database, retention_days"):
-        backup.BackupTarget.from_mapping({"tenant": "a", "host": "db", "user": "u"}, "pw")
+    with pytest.raises(backups.BackupError, match="lacks database, retention_days"):
+        backups.BackupTarget.from_mapping({"tenant": "a", "host": "db", "user": "u"}, "pw")
 
 
 # ---------------------------------------------------------------- components under mocks
@@ -233,7 +249,8 @@ def dev_fleet():
 @pytest.mark.parametrize("configured", ["~/fleet-backups", "backups", "/srv/fleet-backups"])
 def test_the_backup_job_a_purge_and_the_ops_commands_use_one_backup_folder(configured):
     from components.database import tenant_purge
-    from fleet.spec import Purge
+    from fleet.model.spec import Purge
+    from fleet.program import backup_folder
 
     config = {**dev_config(), "backups": {"dir": configured}}
     fleet = load_fleet(PROJECT_ROOT / "tenants", config)
@@ -242,8 +259,9 @@ def test_the_backup_job_a_purge_and_the_ops_commands_use_one_backup_folder(confi
     purged = tenant.model_copy(update={"purge": Purge(confirm=tenant.name)})
 
     def program() -> None:
-        ScheduledBackup("b", ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, None, "pw", "ghcr.io/acme/tenant-fleet-ops:1.4.0"))
-        tenant_purge(purged, fleet.environment, None)
+        folder = backup_folder(fleet.environment)  # what the program hands to both
+        ScheduledBackup("b", ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, None, "pw", "ghcr.io/acme/tenant-fleet-ops:1.4.0", folder))
+        tenant_purge(purged, fleet.environment, None, folder)
 
     evaluation = declared(program)
     (job,) = [r for r in evaluation.resources if r.type == "docker:index/container:Container"]
@@ -262,7 +280,7 @@ def test_every_active_tenant_gets_a_daily_backup_job_with_its_plans_retention():
         for tenant in fleet.tenants:
             ScheduledBackup(
                 f"{tenant.name}-scheduled-backup",
-                ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, provider, pulumi.Output.secret(f"pw-of-{tenant.name}"), "ghcr.io/acme/tenant-fleet-ops:1.4.0"),
+                ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, provider, pulumi.Output.secret(f"pw-of-{tenant.name}"), "ghcr.io/acme/tenant-fleet-ops:1.4.0", "/srv/fleet-backups"),
             )
 
     evaluation = declared(program)
@@ -282,7 +300,7 @@ def test_every_active_tenant_gets_a_daily_backup_job_with_its_plans_retention():
         assert env[PASSWORD_ENV] == f"pw-of-{tenant}"
         target = json.loads(env[TARGET_ENV])
         assert target["user"] == f"tenant_{tenant}_app" and target["database"] == f"tenant_{tenant}" and "password" not in target
-        assert inputs["mounts"] == [{"type": "bind", "source": str(PROJECT_ROOT / "backups"), "target": "/backups"}]
+        assert inputs["mounts"] == [{"type": "bind", "source": "/srv/fleet-backups", "target": "/backups"}]
         labels = {label["label"]: label["value"] for label in inputs["labels"]}
         assert labels == {"tenant": tenant, "plan": fleet.tenant(tenant).plan, "component": "backup", "managed-by": "tenant-fleet"}
         assert job.provider and "docker-host" in job.provider
@@ -294,9 +312,9 @@ def test_a_backup_job_refuses_an_unpinned_image_and_a_bad_schedule():
     for image, schedule, message in (("ghcr.io/acme/ops:latest", "02:00", "pinned"), ("ghcr.io/acme/ops", "02:00", "pinned"), ("ops:1.0", "2am", "HH:MM")):
         errors = []
 
-        def program(image=image, schedule=schedule) -> None:
+        def program(image=image, schedule=schedule, errors=errors) -> None:
             try:
-                ScheduledBackup("b", ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, None, "pw", image, schedule))
+                ScheduledBackup("b", ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, None, "pw", image, "/srv/backups", schedule))
             except Exception as error:  # noqa: BLE001
                 errors.append(str(error))
 

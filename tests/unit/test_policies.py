@@ -1,7 +1,7 @@
 """The policy pack: every policy passes on the shipped fleet and fails on a fleet or resource that breaks it.
 
 Verdicts come from the pack's own validate functions (`policies/fleet_policies.py`), run either by
-`fleet.policy_check.check` over the offline plan (as `fleet plan` does) or directly on hand-built
+`fleet.offline.policies.check` over the offline plan (as `fleet plan` does) or directly on hand-built
 ResourceValidationArgs for edge cases; one test drives the pack's gRPC analyzer (the engine's code
 path) in-process and expects the same verdicts.
 """
@@ -12,11 +12,17 @@ import dataclasses
 import json
 
 import pytest
-from tests.unit.graph import CONTAINER, DATABASE, GRANT, PASSWORD, ROLE, ROUTE
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+)
 
-from fleet import derive
-from fleet.plan import Evaluation
-from fleet.policy_check import (
+from fleet.model import derive
+from fleet.model.load import load_fleet
+from fleet.offline.mocks import Evaluation
+from fleet.offline.policies import (
     SHARED,
     Violation,
     check,
@@ -26,10 +32,9 @@ from fleet.policy_check import (
     policy_config,
     violations_document,
 )
-from fleet.program import PROJECT_ROOT
-from fleet.spec import load_fleet
+from fleet.paths import PROJECT_ROOT
 from policies import fleet_policies as pack
-from pulumi_policy import EnforcementLevel, PolicyCustomTimeouts, PolicyResourceOptions, ResourceValidationArgs
+from tests.unit.graph import CONTAINER, DATABASE, GRANT, PASSWORD, ROLE, ROUTE
 
 FAILING_CASES: set[str] = set()
 
@@ -484,7 +489,7 @@ def test_hosts_and_servers_above_80_percent_are_advised(workspace):
 
 
 def test_every_policy_has_a_failing_case():
-    assert FAILING_CASES == set(pack.POLICIES_BY_NAME)
+    assert set(pack.POLICIES_BY_NAME) == FAILING_CASES
 
 
 # ---------------------------------------------------------------- report, config, engine parity
@@ -589,7 +594,7 @@ def test_the_engine_analyzer_gives_the_same_verdicts(workspace):
 
 
 def test_props_reach_the_pack_as_after_a_protobuf_struct_round_trip(dev_plan):
-    from fleet.policy_check import _as_engine_sends, _through_struct
+    from fleet.offline.policies import _as_engine_sends, _through_struct
 
     for resource in dev_plan.resources:
         assert _as_engine_sends(resource.raw_inputs) == _through_struct(resource.raw_inputs), resource.name

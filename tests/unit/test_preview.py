@@ -20,9 +20,10 @@ import pytest
 import yaml
 
 from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
-from fleet import preview as previews
-from fleet.cli import main
-from fleet.program import PROJECT_ROOT
+from fleet.cli.main import main
+from fleet.model import type_tokens
+from fleet.paths import PROJECT_ROOT
+from fleet.preview import diff, guard
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",
@@ -360,20 +361,20 @@ def test_markdown_needs_a_base(fresh):
 
 
 def test_replace_table_agrees_with_the_projects_own_providers():
-    assert previews.REPLACE_RULES[previews.CADDY_ROUTE].replace == frozenset(CaddyRouteProvider._REPLACE)
-    assert previews.REPLACE_RULES[previews.CADDY_SERVER].replace == frozenset(CaddyServerProvider._REPLACE)
+    assert diff.REPLACE_RULES[type_tokens.CADDY_ROUTE].replace == frozenset(CaddyRouteProvider._REPLACE)
+    assert diff.REPLACE_RULES[type_tokens.CADDY_SERVER].replace == frozenset(CaddyServerProvider._REPLACE)
     from components.providers.postgres import DatabasePlacementProvider
 
-    placement = previews.REPLACE_RULES[previews.PLACEMENT]
+    placement = diff.REPLACE_RULES[type_tokens.PLACEMENT]
     assert placement.compared == frozenset(DatabasePlacementProvider._TRACKED) and not placement.forces_replace("server")
-    assert previews.REPLACE_RULES[previews.PURGE].compared == frozenset()
-    container = previews.REPLACE_RULES[previews.CONTAINER]
+    assert diff.REPLACE_RULES[type_tokens.PURGE].compared == frozenset()
+    container = diff.REPLACE_RULES[type_tokens.CONTAINER]
     assert not container.forces_replace("memory") and not container.forces_replace("restart")
     assert all(container.forces_replace(key) for key in ("envs", "labels", "networksAdvanced", "ports", "image", "cpus", "command", "healthcheck"))
-    database = previews.REPLACE_RULES[previews.DATABASE]
+    database = diff.REPLACE_RULES[type_tokens.DATABASE]
     assert database.forces_replace("lcCollate") and not database.forces_replace("owner")
-    assert previews.REPLACE_RULES[previews.PASSWORD].forces_replace("keepers")
-    assert not previews.REPLACE_RULES[previews.ROLE].forces_replace("password")
+    assert diff.REPLACE_RULES[type_tokens.PASSWORD].forces_replace("keepers")
+    assert not diff.REPLACE_RULES[type_tokens.ROLE].forces_replace("password")
 
 
 def test_engine_preview_guard_fails_on_a_database_replacement(tmp_path):
@@ -381,9 +382,11 @@ def test_engine_preview_guard_fails_on_a_database_replacement(tmp_path):
     container = "urn:pulumi:prod::tenant-fleet::tenant-fleet:index:Tenant$tenant-fleet:index:TenantApp$docker:index/container:Container::x-backend-0"
     clean = {"steps": [{"op": "delete", "urn": database}, {"op": "replace", "urn": container}]}
     bad = {"steps": [{"op": "create-replacement", "urn": database}, {"op": "replace", "urn": database}]}
-    assert previews.unrequested_database_replacements(clean) == []
-    assert previews.unrequested_database_replacements(bad) == [database]
+    assert guard.unrequested_database_replacements(clean) == []
+    assert guard.unrequested_database_replacements(bad) == [database]
     (tmp_path / "clean.json").write_text(json.dumps(clean))
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    assert previews.main(["--guard", str(tmp_path / "clean.json")]) == 0
-    assert previews.main(["--guard", str(tmp_path / "bad.json")]) == 1
+    assert main(["guard", str(tmp_path / "clean.json")]) == 0
+    assert main(["guard", str(tmp_path / "bad.json")]) == 1
+    (tmp_path / "broken.json").write_text("{not json")
+    assert main(["guard", str(tmp_path / "broken.json")]) == 2

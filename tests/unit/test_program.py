@@ -5,9 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.unit.graph import CONTAINER, DATABASE, DNS_RECORD, GRANT, PASSWORD, ROLE, ROUTE, env_of, of_type, tenant_fingerprint
-
-from fleet.program import PROJECT_ROOT
+from fleet.paths import PROJECT_ROOT
+from tests.unit.graph import (
+    CONTAINER,
+    DATABASE,
+    DNS_RECORD,
+    GRANT,
+    PASSWORD,
+    ROLE,
+    ROUTE,
+    env_of,
+    of_type,
+    tenant_fingerprint,
+)
 
 
 def containers(evaluation, tenant, role):
@@ -126,7 +136,7 @@ def test_routes_send_each_hostname_to_its_own_tenants_containers(dev_plan):
 
 def test_dns_none_declares_no_records_and_never_imports_cloudflare():
     code = (
-        "import sys; from pathlib import Path; from fleet.plan import plan_stack; "
+        "import sys; from pathlib import Path; from fleet.offline.plan import plan_stack; "
         "e = plan_stack('dev', Path('.')); "
         "print(len([r for r in e.resources if r.type.startswith('cloudflare')]), 'pulumi_cloudflare' in sys.modules)"
     )

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from fleet.program import PROJECT_ROOT
-from fleet.spec import SpecError
+from fleet.errors import SpecError
+from fleet.paths import PROJECT_ROOT
 
 
 def problems_of(workspace) -> list[str]:
@@ -117,7 +117,7 @@ def test_plan_catalog_bounds_must_cover_the_plan(workspace):
 
 def test_nothing_is_declared_when_the_spec_is_invalid(workspace):
     workspace.edit("gurupi", plan="platinum")
-    from fleet import plan as plan_module
+    from fleet.offline import mocks as plan_module
 
     recorded = []
     original = plan_module.RecordingMonitor.RegisterResource

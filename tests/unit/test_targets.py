@@ -1,6 +1,6 @@
 """`--tenant` targets: a tenant's URNs are found through parent links, never by name prefix."""
 
-from fleet.targets import deployed_tenants
+from fleet.engine.targets import deployed_tenants
 
 STACK = "urn:pulumi:dev::tenant-fleet::pulumi:pulumi:Stack::tenant-fleet-dev"
 TENANT = "tenant-fleet:index:Tenant"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet.cli import build_parser
-from fleet.program import PROJECT_ROOT
+from fleet.cli.main import build_parser
+from fleet.paths import PROJECT_ROOT
 
 ACTIONLINT_VERSION = "1.7.12"
 WORKFLOWS = PROJECT_ROOT / ".github" / "workflows"
@@ -150,7 +150,7 @@ def test_pull_request_workflow(tmp_path):
     inputs = steps[action]["with"]
     assert inputs["command"] == "preview" and inputs["policyPacks"] == "policies" and inputs["policyPackConfigs"]
     assert inputs["comment-on-pr"] is True and inputs["edit-pr-comment"] is True and inputs["diff"] is True
-    assert any("fleet.policy_check" in step.get("run", "") for step in steps[:action])
+    assert any("python -m fleet policy-config" in step.get("run", "") for step in steps[:action])
 
 
 def test_deploy_workflow_runs_one_stack_at_a_time():
@@ -162,17 +162,23 @@ def test_deploy_workflow_runs_one_stack_at_a_time():
     steps = deploy["steps"]
     up = next(step for step in steps if step.get("with", {}).get("command") == "up")
     assert up["uses"] == "pulumi/actions@v7" and up["with"]["policyPacks"] == "policies"
-    guard = next(step for step in steps if "fleet.preview --guard" in step.get("run", ""))
+    guard = next(step for step in steps if "python -m fleet guard" in step.get("run", ""))
     assert steps.index(guard) < steps.index(up)
     assert any("pip install" in step.get("run", "") for step in steps[: steps.index(up)])
 
 
-def test_the_commands_the_workflows_run_exist(capsys):
-    from fleet import policy_check, preview
+def test_the_workflows_enter_only_through_the_front_door_and_every_command_parses():
+    """CI calls `python -m fleet <verb>` only; each such command line parses with the real CLI."""
+    import re
+    import shlex
 
-    args = build_parser().parse_args(["plan", "--base", "0123abc", "--stack", "dev", "--format", "markdown"])
-    assert (args.base, args.format) == ("0123abc", "markdown")
-    for entry, option in ((policy_check.main, "--out"), (preview.main, "--guard")):
-        with pytest.raises(SystemExit) as exit_:
-            entry(["--help"])
-        assert exit_.value.code == 0 and option in capsys.readouterr().out
+    parser = build_parser()
+    seen = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        text = path.read_text()
+        assert not re.search(r"python -m fleet\.\w", text), f"{path.name} calls a fleet module directly, not a verb"
+        for line in re.findall(r"python -m fleet (.+)", text):
+            words = shlex.split(line.split(">")[0].split("||")[0].split("|")[0])
+            parser.parse_args(words)
+            seen.append(words[0])
+    assert {"plan", "policy-config", "guard"} <= set(seen)

@@ -1,0 +1,194 @@
+"""`fleet backup` and `fleet restore`.
+"""
+
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from fleet.cli.common import (
+    FAIL_STYLE,
+    add_common_options,
+    human_bytes,
+    load,
+    make_console,
+    print_json,
+    progress,
+)
+from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError
+
+# ---------------------------------------------------------------- backup
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Back up tenants (pg_dump -Fc, verified, retention after success); exit 1 when any failed."""
+    from fleet.ops import backups
+
+    if args.target_env:
+        return _backup_job(args)
+    if args.retention_days is not None:
+        raise FleetError("--retention-days is for the scheduled job (--target-env); operators' backups use each tenant's plan")
+    inventory = load(args)
+    names = None if args.all else args.tenant
+    tenants = [entry.name for entry in inventory.select(names)]
+    show = progress(args.json)
+    total = len(tenants)
+    position = {name: index for index, name in enumerate(tenants, 1)}
+
+    def started(tenant: str) -> None:
+        show(f"[{position[tenant]}/{total}] {tenant}: dumping...")
+
+    def done(result) -> None:
+        show(f"[{position[result.tenant]}/{total}] {result.tenant}: {_backup_outcome(result)}")
+
+    def run() -> list:
+        return backups.backup_many(inventory, tenants, on_start=started, on_done=done)
+
+    if args.daily_at:
+        for _ in backups.run_daily(lambda: _report_backups(run(), args.json, inventory.backups_dir) == EXIT_OK, args.daily_at):
+            pass
+        return EXIT_OK
+    return _report_backups(run(), args.json, inventory.backups_dir)
+
+
+def _backup_outcome(result) -> str:
+    if not result.ok:
+        return f"FAILED: {result.error}"
+    pruned = f", pruned {len(result.pruned)}" if result.pruned else ""
+    return f"ok {human_bytes(result.bytes)}, {result.tables} tables, {result.rows} rows, {result.seconds:.1f} s{pruned}"
+
+
+def _report_backups(results: list, json_output: bool, folder: Path) -> int:
+    failed = [result for result in results if not result.ok]
+    if json_output:
+        print_json({"dir": str(folder), "ok": not failed, "backups": [result.to_mapping() for result in results]})
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"backups in {folder}", title_justify="left")
+        for column in ("tenant", "server", "result", "file", "size", "tables", "rows", "pruned"):
+            table.add_column(column, overflow="fold")
+        for result in results:
+            table.add_row(
+                result.tenant,
+                result.server,
+                "ok" if result.ok else f"[{FAIL_STYLE}]FAILED[/]: {result.error}",
+                Path(result.path).name if result.path else "-",
+                human_bytes(result.bytes) if result.ok else "-",
+                str(result.tables) if result.ok else "-",
+                str(result.rows) if result.ok else "-",
+                str(len(result.pruned)),
+            )
+        console = make_console()
+        console.print(table)
+        console.print(f"{len(results) - len(failed)} of {len(results)} tenant(s) backed up" + (f"; failed: {', '.join(r.tenant for r in failed)}" if failed else "."))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _backup_job(args: argparse.Namespace) -> int:
+    """The scheduled job's mode: one tenant, from FLEET_BACKUP_TARGET/FLEET_BACKUP_PASSWORD, no tenant files needed."""
+    from components.backup import PASSWORD_ENV, TARGET_ENV
+    from fleet.ops import backups
+
+    if not args.dir:
+        raise FleetError("--target-env needs --dir (the backup folder)")
+    try:
+        data = json.loads(os.environ.get(TARGET_ENV, ""))
+        target = backups.BackupTarget.from_mapping(data, os.environ.get(PASSWORD_ENV, ""), args.retention_days)
+    except ValueError as error:
+        raise FleetError(f"{TARGET_ENV} is not valid: {error}") from None
+    except backups.BackupError as error:
+        raise FleetError(f"{TARGET_ENV}: {error}") from None
+    if args.tenant and args.tenant != [target.tenant]:
+        raise FleetError(f"--tenant {', '.join(args.tenant)} does not match {TARGET_ENV}'s tenant {target.tenant}")
+    folder = Path(args.dir)
+    show = progress(args.json)
+
+    def run() -> bool:
+        show(f"{target.tenant}: dumping...")
+        result = backups.backup_one(target, folder)
+        show(f"{target.tenant}: {_backup_outcome(result)}")
+        return _report_backups([result], args.json, folder) == EXIT_OK
+
+    if args.daily_at:
+        for _ in backups.run_daily(run, args.daily_at):
+            pass  # a failed night is logged; the job keeps its schedule
+        return EXIT_OK
+    return EXIT_OK if run() else EXIT_FAILED
+
+
+# ---------------------------------------------------------------- restore
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore a dump into a fresh database (or, confirmed, in place of the live one) and compare row counts."""
+    from fleet.ops import backups, restore
+
+    inventory = load(args)
+    entry = inventory.tenant(args.tenant)
+    dump = Path(getattr(args, "from"))
+    if not dump.is_file():
+        raise FleetError(f"{dump}: no such file")
+    if args.replace and not args.yes:
+        _confirm_replace(entry)
+    show = progress(args.json)
+    try:
+        result = restore.restore_backup(inventory, entry.name, dump, into=args.into, replace=args.replace, on_step=lambda text: show(f"{entry.name}: {text}"))
+    except backups.BackupError as error:
+        raise FleetError(str(error)) from None
+    if args.json:
+        print_json(result.to_mapping())
+    else:
+        console = make_console()
+        if result.ok:
+            console.print(f"restored {dump.name} into database {result.database} on {entry.server_key}: {result.tables} tables, {result.rows} rows, row counts equal to the dump's ({result.seconds:.1f} s)")
+            if result.replaced:
+                console.print(f"the former live database is kept as {result.previous_database} (connections to it are blocked); drop it once you are sure")
+        else:
+            console.print(f"[{FAIL_STYLE}]restored into {result.database}, but row counts differ from the dump:[/]")
+            for line in result.mismatches:
+                console.print(f"  - {line}", markup=False)
+            if args.replace:
+                console.print("the live database was not touched")
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _confirm_replace(entry) -> None:
+    if not sys.stdin.isatty():
+        raise FleetError(f"--replace swaps the restored copy in for {entry.name}'s live database {entry.database}; confirm with --yes (no terminal to ask on)")
+    print(
+        f"This replaces {entry.name}'s live database {entry.database} on {entry.server_key} with the restored copy;\n"
+        f"open sessions are ended and the current database is renamed aside (kept). Type the tenant's name to confirm: ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+    if sys.stdin.readline().strip() != entry.name:
+        raise FleetError("not confirmed; nothing was changed")
+
+
+def register(verbs) -> None:
+    """Add the verbs `backup` and `restore`."""
+    backup = verbs.add_parser("backup", help="pg_dump -Fc tenants' databases, verify them, apply retention", description=cmd_backup.__doc__)
+    add_common_options(backup)
+    which = backup.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tenant", action="append", help="this tenant (repeatable)")
+    which.add_argument("--all", action="store_true", help="every tenant of the stack")
+    backup.add_argument("--dir", help="backup folder (default: fleet:backups.dir)")
+    backup.add_argument("--daily-at", metavar="HH:MM", help="keep running and back up every day at this UTC time")
+    backup.add_argument("--target-env", action="store_true", help="scheduled job: connection from $FLEET_BACKUP_TARGET, password from $FLEET_BACKUP_PASSWORD")
+    backup.add_argument("--retention-days", type=int, help="scheduled job: days to keep (the tenant's plan)")
+    backup.set_defaults(handler=cmd_backup)
+
+    restore = verbs.add_parser("restore", help="restore a backup into a fresh database and compare row counts", description=cmd_restore.__doc__)
+    add_common_options(restore)
+    restore.add_argument("tenant", help="whose backup it is")
+    restore.add_argument("--from", required=True, metavar="FILE", help="the .dump file")
+    restore.add_argument("--into", metavar="NAME", help="name of the new database (default: <database>_restored_<time>)")
+    restore.add_argument("--replace", action="store_true", help="then swap it in for the live database (the live one is renamed aside, kept)")
+    restore.add_argument("--yes", action="store_true", help="don't ask to confirm --replace")
+    restore.set_defaults(handler=cmd_restore)

@@ -1,0 +1,2 @@
+"""The real Pulumi engine through the Automation API: the driver, its messages, plugins and the verbs.
+"""

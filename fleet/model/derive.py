@@ -1,0 +1,325 @@
+"""Pure derivation from the spec: logical names, PostgreSQL identifiers, hostnames, sizes, env, schedules.
+
+Every name and size is derived here and nowhere else. Logical names are contracts: changing one
+replaces the resource, and `tests/unit/test_names.py` pins the URNs of existing tenants.
+"""
+
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Literal, Optional
+
+from fleet.errors import InputError
+from fleet.model.spec import Environment, Plan, Size, TenantSpec
+
+AppRole = Literal["backend", "frontend"]
+APP_ROLES: tuple[AppRole, ...] = ("backend", "frontend")
+PASSWORD_LENGTH = 40
+JWT_SECRET_LENGTH = 64
+
+
+# ---------------------------------------------------------------- PostgreSQL identifiers
+
+
+def _sql_stem(tenant: TenantSpec) -> str:
+    # Tenant names are DNS labels: '-' is their only non-identifier character, '_' cannot occur, so this is injective.
+    return tenant.name.replace("-", "_")
+
+
+def database_name(tenant: TenantSpec) -> str:
+    """Name of the tenant's PostgreSQL database."""
+    return f"tenant_{_sql_stem(tenant)}"
+
+
+def role_name(tenant: TenantSpec) -> str:
+    """Name of the tenant's login role (owner of its database)."""
+    return f"tenant_{_sql_stem(tenant)}_app"
+
+
+def postgres_identifiers(tenant: TenantSpec) -> dict[str, str]:
+    """Every PostgreSQL identifier derived from a tenant, with what it names (checked against the 63-byte limit)."""
+    return {database_name(tenant): "database name", role_name(tenant): "role name"}
+
+
+# ---------------------------------------------------------------- hostnames and URLs
+
+
+def api_hostname(tenant: TenantSpec, environment: Environment) -> str:
+    """The backend's hostname."""
+    return f"api-{tenant.name}.{environment.base_domain}"
+
+
+def app_hostname(tenant: TenantSpec, environment: Environment) -> str:
+    """The frontend's hostname under the base domain."""
+    return f"app-{tenant.name}.{environment.base_domain}"
+
+
+def hostnames(tenant: TenantSpec, environment: Environment) -> list[str]:
+    """Every hostname the tenant is served on: api-, app- and its custom domains."""
+    return [api_hostname(tenant, environment), app_hostname(tenant, environment), *tenant.domains]
+
+
+def frontend_hostnames(tenant: TenantSpec, environment: Environment) -> list[str]:
+    """Hostnames routed to the frontend."""
+    return [app_hostname(tenant, environment), *tenant.domains]
+
+
+def public_url(hostname: str, environment: Environment) -> str:
+    """The URL users reach a hostname at."""
+    scheme = "https" if environment.proxy.automatic_https else "http"
+    return f"{scheme}://{hostname}"
+
+
+@dataclass(frozen=True)
+class DnsRecordSpec:
+    """One DNS record to publish for a tenant."""
+
+    hostname: str
+    zone_id: str
+    type: Literal["A", "CNAME"]
+    content: str
+
+
+def dns_records(tenant: TenantSpec, environment: Environment) -> list[DnsRecordSpec]:
+    """Records for every hostname in a zone we manage; custom domains in other zones are the customer's to point at us."""
+    dns = environment.dns
+    if dns.mode == "none":
+        return []
+    record_type: Literal["A", "CNAME"] = "A" if _is_ipv4(dns.target) else "CNAME"
+    zones = {environment.base_domain: dns.zone_id, **dns.extra_zones}
+    records = []
+    for hostname in hostnames(tenant, environment):
+        zone_id = _zone_for(hostname, zones)
+        if zone_id is not None:
+            records.append(DnsRecordSpec(hostname, zone_id, record_type, dns.target))
+    return records
+
+
+def unmanaged_domains(tenant: TenantSpec, environment: Environment) -> list[str]:
+    """Custom domains whose DNS we don't manage: the customer points them at the proxy."""
+    zones = {environment.base_domain: "", **environment.dns.extra_zones}
+    return [domain for domain in tenant.domains if _zone_for(domain, zones) is None]
+
+
+def _zone_for(hostname: str, zones: dict[str, Optional[str]]) -> Optional[str]:
+    matches = [zone for zone in zones if hostname == zone or hostname.endswith("." + zone)]
+    return zones[max(matches, key=len)] if matches else None
+
+
+def _is_ipv4(value: Optional[str]) -> bool:
+    try:
+        ipaddress.IPv4Address(value or "")
+        return True
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------- sizes
+
+
+def container_size(plan: Plan, tenant: TenantSpec, role: AppRole) -> Size:
+    """The plan's size for a container group with the tenant's override applied."""
+    base: Size = getattr(plan, role)
+    override = getattr(tenant.overrides, role)
+    if override is None:
+        return base
+    changes = {field: value for field, value in override.model_dump().items() if value is not None}
+    return base.model_copy(update=changes)
+
+
+def replica_count(plan: Plan, tenant: TenantSpec, role: AppRole) -> int:
+    """How many containers run: none while suspended."""
+    return 0 if tenant.status == "suspended" else container_size(plan, tenant, role).replicas
+
+
+def cpus_value(cpu: float) -> str:
+    """Docker's `cpus` as a stable string (0.25 -> '0.25', 1.0 -> '1')."""
+    return f"{cpu:g}"
+
+
+# ---------------------------------------------------------------- logical names (contracts)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Pulumi logical names of one tenant's resources."""
+
+    tenant: str
+
+    @property
+    def database_component(self) -> str:
+        return f"{self.tenant}-database"
+
+    @property
+    def app_component(self) -> str:
+        return f"{self.tenant}-app"
+
+    @property
+    def dns_component(self) -> str:
+        return f"{self.tenant}-dns"
+
+    @property
+    def proxy_component(self) -> str:
+        return f"{self.tenant}-proxy"
+
+    @property
+    def password(self) -> str:
+        return f"{self.tenant}-db-password"
+
+    def role(self, server: str) -> str:
+        # The server key is part of the name so that a move declares a new role and database on the target.
+        return f"{self.tenant}-role-{server}"
+
+    def database(self, server: str) -> str:
+        return f"{self.tenant}-db-{server}"
+
+    def revoke_public(self, server: str) -> str:
+        return f"{self.tenant}-db-{server}-revoke-public"
+
+    @property
+    def placement(self) -> str:
+        # No server key in it: the placement (and its move history) survives moves.
+        return f"{self.tenant}-db-placement"
+
+    @property
+    def purge(self) -> str:
+        return f"{self.tenant}-purge"
+
+    @property
+    def jwt_secret(self) -> str:
+        return f"{self.tenant}-jwt-secret"
+
+    @property
+    def jwt_refresh_secret(self) -> str:
+        return f"{self.tenant}-jwt-refresh-secret"
+
+    @property
+    def network(self) -> str:
+        return f"{self.tenant}-net"
+
+    def container(self, role: AppRole, index: int) -> str:
+        return f"{self.tenant}-{role}-{index}"
+
+    def dns_record(self, hostname: str) -> str:
+        return f"{self.tenant}-dns-{hostname}"
+
+    def route(self, role: AppRole) -> str:
+        return f"{self.tenant}-route-{role}"
+
+    @property
+    def backup_component(self) -> str:
+        return f"{self.tenant}-backups"
+
+    @property
+    def backup_job(self) -> str:
+        return f"{self.tenant}-backup"
+
+
+def names(tenant: TenantSpec) -> Names:
+    """The logical names of a tenant's resources."""
+    return Names(tenant.name)
+
+
+def postgres_provider_name(server: str) -> str:
+    """Logical name of the shared PostgreSQL provider of a server."""
+    return f"pg-{server}"
+
+
+REGISTRY_COMPONENT_NAME = "registry"
+
+
+def registry_table_name(component: str = REGISTRY_COMPONENT_NAME) -> str:
+    """Logical name of the registry table resource."""
+    return f"{component}-table"
+
+
+def registry_row_name(tenant: TenantSpec, component: str = REGISTRY_COMPONENT_NAME) -> str:
+    """Logical name of a tenant's registry row."""
+    return f"{component}-row-{tenant.name}"
+
+
+DOCKER_PROVIDER_NAME = "docker-host"
+CLOUDFLARE_PROVIDER_NAME = "cloudflare"
+PROXY_SERVER_NAME = "proxy"
+
+
+def external_upstreams(tenant: TenantSpec, environment: Environment) -> dict[str, list[str]]:
+    """Upstreams of a tenant whose app runs outside this stack, from `proxy.external_upstreams`."""
+    templates = environment.proxy.external_upstreams or {}
+    if tenant.status == "suspended":
+        return {role: [] for role in APP_ROLES}
+    return {role: [templates[role].format(tenant=tenant.name)] if role in templates else [] for role in APP_ROLES}
+
+
+def route_id(tenant: TenantSpec, role: AppRole) -> str:
+    """The Caddy `@id` of a tenant's route."""
+    return f"tenant-{tenant.name}-{'api' if role == 'backend' else 'app'}"
+
+
+# ---------------------------------------------------------------- environment of the app
+
+
+def labels(tenant: TenantSpec, role: AppRole) -> dict[str, str]:
+    """Container labels for monitoring and inventory."""
+    return {"tenant": tenant.name, "plan": tenant.plan, "component": role, "managed-by": "tenant-fleet"}
+
+
+def network_labels(tenant: TenantSpec) -> dict[str, str]:
+    """Labels of the tenant's network: only what never changes over its life."""
+    return {"tenant": tenant.name, "managed-by": "tenant-fleet"}
+
+
+def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: AppRole) -> dict[str, str]:
+    """The non-secret environment of a container (secrets are added by the component)."""
+    backend_url = public_url(api_hostname(tenant, environment), environment)
+    frontend_url = public_url(app_hostname(tenant, environment), environment)
+    if role == "backend":
+        return {
+            "TENANT": tenant.name,
+            "USER_LIMIT": str(plan.user_limit),
+            "CONNECTIONS_LIMIT": str(plan.connections_limit),
+            "BACKEND_URL": backend_url,
+            "FRONTEND_URL": frontend_url,
+            "PORT": str(environment.images.backend_port),
+        }
+    return {
+        "TENANT": tenant.name,
+        "REACT_APP_BACKEND_URL": backend_url,
+        "BACKEND_URL": backend_url,
+        "FRONTEND_URL": frontend_url,
+        "REACT_APP_COLOR": tenant.branding.color,
+        "REACT_APP_TAB_NAME": tenant.branding.tab_name or tenant.display_name,
+        "STACK_NAME": tenant.name,
+        **({"REACT_APP_LOGO_URL": tenant.branding.logo_url} if tenant.branding.logo_url else {}),
+    }
+
+
+def database_url(tenant: TenantSpec, environment: Environment, password: str, host: Optional[str] = None, port: Optional[int] = None) -> str:
+    """The app's connection string (contains the password: wrap it as a secret).
+
+    `host`/`port` override the server's app address: the placement reports where the data is, and
+    that changes only once a move has succeeded.
+    """
+    server = environment.servers[tenant.database.server]
+    host = host or server.app_host or server.host
+    port = int(port) if port is not None else server.port
+    return f"postgresql://{role_name(tenant)}:{password}@{host}:{port}/{database_name(tenant)}?sslmode={server.sslmode}"
+
+
+# ---------------------------------------------------------------- the scheduled job
+
+
+def next_run(now: datetime, daily_at: str) -> datetime:
+    """The next time of day `HH:MM` (UTC) strictly after `now`."""
+    try:
+        hour, minute = (int(part) for part in daily_at.split(":"))
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError
+    except ValueError:
+        raise InputError(f"schedule {daily_at!r} is not a time of day HH:MM (UTC)") from None
+    now = now.astimezone(timezone.utc)
+    candidate = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return candidate if candidate > now else candidate + timedelta(days=1)

@@ -1,0 +1,357 @@
+"""The schema of tenant files, the plan catalog and the stack config, as frozen pydantic models.
+
+The models are the documentation of the YAML: their field descriptions feed the README's config
+reference and the JSON Schemas (`python -m fleet schema`).
+"""
+
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from fleet.errors import Problem, SpecError
+
+# Labels that belong to the platform itself and can never be a tenant.
+RESERVED_NAMES = frozenset(
+    {
+        "www", "api", "app", "admin", "mail", "smtp", "ftp", "status", "static", "cdn", "assets",
+        "docs", "help", "support", "billing", "dashboard", "auth", "login", "sso", "root", "system",
+        "postgres", "template0", "template1", "public", "internal", "staging", "dev", "test",
+    }
+)
+DNS_LABEL = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$")
+HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+PG_IDENTIFIER_MAX_BYTES = 63
+PLAN_CATALOG_FILE = "_plans.yaml"
+SECRET_PLACEHOLDER = "[secret]"
+
+
+class Strict(BaseModel):
+    """Base of every spec model: unknown keys are errors and loaded models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- plan catalog
+
+
+class Size(Strict):
+    """CPU, memory and replica count of one app container group."""
+
+    cpu: float = Field(gt=0, le=64, description="CPU limit per container, in cores (0.25 = a quarter core).")
+    memory_mb: int = Field(ge=32, le=262144, description="Memory limit per container, in MB.")
+    replicas: int = Field(ge=1, le=20, description="Number of containers.")
+
+
+class SizeOverride(Strict):
+    """A tenant's change to its plan's size; each value must stay within the plan's `max`."""
+
+    cpu: Optional[float] = Field(default=None, gt=0, description="CPU per container, in cores.")
+    memory_mb: Optional[int] = Field(default=None, ge=32, description="Memory per container, in MB.")
+    replicas: Optional[int] = Field(default=None, ge=1, description="Number of containers.")
+
+
+class ComponentSizes(Strict):
+    """Sizes of the backend and the frontend."""
+
+    backend: Size = Field(description="The API container group.")
+    frontend: Size = Field(description="The web frontend container group.")
+
+
+class Plan(Strict):
+    """A subscription plan: what a tenant on it gets, and how far an override may go."""
+
+    description: str = Field(default="", description="One line for people reading plans and previews.")
+    backend: Size = Field(description="Backend size.")
+    frontend: Size = Field(description="Frontend size.")
+    user_limit: int = Field(ge=1, description="USER_LIMIT passed to the app: seats the tenant may create.")
+    connections_limit: int = Field(ge=1, description="CONNECTIONS_LIMIT passed to the app (e.g. WhatsApp connections).")
+    db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
+    backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept.")
+    max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+
+    @model_validator(mode="after")
+    def _bounds_cover_plan(self) -> "Plan":
+        for part in ("backend", "frontend"):
+            size, bound = getattr(self, part), getattr(self.max, part)
+            for field in ("cpu", "memory_mb", "replicas"):
+                if getattr(size, field) > getattr(bound, field):
+                    raise ValueError(f"{part}.{field} {getattr(size, field)} exceeds its own max {getattr(bound, field)}")
+        return self
+
+
+class PlanCatalog(Strict):
+    """The plan catalog file (`tenants/_plans.yaml`)."""
+
+    plans: dict[str, Plan] = Field(description="Plans by name.")
+
+
+# ---------------------------------------------------------------- tenant files
+
+
+class Branding(Strict):
+    """White label settings passed to the frontend."""
+
+    color: str = Field(default="#1F6FEB", description="Primary color, hex (`#682EE3`). REACT_APP_COLOR.")
+    tab_name: Optional[str] = Field(default=None, max_length=80, description="Browser tab title. REACT_APP_TAB_NAME; default: display_name.")
+    logo_url: Optional[str] = Field(default=None, max_length=500, description="URL of the tenant's logo. REACT_APP_LOGO_URL.")
+
+    @field_validator("color")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not HEX_COLOR.match(value):
+            raise ValueError(f"{value!r} is not a hex color like #682EE3")
+        return value
+
+    @field_validator("logo_url")
+    @classmethod
+    def _https(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("logo_url must be an https:// URL")
+        return value
+
+
+class DatabaseRef(Strict):
+    """Where the tenant's database lives."""
+
+    server: str = Field(description="Key of a PostgreSQL server declared in the stack config (`fleet:servers`).")
+
+
+class Overrides(Strict):
+    """Per-tenant size changes within the plan's bounds."""
+
+    backend: Optional[SizeOverride] = Field(default=None, description="Backend override.")
+    frontend: Optional[SizeOverride] = Field(default=None, description="Frontend override.")
+
+
+class Purge(Strict):
+    """The explicit, reviewed request to drop a tenant's data after a final backup."""
+
+    confirm: str = Field(description="The tenant's name again, typed out: the purge runs only when it matches.")
+    reason: str = Field(default="", max_length=200, description="Why (contract ended, duplicate tenant, ...): kept with the final backup.")
+
+
+class TenantSpec(Strict):
+    """One tenant: the whole content of `tenants/<name>.yaml`."""
+
+    name: str = Field(description="Tenant key: a DNS label (lowercase letters, digits, `-`), equal to the file name. Never rename: it names every resource.")
+    display_name: str = Field(min_length=1, max_length=120, description="Human name, e.g. `Prefeitura de Santa Rita`.")
+    plan: str = Field(description="A plan from `tenants/_plans.yaml`.")
+    status: Literal["active", "suspended"] = Field(default="active", description="`suspended` stops the app, blocks the database login and shows a maintenance page; data is kept.")
+    database: DatabaseRef = Field(description="Database placement.")
+    domains: list[str] = Field(default_factory=list, description="Custom domains served for this tenant (besides `app-<name>.<base_domain>`).")
+    branding: Branding = Field(default_factory=Branding, description="White label.")
+    overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
+    rotation: int = Field(default=0, ge=0, description="Secret rotation counter: bump it to issue a new database password and JWT secrets.")
+    purge: Optional[Purge] = Field(default=None, description="Drop the tenant's database and role after a final verified backup. The only way data is ever dropped.")
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not DNS_LABEL.match(value) or "--" in value:
+            raise ValueError(f"{value!r} is not a DNS label: lowercase letters, digits and single '-', starting with a letter")
+        if value in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is reserved for the platform")
+        return value
+
+    @model_validator(mode="after")
+    def _purge_confirmed(self) -> "TenantSpec":
+        if self.purge is not None and self.purge.confirm != self.name:
+            raise ValueError(f"purge.confirm must be the tenant's name ({self.name!r}) typed out")
+        return self
+
+    @field_validator("domains")
+    @classmethod
+    def _hostnames(cls, value: list[str]) -> list[str]:
+        bad = [domain for domain in value if not HOSTNAME.match(domain.lower())]
+        if bad:
+            raise ValueError(f"not valid hostnames: {', '.join(bad)}")
+        return [domain.lower() for domain in value]
+
+
+# ---------------------------------------------------------------- stack config
+
+
+class PostgresServer(Strict):
+    """A PostgreSQL server tenants' databases can be placed on."""
+
+    host: str = Field(description="Address the fleet's provider connects to as admin.")
+    port: int = Field(default=5432, ge=1, le=65535, description="Port.")
+    admin_user: str = Field(default="postgres", description="Admin role; its password is the secret `fleet:server_passwords.<key>`.")
+    app_host: Optional[str] = Field(default=None, description="Address the app containers use (default: host).")
+    max_connections: int = Field(ge=10, description="The server's max_connections; the sum of tenant role limits must fit below it.")
+    reserved_connections: int = Field(default=10, ge=0, description="Connections kept free for admins, backups and moves.")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(default="require", description="libpq sslmode for admin and app connections.")
+    superuser: bool = Field(default=True, description="False on managed servers (RDS, Cloud SQL) where the admin is not a superuser.")
+    locale: str = Field(default="C.UTF-8", description="lc_collate and lc_ctype of new tenant databases; set once, changing it replaces databases.")
+
+
+class DockerHost(Strict):
+    """The Docker host that runs the tenants' app containers."""
+
+    url: str = Field(default="unix:///var/run/docker.sock", description="Docker daemon address.")
+    memory_mb: int = Field(ge=256, description="Memory the host offers to tenant containers, in MB.")
+    cpus: float = Field(gt=0, description="CPU cores the host offers to tenant containers.")
+    headroom_percent: int = Field(default=15, ge=0, le=90, description="Share of the capacity kept free (policies count against the rest).")
+
+
+class Images(Strict):
+    """Pinned app images (a version tag or a digest; never `latest`)."""
+
+    backend: str = Field(description="Backend image, e.g. `ghcr.io/acme/backend:1.8.2`.")
+    frontend: str = Field(description="Frontend image.")
+    backend_port: int = Field(default=8080, description="Port the backend listens on inside its container.")
+    frontend_port: int = Field(default=80, description="Port the frontend listens on inside its container.")
+    health_path: str = Field(default="/health", description="HTTP path of the backend health check.")
+    ops: Optional[str] = Field(default=None, description="Pinned ops image (this repository + PostgreSQL client tools) running each tenant's daily backup; unset: no scheduled backups.")
+
+
+class Dns(Strict):
+    """How tenant hostnames are published."""
+
+    mode: Literal["none", "cloudflare"] = Field(default="none", description="`none` (local, or DNS managed elsewhere) or `cloudflare`.")
+    zone_id: Optional[str] = Field(default=None, description="Cloudflare zone id of base_domain (mode cloudflare).")
+    target: Optional[str] = Field(default=None, description="Where records point: an IPv4 address (A record) or a hostname (CNAME).")
+    extra_zones: dict[str, str] = Field(default_factory=dict, description="Other Cloudflare zones we manage, domain -> zone id; custom domains under them get records too.")
+
+    @model_validator(mode="after")
+    def _cloudflare_needs_zone(self) -> "Dns":
+        if self.mode == "cloudflare":
+            missing = [field for field in ("zone_id", "target") if not getattr(self, field)]
+            if missing:
+                raise ValueError(f"dns mode cloudflare needs {' and '.join(missing)}")
+        return self
+
+
+class Proxy(Strict):
+    """The shared Caddy that routes each tenant hostname to its containers (driven by its admin API)."""
+
+    admin_url: str = Field(default="http://127.0.0.1:2019", description="Caddy admin API, reachable from where `pulumi up` runs.")
+    server: str = Field(default="fleet", description="Name of the Caddy HTTP server that holds tenant routes.")
+    listen: list[str] = Field(default_factory=lambda: [":443"], description="Addresses the server listens on.")
+    automatic_https: bool = Field(default=True, description="Let Caddy obtain certificates; off for local stacks.")
+    upstream_host: str = Field(default="127.0.0.1", description="Address where Caddy reaches the containers' published ports.")
+    external_upstreams: Optional[dict[Literal["backend", "frontend"], str]] = Field(
+        default=None,
+        description="When the apps run outside this stack (another stack, Kubernetes): dial address per role, a template with `{tenant}`, e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`.",
+    )
+
+
+class Backups(Strict):
+    """Where tenant backups (and the final backup before a purge) are written."""
+
+    dir: str = Field(default="backups", description="Folder for `pg_dump -Fc` files, relative to the project root or absolute.")
+    pg_bin: Optional[str] = Field(default=None, description="Folder with pg_dump/pg_restore matching the servers' major version (default: found on the machine).")
+    schedule: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Daily UTC time (HH:MM) of each tenant's scheduled backup.")
+
+    def folder(self, root: Path) -> Path:
+        """`dir` as an absolute path (`~` expanded; relative to the project root `root`): where the scheduled job,
+        a purge's final backup and `fleet backup`/`restore` all write and read."""
+        return absolute_folder(self.dir, root)
+
+
+def absolute_folder(path: str | Path, root: Path) -> Path:
+    """A configured folder as an absolute path: `~` expanded, relative ones taken from `root`."""
+    folder = Path(path).expanduser()
+    return (folder if folder.is_absolute() else root / folder).resolve()
+
+
+class Registry(Strict):
+    """The tenant registry: a `tenants` table kept in sync by `pulumi up`, read by apps that route by hostname."""
+
+    server: str = Field(description="Key of the server in `fleet:servers` holding the registry; the provider logs in as its admin.")
+    database: str = Field(description="Registry database on that server; created when missing.")
+    table: str = Field(default="tenants", description="Table name.")
+
+
+Layer = Literal["database", "app", "dns", "proxy"]
+ALL_LAYERS: tuple[Layer, ...] = ("database", "app", "dns", "proxy")
+
+
+class Environment(Strict):
+    """The stack config under the `fleet:` namespace of `Pulumi.<stack>.yaml`."""
+
+    base_domain: str = Field(description="Tenants get `api-<name>.<base_domain>` and `app-<name>.<base_domain>`.")
+    dns: Dns = Field(default_factory=Dns, description="DNS publishing.")
+    servers: dict[str, PostgresServer] = Field(min_length=1, description="PostgreSQL servers by key.")
+    docker_host: DockerHost = Field(description="The app host and its capacity.")
+    images: Images = Field(description="Pinned app images.")
+    proxy: Proxy = Field(default_factory=Proxy, description="The shared proxy.")
+    backups: Backups = Field(default_factory=Backups, description="Backup storage.")
+    registry: Optional[Registry] = Field(default=None, description="Tenant registry (`{server, database}`); unset: none.")
+    layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
+    tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
+    server_passwords: dict[str, str] = Field(default_factory=dict, description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).")
+
+    @field_validator("base_domain")
+    @classmethod
+    def _base_domain(cls, value: str) -> str:
+        if not HOSTNAME.match(value.lower()):
+            raise ValueError(f"{value!r} is not a domain name")
+        return value.lower()
+
+    @field_validator("servers")
+    @classmethod
+    def _server_keys(cls, value: dict[str, PostgresServer]) -> dict[str, PostgresServer]:
+        bad = [key for key in value if not DNS_LABEL.match(key)]
+        if bad:
+            raise ValueError(f"server keys must be DNS labels: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _layers_consistent(self) -> "Environment":
+        if "app" in self.layers and "database" not in self.layers:
+            raise ValueError("layers: app needs database in the same stack (the app's database URL comes from it)")
+        if self.registry is not None and self.registry.server not in self.servers:
+            raise ValueError(f"registry.server {self.registry.server!r} is not one of the servers: {', '.join(sorted(self.servers))}")
+        if "proxy" in self.layers and "app" not in self.layers and not self.proxy.external_upstreams:
+            raise ValueError("layers: proxy without app needs proxy.external_upstreams (where the apps are)")
+        return self
+
+    def manages(self, layer: Layer) -> bool:
+        """Whether this stack declares the given layer."""
+        return layer in self.layers
+
+
+# ---------------------------------------------------------------- loaded fleet
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """A validated fleet: the environment, the plan catalog and the tenants, sorted by name."""
+
+    environment: Environment
+    plans: dict[str, Plan]
+    tenants: tuple[TenantSpec, ...]
+
+    def tenant(self, name: str) -> TenantSpec:
+        """The tenant with this name."""
+        for tenant in self.tenants:
+            if tenant.name == name:
+                return tenant
+        raise KeyError(name)
+
+    def plan_of(self, tenant: TenantSpec) -> Plan:
+        """The plan a tenant is on."""
+        return self.plans[tenant.plan]
+
+    def select(self, names: Optional[set[str]]) -> "Fleet":
+        """The same fleet restricted to some tenants (a shard or one tenant)."""
+        if names is None:
+            return self
+        unknown = names - {tenant.name for tenant in self.tenants}
+        if unknown:
+            raise SpecError([Problem("<selection>", None, "tenants", f"unknown tenants: {', '.join(sorted(unknown))}")])
+        return Fleet(self.environment, self.plans, tuple(t for t in self.tenants if t.name in names))

@@ -1,0 +1,28 @@
+"""Resource type tokens, defined once: the project's components and the resources it declares.
+
+The policy pack keeps its own copy (it imports only pulumi_policy); a unit test checks that they agree.
+The dynamic providers' tokens follow from their module and class names (`pulumi-python:dynamic/<module>:<Class>`).
+"""
+
+from __future__ import annotations
+
+PROJECT_NAME = "tenant-fleet"
+"""The Pulumi project: part of every URN (`urn:pulumi:<stack>::tenant-fleet::<types>::<name>`)."""
+COMPONENT_TYPE = "tenant-fleet:index:{}"
+"""The project's components: `COMPONENT_TYPE.format("Tenant")`."""
+TENANT_TYPE = COMPONENT_TYPE.format("Tenant")
+STACK = "pulumi:pulumi:Stack"
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+DATABASE = "postgresql:index/database:Database"
+ROLE = "postgresql:index/role:Role"
+GRANT = "postgresql:index/grant:Grant"
+PASSWORD = "random:index/randomPassword:RandomPassword"
+DNS_RECORD = "cloudflare:index/dnsRecord:DnsRecord"
+CADDY_ROUTE = "pulumi-python:dynamic/caddy:CaddyRoute"
+CADDY_SERVER = "pulumi-python:dynamic/caddy:CaddyServer"
+PLACEMENT = "pulumi-python:dynamic/postgres:DatabasePlacement"
+PURGE = "pulumi-python:dynamic/postgres:TenantPurge"
+REGISTRY_TABLE = "pulumi-python:dynamic/registry:TenantRegistryTable"
+REGISTRY_ROW = "pulumi-python:dynamic/registry:TenantRegistryRow"

@@ -1,0 +1,67 @@
+"""Checks that span tenant files: plan and server references, plan bounds, identifiers, unique hostnames.
+
+Run by `load_fleet` on the whole fleet (also when the offline plan evaluates it in shards).
+"""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.errors import Problem
+from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec
+
+
+def reference_problems(display: str, tenant: str, plan: Any, server: Any, environment: Environment, plans: dict[str, Plan]) -> list[Problem]:
+    """A tenant's plan and server must exist (values that are not strings are the models' to report)."""
+    problems = []
+    if isinstance(plan, str) and plans and plan not in plans:
+        problems.append(Problem(display, tenant, "plan", f"unknown plan {plan!r}; plans: {', '.join(sorted(plans))}"))
+    if isinstance(server, str) and server not in environment.servers:
+        problems.append(Problem(display, tenant, "database.server", f"unknown server {server!r}; servers: {', '.join(sorted(environment.servers))}"))
+    return problems
+
+
+def check_references(environment: Environment, plans: dict[str, Plan], unparsed: list[tuple[str, str, dict]]) -> list[Problem]:
+    """Plan and server references of tenant files that failed validation, so one run lists those problems too."""
+    problems = []
+    for display, tenant, data in unparsed:
+        database = data.get("database")
+        server = database.get("server") if isinstance(database, dict) else None
+        problems.extend(reference_problems(display, tenant, data.get("plan"), server, environment, plans))
+    return problems
+
+
+def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[TenantSpec], file_of) -> list[Problem]:
+    """Checks that need more than one tenant file: plan and server exist, bounds, hostnames unique, identifiers fit."""
+    from fleet.model import derive  # derive imports this module's models
+
+    problems: list[Problem] = []
+    owner_of_host: dict[str, str] = {}
+    for tenant in tenants:
+        where = file_of(tenant)
+        plan = plans.get(tenant.plan)
+        problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
+        if plan is not None:
+            for part in ("backend", "frontend"):
+                override = getattr(tenant.overrides, part)
+                if override is None:
+                    continue
+                bound = getattr(plan.max, part)
+                for field in ("cpu", "memory_mb", "replicas"):
+                    value = getattr(override, field)
+                    if value is not None and value > getattr(bound, field):
+                        problems.append(
+                            Problem(where, tenant.name, f"overrides.{part}.{field}", f"{value} exceeds plan {tenant.plan}'s max {getattr(bound, field)}")
+                        )
+        for identifier, label in derive.postgres_identifiers(tenant).items():
+            if len(identifier.encode()) > PG_IDENTIFIER_MAX_BYTES:
+                problems.append(Problem(where, tenant.name, "name", f"derived {label} {identifier!r} exceeds {PG_IDENTIFIER_MAX_BYTES} bytes; choose a shorter name"))
+        for host in derive.hostnames(tenant, environment):
+            label = host.split(".")[0]
+            if len(label) > 63:
+                problems.append(Problem(where, tenant.name, "name", f"hostname label {label!r} exceeds 63 characters"))
+            other = owner_of_host.setdefault(host, tenant.name)
+            if other != tenant.name:
+                problems.append(Problem(where, tenant.name, "domains", f"hostname {host} is already used by tenant {other}"))
+    return problems

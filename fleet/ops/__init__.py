@@ -1,0 +1,2 @@
+"""Operations against the live servers: inventory, secrets, backups, restores, verify and status.
+"""

@@ -1,0 +1,372 @@
+"""Per-tenant backups: verified `pg_dump -Fc` files with manifests, retention, and the daily job.
+"""
+
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+from fleet.errors import FleetError
+from fleet.model.derive import next_run
+from fleet.postgres import dumps
+from fleet.postgres.access import PgCommandError, PgToolsError, ServerAccess, pg_tool
+
+DUMP_SUFFIX = ".dump"
+MANIFEST_SUFFIX = ".json"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+_BACKUP_NAME = re.compile(r"^(?P<tenant>[a-z][a-z0-9-]*)-(?P<stamp>\d{8}T\d{6}Z)\.dump$")
+_DATA_HEADER = re.compile(rb"^-- Data for Name: (?P<name>.*); Type: TABLE DATA; Schema: (?P<schema>.*); Owner: .*$")
+_END_OF_COPY = b"\\."
+_TENANT_ROLE = re.compile(r"^tenant_[a-z0-9_]+_app$")
+PG_IDENTIFIER_MAX_BYTES = 63
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, UTC (the default clock; tests pass their own)."""
+    return datetime.now(timezone.utc)
+
+
+class BackupError(FleetError):
+    """A backup, a dump file or a restore failed; the message names the tenant and what went wrong."""
+
+
+# ---------------------------------------------------------------- names and files
+
+
+def stamp(when: datetime) -> str:
+    """`20261123T020000Z`: the UTC time in a backup's name."""
+    return when.astimezone(timezone.utc).strftime(STAMP_FORMAT)
+
+
+def tenant_folder(folder: Path, tenant: str) -> Path:
+    """Where a tenant's backups are."""
+    return Path(folder) / tenant
+
+
+def backup_path(folder: Path, tenant: str, when: datetime) -> Path:
+    """The file a backup taken at `when` is written to."""
+    return tenant_folder(folder, tenant) / f"{tenant}-{stamp(when)}{DUMP_SUFFIX}"
+
+
+def manifest_path(dump: Path) -> Path:
+    """The manifest beside a dump."""
+    return dump.with_suffix(MANIFEST_SUFFIX)
+
+
+@dataclass(frozen=True)
+class BackupFile:
+    """A backup on disk."""
+
+    path: Path
+    tenant: str
+    taken_at: datetime
+    bytes: int
+
+    def age(self, now: datetime) -> timedelta:
+        """How old the backup is at `now`."""
+        return now - self.taken_at
+
+
+def parse_backup_name(path: Path) -> Optional[tuple[str, datetime]]:
+    """(tenant, UTC time) of a backup file name; None for anything else (manifests, `.partial` files, strays)."""
+    match = _BACKUP_NAME.match(Path(path).name)
+    if not match:
+        return None
+    taken = datetime.strptime(match.group("stamp"), STAMP_FORMAT).replace(tzinfo=timezone.utc)
+    return match.group("tenant"), taken
+
+
+def list_backups(folder: Path, tenant: str) -> list[BackupFile]:
+    """A tenant's backups, oldest first (only files named like backups of this tenant)."""
+    directory = tenant_folder(folder, tenant)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        parsed = parse_backup_name(path)
+        if parsed is None or parsed[0] != tenant or not path.is_file():
+            continue
+        found.append(BackupFile(path, tenant, parsed[1], path.stat().st_size))
+    return sorted(found, key=lambda backup: backup.taken_at)
+
+
+def newest_backup(folder: Path, tenant: str) -> Optional[BackupFile]:
+    """A tenant's most recent backup, or None."""
+    backups = list_backups(folder, tenant)
+    return backups[-1] if backups else None
+
+
+def expired(backups: list[BackupFile], retention_days: int, now: datetime) -> list[BackupFile]:
+    """The backups retention removes: taken more than `retention_days` before `now`, never the newest one."""
+    if not backups:
+        return []
+    cutoff = now - timedelta(days=retention_days)
+    newest = max(backups, key=lambda backup: backup.taken_at)
+    return [backup for backup in backups if backup.taken_at < cutoff and backup is not newest]
+
+
+def prune(folder: Path, tenant: str, retention_days: int, now: datetime) -> list[Path]:
+    """Delete a tenant's expired backups (and their manifests); returns the dump files removed."""
+    removed = []
+    for backup in expired(list_backups(folder, tenant), retention_days, now):
+        backup.path.unlink(missing_ok=True)
+        manifest_path(backup.path).unlink(missing_ok=True)
+        removed.append(backup.path)
+    return removed
+
+
+# ---------------------------------------------------------------- reading a dump
+
+
+def dump_row_counts(path: Path, *, pg_bin: Optional[str] = None, timeout: Optional[float] = None) -> dict[str, int]:
+    """Rows per table (`schema.table`) that a custom-format dump holds, read without a server.
+
+    Streams `pg_restore --data-only` and counts the lines of each COPY block: every data block is
+    decompressed, so a truncated or damaged dump fails here. (Helper to move into fleet.postgres.)
+    """
+    command = [str(pg_tool("pg_restore", pg_bin)), "--data-only", "--file=-", str(path)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    counts: dict[str, int] = {}
+    started = time.monotonic()
+    with subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        table: Optional[str] = None
+        in_copy = False
+        for line in process.stdout:
+            line = line.rstrip(b"\n")
+            if in_copy:
+                if line == _END_OF_COPY:
+                    in_copy = False
+                elif table is not None:
+                    counts[table] += 1
+                continue
+            header = _DATA_HEADER.match(line)
+            if header:
+                table = f"{header.group('schema').decode(errors='replace')}.{header.group('name').decode(errors='replace')}"
+                counts.setdefault(table, 0)
+            elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
+                in_copy = True
+            if timeout is not None and time.monotonic() - started > timeout:
+                process.kill()
+                raise BackupError(f"reading {path} took longer than {timeout:.0f}s")
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        code = process.wait()
+    if code != 0 or in_copy:
+        raise PgCommandError(f"pg_restore (data read) of {path}", code, stderr or "data ended inside a table's rows")
+    return counts
+
+
+@dataclass(frozen=True)
+class DumpContents:
+    """What a verified dump holds: its tables and the rows of each."""
+
+    tables: list[str]
+    """Every table the dump defines, `schema.table`."""
+    counts: dict[str, int]
+    """Rows per table (0 for a table dumped without data)."""
+    owners: frozenset[str] = frozenset()
+    """Roles that owned the tables when they were dumped."""
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+
+def check_dump(path: Path, *, pg_bin: Optional[str] = None, expected_sha256: Optional[str] = None) -> DumpContents:
+    """Verify a dump is readable and return its contents; BackupError when it is not.
+
+    Reads the table of contents (`pg_restore --list`), then every data block. With `expected_sha256`
+    (from the manifest) a file changed since it was written is refused too.
+    """
+    path = Path(path)
+    try:
+        if expected_sha256 is not None and dumps.sha256_of(path) != expected_sha256:
+            raise BackupError(f"{path}: content differs from the sha256 recorded when it was written (damaged or replaced)")
+        tables = dumps.verify_dump(path, pg_bin=pg_bin, full=False)
+        counts = dump_row_counts(path, pg_bin=pg_bin)
+    except (PgToolsError, OSError) as error:
+        raise BackupError(f"{path} is not a readable dump: {error}") from None
+    names = [table.qualified for table in tables]
+    return DumpContents(names, {name: counts.get(name, 0) for name in names}, frozenset(table.owner for table in tables if table.owner))
+
+
+def read_manifest(dump: Path) -> Optional[dict[str, Any]]:
+    """The manifest written beside a dump, or None when there is none (a file copied in by hand)."""
+    try:
+        return json.loads(manifest_path(dump).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- taking backups
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """What one backup needs: whose, which database, how to log in, and how long backups are kept."""
+
+    tenant: str
+    database: str
+    access: ServerAccess
+    retention_days: int
+    server_key: str = ""
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], password: str, retention_days: Optional[int] = None) -> "BackupTarget":
+        """From the scheduled job's `FLEET_BACKUP_TARGET` (JSON, no secrets), its password and the plan's retention."""
+        if not isinstance(data, dict):
+            raise BackupError("the backup target must be a JSON object")
+        if retention_days is None:
+            retention_days = data.get("retention_days")
+        missing = [key for key in ("tenant", "database", "host", "user") if not data.get(key)] + (["retention_days"] if retention_days is None else [])
+        if missing:
+            raise BackupError(f"the backup target lacks {', '.join(missing)}")
+        access = ServerAccess(str(data["host"]), int(data.get("port") or 5432), str(data["user"]), password, str(data.get("sslmode") or "prefer"))
+        return cls(str(data["tenant"]), str(data["database"]), access, int(retention_days), str(data.get("server") or ""))
+
+
+@dataclass
+class BackupResult:
+    """The outcome of one tenant's backup."""
+
+    tenant: str
+    ok: bool
+    server: str = ""
+    path: Optional[str] = None
+    bytes: int = 0
+    seconds: float = 0.0
+    tables: int = 0
+    rows: int = 0
+    pruned: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+    def to_mapping(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def backup_target(inventory, tenant: str) -> BackupTarget:
+    """A tenant's backup target from the inventory: its database, as the server's admin (suspended tenants too)."""
+    entry = inventory.tenant(tenant)
+    return BackupTarget(entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention_days, entry.server_key)
+
+
+def backup_one(
+    target: BackupTarget,
+    folder: Path,
+    *,
+    clock: Clock = utc_now,
+    pg_bin: Optional[str] = None,
+    retention_days: Optional[int] = None,
+) -> BackupResult:
+    """Dump one tenant's database, verify the file, write its manifest, then apply retention.
+
+    Never raises for the tenant's own failure: the result says what went wrong (the dump file, if
+    any, is removed, and nothing is pruned).
+    """
+    started = time.monotonic()
+    taken_at = clock()
+    path = backup_path(Path(folder), target.tenant, taken_at)
+    result = BackupResult(target.tenant, ok=False, server=target.server_key)
+    try:
+        if path.exists():
+            raise BackupError(f"{path} already exists (two backups in the same second?)")
+        written = dumps.dump(target.access, target.database, path, pg_bin=pg_bin)
+        try:
+            contents = check_dump(path, pg_bin=pg_bin)
+        except BackupError:
+            path.unlink(missing_ok=True)  # an unreadable dump is no backup: don't let it count as the newest
+            raise
+        manifest = {
+            "tenant": target.tenant,
+            "database": target.database,
+            "server": target.server_key,
+            "host": target.access.host,
+            "port": target.access.port,
+            "taken_at": taken_at.astimezone(timezone.utc).isoformat(),
+            "bytes": written.bytes,
+            "sha256": written.sha256,
+            "dump_seconds": written.seconds,
+            "tables": contents.counts,
+        }
+        try:
+            write_private(manifest_path(path), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        except OSError:
+            path.unlink(missing_ok=True)  # a backup is the dump and its manifest, or nothing
+            raise
+        days = target.retention_days if retention_days is None else retention_days
+        try:
+            pruned = prune(Path(folder), target.tenant, days, now=taken_at)
+        except OSError as error:
+            raise BackupError(f"backup {path.name} written and verified, but retention failed: {error}") from None
+    except (BackupError, PgToolsError, OSError) as error:
+        result.error = str(error)
+        result.seconds = round(time.monotonic() - started, 3)
+        return result
+    result.ok = True
+    result.path = str(path)
+    result.bytes = written.bytes
+    result.tables = len(contents.tables)
+    result.rows = contents.rows
+    result.pruned = [str(removed) for removed in pruned]
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def backup_many(
+    inventory,
+    tenants: Iterable[str],
+    *,
+    clock: Clock = utc_now,
+    on_start: Optional[Callable[[str], None]] = None,
+    on_done: Optional[Callable[[BackupResult], None]] = None,
+) -> list[BackupResult]:
+    """Back up tenants one after another; one tenant's failure (even a missing password) doesn't stop the others."""
+    results = []
+    for tenant in tenants:
+        if on_start:
+            on_start(tenant)
+        try:
+            target = backup_target(inventory, tenant)
+        except Exception as error:  # noqa: BLE001 - a FleetError (no password) fails this tenant only
+            result = BackupResult(tenant, ok=False, server=inventory.tenant(tenant).server_key, error=str(error))
+        else:
+            result = backup_one(target, inventory.backups_dir, clock=clock, pg_bin=inventory.pg_bin)
+        results.append(result)
+        if on_done:
+            on_done(result)
+    return results
+
+
+def write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def run_daily(
+    job: Callable[[], bool],
+    daily_at: str,
+    *,
+    clock: Clock = utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+    runs: Optional[int] = None,
+) -> Iterator[bool]:
+    """Run `job` every day at `daily_at` (UTC), forever or `runs` times; yields each run's success."""
+    done = 0
+    while runs is None or done < runs:
+        wait = (next_run(clock(), daily_at) - clock()).total_seconds()
+        sleep(max(0.0, wait))
+        yield job()
+        done += 1

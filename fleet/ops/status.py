@@ -1,0 +1,198 @@
+"""`fleet status`: per tenant and per server sizes, connections, containers and backup age.
+"""
+
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+from fleet.model import derive
+from fleet.ops.backups import Clock, newest_backup, utc_now
+from fleet.ops.verify import BACKUP_STALE_HOURS, FLAG_THRESHOLD
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class TenantStatus:
+    """One tenant's figures, as the servers report them."""
+
+    tenant: str
+    plan: str
+    status: str
+    server: str
+    database: str
+    size_bytes: Optional[int] = None
+    connections: Optional[int] = None
+    """Sessions of the tenant's role (what its connection limit counts)."""
+    connection_limit: Optional[int] = None
+    """The role's limit on the server (-1: none)."""
+    planned_limit: int = 0
+    containers: str = "-"
+    """`running 2/2`, `none (suspended)`, `unknown (...)`, or `-` when this stack has no app layer."""
+    newest_backup: Optional[str] = None
+    backup_age_hours: Optional[float] = None
+    flags: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+    def to_mapping(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ServerStatus:
+    """One server's connections against its max_connections."""
+
+    server: str
+    connections: Optional[int] = None
+    max_connections: Optional[int] = None
+    flags: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+    def to_mapping(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _share_flag(label: str, used: Optional[int], limit: Optional[int]) -> Optional[str]:
+    if used is None or limit is None or limit <= 0:
+        return None
+    share = used / limit
+    return f"{label} {used}/{limit} ({share:.0%})" if share >= FLAG_THRESHOLD else None
+
+
+def _server_figures(access, tenants) -> tuple[dict[str, int], dict[str, int], dict[str, int], int, int]:
+    """(database sizes, sessions per role, role limits, all client sessions, max_connections) of one server."""
+    with access.connect() as connection:
+        sizes = dict(connection.execute("select datname, pg_database_size(oid) from pg_database where datname = any(%s)", [[t.database for t in tenants]]).fetchall())
+        sessions = dict(
+            connection.execute(
+                "select usename, count(*) from pg_stat_activity where usename = any(%s) and backend_type = 'client backend' group by usename",
+                [[t.role for t in tenants]],
+            ).fetchall()
+        )
+        limits = dict(connection.execute("select rolname, rolconnlimit from pg_roles where rolname = any(%s)", [[t.role for t in tenants]]).fetchall())
+        total = connection.execute("select count(*) from pg_stat_activity where backend_type = 'client backend'").fetchone()[0]
+        max_connections = int(connection.execute("show max_connections").fetchone()[0])
+    return sizes, sessions, limits, int(total), max_connections
+
+
+def fleet_status(
+    inventory,
+    tenants=None,
+    *,
+    clock: Clock = utc_now,
+    containers: Optional[Callable[[], list[dict]]] = None,
+) -> tuple[list[TenantStatus], list[ServerStatus]]:
+    """Figures per tenant and per server; a server or Docker that can't be read shows as an error, not a crash."""
+    chosen = inventory.select(tenants)
+    now = clock()
+    rows = {entry.name: TenantStatus(entry.name, entry.plan_name, entry.spec.status, entry.server_key, entry.database, planned_limit=entry.connection_limit) for entry in chosen}
+    servers: list[ServerStatus] = []
+    by_server: dict[str, list] = {}
+    for entry in chosen:
+        by_server.setdefault(entry.server_key, []).append(entry)
+    for server_key, entries in sorted(by_server.items()):
+        server_row = ServerStatus(server_key)
+        servers.append(server_row)
+        try:
+            sizes, sessions, limits, total, max_connections = _server_figures(inventory.admin_access(server_key), entries)
+        except Exception as error:  # noqa: BLE001
+            server_row.error = str(error)
+            for entry in entries:
+                rows[entry.name].error = f"server {server_key}: {error}"
+            continue
+        server_row.connections, server_row.max_connections = total, max_connections
+        flag = _share_flag("connections", total, max_connections)
+        if flag:
+            server_row.flags.append(flag)
+        for entry in entries:
+            row = rows[entry.name]
+            row.size_bytes = sizes.get(entry.database)
+            row.connections = int(sessions.get(entry.role, 0))
+            row.connection_limit = limits.get(entry.role)
+            if row.size_bytes is None:
+                row.error = f"database {entry.database} not found on {server_key}"
+            flag = _share_flag("connections", row.connections, row.connection_limit)
+            if flag:
+                row.flags.append(flag)
+
+    if inventory.environment.manages("app"):
+        _container_states(inventory, chosen, rows, containers)
+
+    for entry in chosen:
+        row = rows[entry.name]
+        backup = newest_backup(inventory.backups_dir, entry.name)
+        if backup is None:
+            row.flags.append("no backup")
+            continue
+        row.newest_backup = backup.path.name
+        row.backup_age_hours = round(backup.age(now).total_seconds() / 3600, 1)
+        if row.backup_age_hours > BACKUP_STALE_HOURS:
+            row.flags.append(f"backup {row.backup_age_hours:.0f}h old")
+    return [rows[entry.name] for entry in chosen], servers
+
+
+def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containers: Optional[Callable[[], list[dict]]]) -> None:
+    try:
+        listed = containers() if containers is not None else docker_containers(inventory.environment.docker_host.url)
+    except Exception as error:  # noqa: BLE001 - no Docker here: say so in the column
+        for entry in chosen:
+            rows[entry.name].containers = f"unknown ({one_line(error)})"
+        return
+    for entry in chosen:
+        expected = sum(derive.replica_count(entry.plan, entry.spec, role) for role in derive.APP_ROLES)
+        mine = [c for c in listed if (c.get("Labels") or {}).get("tenant") == entry.name and (c.get("Labels") or {}).get("component") in derive.APP_ROLES]
+        running = sum(1 for c in mine if c.get("State") == "running")
+        other = sorted({c.get("State", "?") for c in mine if c.get("State") != "running"})
+        if expected == 0 and not mine:
+            text = "none (suspended)"
+        else:
+            text = f"running {running}/{expected}" + (f", {', '.join(other)}" if other else "")
+        rows[entry.name].containers = text
+        if running < expected:
+            rows[entry.name].flags.append(f"containers {running}/{expected} running")
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:80]
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def docker_containers(url: str, *, timeout: float = 5.0) -> list[dict]:
+    """The fleet's containers (label managed-by=tenant-fleet), from the Docker Engine API at `url` (unix:// or tcp://)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "unix":
+        connection: http.client.HTTPConnection = _UnixHTTPConnection(parsed.path, timeout)
+    elif parsed.scheme in ("tcp", "http"):
+        connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 2375, timeout=timeout)
+    else:
+        raise ValueError(f"docker host {url!r}: only unix:// and tcp:// are supported here")
+    filters = urllib.parse.quote(json.dumps({"label": ["managed-by=tenant-fleet"]}))
+    try:
+        connection.request("GET", f"/containers/json?all=1&filters={filters}")
+        response = connection.getresponse()
+        body = response.read()
+    except OSError as error:
+        raise ConnectionError(f"no Docker at {url}: {error.strerror or error}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"docker API answered {response.status}: {body[:200].decode(errors='replace')}")
+    return json.loads(body)
