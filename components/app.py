@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
@@ -72,15 +73,19 @@ class TenantApp(pulumi.ComponentResource):
         for role in derive.APP_ROLES:
             size = derive.container_size(plan, tenant, role)
             env = {**derive.plain_env(tenant, plan, environment, role)}
-            env_list = pulumi.Output.from_input(secret_env[role]).apply(
-                lambda secrets, env=env: sorted(f"{key}={value}" for key, value in {**env, **secrets}.items())
-            )
+
+            def env_lines(secrets: Mapping[str, object], env: dict[str, str] = env) -> list[str]:
+                return sorted(f"{key}={value}" for key, value in {**env, **secrets}.items())
+
+            env_list = pulumi.Output.from_input(secret_env[role]).apply(env_lines)
             containers = []
             for index in range(derive.replica_count(plan, tenant, role)):
+                # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
+                envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secret_env[role] else env_list
                 container = docker.Container(
                     names.container(role, index),
                     image=images[role],
-                    envs=pulumi.Output.secret(env_list) if secret_env[role] else env_list,
+                    envs=envs,
                     labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.labels(tenant, role).items()],
                     memory=size.memory_mb,
                     memory_swap=size.memory_mb,  # no swap beyond the limit

@@ -1,21 +1,8 @@
-"""ScheduledBackup: a container per tenant that runs the fleet's own backup code every day.
+"""ScheduledBackup: a container per active tenant that runs `python -m fleet backup` every day.
 
-The container runs the pinned ops image (`fleet:images.ops`: this repository's code with PostgreSQL's
-client tools) with
-
-    python -m fleet backup --tenant <name> --target-env --dir /backups --retention-days <plan's> --daily-at <HH:MM>
-
-so a new tenant is backed up from its first `pulumi up`, with its plan's retention, and a plan change
-updates the retention. It is the same code as `python -m fleet backup` on an operator's machine
-(fleet.backup: pg_dump -Fc, verified, manifest, retention after success only).
-
-It logs in as the tenant's own role, not the server's admin: a backup job can read its tenant's
-database and nothing else. So a suspended tenant (whose role may not log in) has no backup job; its
-last backups are kept (retention only runs after a successful backup) and `python -m fleet backup
---tenant <name>` backs it up as the admin when needed.
-
-The connection facts travel as the plain JSON `FLEET_BACKUP_TARGET`, the password as the secret
-`FLEET_BACKUP_PASSWORD`; the backup folder (`fleet:backups.dir`) is bind-mounted at /backups.
+It runs the pinned ops image as the tenant's own role (it can read its tenant's database and nothing
+else), with the plan's retention, into the backups folder the program resolved. docs/architecture.md
+("Scheduled backup") says why a suspended tenant has none.
 """
 
 from __future__ import annotations
@@ -105,12 +92,13 @@ class ScheduledBackup(pulumi.ComponentResource):
         if tenant.status == "active":
             target = json.dumps(backup_target(tenant, environment), sort_keys=True)
             envs = pulumi.Output.from_input(args.password).apply(lambda password: sorted([f"{TARGET_ENV}={target}", f"{PASSWORD_ENV}={password}"]))
+            secret_envs: pulumi.Output[list[str]] = pulumi.Output.secret(envs)  # annotated: mypy can't infer secret()'s type from an Output
             labels = {**derive.labels(tenant, "backend"), "component": "backup"}
             self.container = docker.Container(
                 derive.names(tenant).backup_job,
                 image=args.image,
                 command=backup_command(tenant, plan, args.schedule),
-                envs=pulumi.Output.secret(envs),
+                envs=secret_envs,
                 labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
                 mounts=[docker.ContainerMountArgs(type="bind", source=args.backup_dir, target=CONTAINER_BACKUP_DIR)],
                 memory=MEMORY_MB,

@@ -7,6 +7,8 @@ from typing import Optional
 
 import pulumi
 
+from components.app import TenantApp, TenantAppArgs
+from components.backup import ScheduledBackup, ScheduledBackupArgs
 from components.database import TenantDatabase, TenantDatabaseArgs, tenant_purge
 from components.proxy import TenantRoutes, TenantRoutesArgs
 from fleet.model import derive, type_tokens
@@ -81,8 +83,8 @@ class Tenant(pulumi.ComponentResource):
 
         upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment))
         if environment.manages("app") and not purged:
-            from components.app import TenantApp, TenantAppArgs
-
+            # Environment refuses app without database, and build_platform declares the docker provider with app.
+            assert self.database is not None and platform.docker is not None
             app = TenantApp(
                 names.app_component,
                 TenantAppArgs(tenant, plan, environment, platform.docker, self.database.database_url),
@@ -90,11 +92,18 @@ class Tenant(pulumi.ComponentResource):
             )
             upstreams = dict(app.upstreams)
             if environment.images.ops:
-                from components.backup import ScheduledBackup, ScheduledBackupArgs
-
                 ScheduledBackup(
                     names.backup_component,
-                    ScheduledBackupArgs(tenant, plan, environment, platform.docker, self.database.password, environment.images.ops, platform.backup_dir, environment.backups.schedule),
+                    ScheduledBackupArgs(
+                        tenant,
+                        plan,
+                        environment,
+                        platform.docker,
+                        self.database.password,
+                        environment.images.ops,
+                        platform.backup_dir,
+                        environment.backups.schedule,
+                    ),
                     opts=child,
                 )
 
@@ -104,6 +113,7 @@ class Tenant(pulumi.ComponentResource):
                 TenantDnsArgs,
             )
 
+            assert platform.dns is not None  # build_platform declares it for dns mode cloudflare
             TenantDns(names.dns_component, TenantDnsArgs(tenant, environment, platform.dns), opts=child)
 
         if environment.manages("proxy") and not purged:

@@ -1,13 +1,8 @@
 """Every use of private Pulumi SDK names, in one place, switched on only for the SDK version checked.
 
-Two kinds: speed-ups of the offline plan (replacements of SDK functions whose work a run under mocks
-throws away) and the pickler guard that every dynamic resource needs on pulumi 3.259.0. With another
-SDK version they stay off and the stock SDK runs, after a one-line notice. Private names used:
-`pulumi.runtime.resource._get_stack_trace`, `pulumi.runtime.rpc.contains_unknowns`,
-`pulumi.runtime.rpc.transfer_properties`, `pulumi.runtime.resource.create_urn`,
-`pulumi._types.resource_types`, `pulumi.output._OutputData`, `pulumi.Output._data`,
-`pulumi.runtime.settings.SETTINGS`, `pulumi.runtime.sync_await._ensure_event_loop`,
-`pickle._Pickler._batch_setitems` and `pickle._Pickler.save_dict`.
+Speed-ups of the offline plan (SDK functions whose work a run under mocks throws away) and the pickler
+guard every dynamic resource needs on pulumi 3.259.0. With another SDK version they stay off and the stock
+SDK runs, after a one-line notice. The private names used are listed in PRIVATE_NAMES.
 """
 
 
@@ -31,6 +26,20 @@ from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime.proto import source_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop
 
+PRIVATE_NAMES = (
+    "pulumi.runtime.resource._get_stack_trace",
+    "pulumi.runtime.resource.create_urn",
+    "pulumi.runtime.rpc.contains_unknowns",
+    "pulumi.runtime.rpc.transfer_properties",
+    "pulumi._types.resource_types",
+    "pulumi.output._OutputData",
+    "pulumi.Output._data",
+    "pulumi.runtime.settings.SETTINGS",
+    "pulumi.runtime.sync_await._ensure_event_loop",
+    "pickle._Pickler._batch_setitems",
+    "pickle._Pickler.save_dict",
+)
+"""Every private name this module reads or replaces."""
 CHECKED_SDK_VERSION = "3.259.0"
 """The pulumi SDK version every replacement below was read against and tested with."""
 SDK_VERSION = metadata.version("pulumi")
@@ -57,7 +66,7 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
     default executor (a thread hop per resource); the mock monitor answers in microseconds, so the hop and the
     GIL hand-offs it causes only cost time."""
 
-    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+    def submit(self, fn, /, *args, **kwargs):
         future: concurrent.futures.Future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -211,7 +220,7 @@ def offline_runtime() -> Iterator[None]:
 
 # The pure-Python pickler that `pulumi.dynamic.dynamic.serialize_provider` patches (it swaps
 # `pickle.Pickler` for `pickle._Pickler` while serializing).
-_PATCHED_PICKLER = pickle._Pickler  # type: ignore[attr-defined]
+_PATCHED_PICKLER = pickle._Pickler
 _PATCHED_ATTRIBUTES = ("_batch_setitems", "save_dict")
 
 
@@ -245,7 +254,7 @@ def preserved_pickler() -> Iterator[None]:
 
 def pickler_wrapper_depth() -> int:
     """How many sorting wrappers sit on top of the stock `pickle._Pickler._batch_setitems` (0 = untouched)."""
-    function, depth = _PATCHED_PICKLER._batch_setitems, 0
+    function, depth = _PATCHED_PICKLER._batch_setitems, 0  # type: ignore[attr-defined]  # private method, not in typeshed's pickle stub
     while function.__closure__:
         inner = [cell.cell_contents for cell in function.__closure__ if callable(cell.cell_contents)]
         if not inner:

@@ -1,21 +1,8 @@
 """tenant-fleet's CrossGuard policies: one function per rule, the same code for the engine and the offline plan.
 
-`pulumi preview --policy-pack policies` runs them through `policies/__main__.py`; `python -m fleet plan`
-calls the very same validate functions through `fleet/offline/policies.py`, with no engine and no credentials.
-
-- Resource rules are `ResourceValidationPolicy` (one resource's inputs); fleet-wide rules (uniqueness,
-  capacity, "every database has its grant") are `StackValidationPolicy`, looping over `args.resources`.
-- Facts that are not resource properties (the plan catalog, each tenant's expected sizes and domains,
-  host and server capacities, which resources are `retain_on_delete`) come from the policy config
-  (`args.get_config()`), built by ONE function, `fleet.offline.policies.policy_config`: passed as is
-  offline, and as the `--policy-pack-config` JSON file with the engine. Each policy that needs config
-  declares its `PolicyConfigSchema`, so the engine refuses to run the pack without it.
-- Props are camelCase. Numbers may arrive as floats (the engine's config and props travel as protobuf
-  Structs). Values the engine can't know during a preview are skipped, never guessed.
-- Messages start with `tenant <name>:` when the resource belongs to a tenant (its `tenant` label, or its
-  parent component's logical name) and always name the offending value.
-
-This module imports only `pulumi_policy` and the standard library: the engine loads it from this folder.
+Resource rules are `ResourceValidationPolicy`, fleet-wide rules `StackValidationPolicy`; facts that are not
+resource properties come from the policy config (`python -m fleet policy-config`). Props are camelCase,
+unknown values are skipped. This module imports only `pulumi_policy` and the standard library.
 """
 
 from __future__ import annotations
@@ -231,7 +218,7 @@ def container_limits_set(args: ResourceValidationArgs, report: ReportViolation) 
     if cpus is not UNKNOWN and not (_number(cpus) or 0) > 0:
         problems.append(f"no CPU limit (cpus={cpus!r})")
     if problems:
-        report(f"{_who(args)}container {args.name} has {' and '.join(problems)}; set `memory` (MB) and `cpus`.")
+        report(f"{_who(args)}container {args.name} has {' and '.join(problems)}; set `memory` (MB) and `cpus`.", None)
 
 
 BACKUP_ROLE = "backup"
@@ -249,15 +236,15 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
     if role == BACKUP_ROLE:
         return  # the scheduled backup job has a fixed size of its own (components/backup.py), not the plan's
     if tenant is None or role not in APP_ROLES:
-        report(f"container {args.name} belongs to no tenant app (labels tenant/component: {labels.get('tenant')!r}/{role!r}): its limits can't be checked against a plan.")
+        report(f"container {args.name} belongs to no tenant app (labels tenant/component: {labels.get('tenant')!r}/{role!r}): its limits can't be checked against a plan.", None)
         return
     expected_tenant = (config.get("tenants") or {}).get(tenant)
     if expected_tenant is None:
-        report(f"tenant {tenant}: container {args.name}: the tenant is not in this policy's config; {REGENERATE_CONFIG}.")
+        report(f"tenant {tenant}: container {args.name}: the tenant is not in this policy's config; {REGENERATE_CONFIG}.", None)
         return
     plan = expected_tenant.get("plan")
     if labels.get("plan") and labels["plan"] != plan:
-        report(f"tenant {tenant}: container {args.name} is labelled plan {labels['plan']!r}, but the tenant is on plan {plan!r}.")
+        report(f"tenant {tenant}: container {args.name} is labelled plan {labels['plan']!r}, but the tenant is on plan {plan!r}.", None)
     expected = expected_tenant.get(role) or {}
     bound = ((config.get("plans") or {}).get(plan) or {}).get("max", {}).get(role) or {}
     memory, cpus = _number(_get(args.props, "memory")), _number(_get(args.props, "cpus"))
@@ -270,10 +257,11 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
         if wanted is not None and abs(declared - wanted) > 1e-9:
             report(
                 f"tenant {tenant}: {role} container {args.name} has {label} {_fmt(declared)}{unit}, "
-                f"but plan {plan} with the tenant's overrides gives {_fmt(wanted)}{unit}."
+                f"but plan {plan} with the tenant's overrides gives {_fmt(wanted)}{unit}.",
+                None,
             )
         if ceiling is not None and declared > ceiling + 1e-9:
-            report(f"tenant {tenant}: {role} container {args.name} has {label} {_fmt(declared)}{unit}, above plan {plan}'s max {_fmt(ceiling)}{unit}.")
+            report(f"tenant {tenant}: {role} container {args.name} has {label} {_fmt(declared)}{unit}, above plan {plan}'s max {_fmt(ceiling)}{unit}.", None)
 
 
 # ---------------------------------------------------------------- images
@@ -308,11 +296,11 @@ def images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None
     if image is UNKNOWN:
         return
     if not image:
-        report(f"{_who(args)}container {args.name} has no image.")
+        report(f"{_who(args)}container {args.name} has no image.", None)
         return
     problem = image_pin_problem(str(image))
     if problem:
-        report(f"{_who(args)}container {args.name} image {image!r} {problem}; pin a version tag or a digest.")
+        report(f"{_who(args)}container {args.name} image {image!r} {problem}; pin a version tag or a digest.", None)
 
 
 # ---------------------------------------------------------------- data safety
@@ -349,12 +337,14 @@ def database_protected(args: ResourceValidationArgs, report: ReportViolation) ->
             return
         report(
             f"{_who(args)}role {args.name} ({_get(args.props, 'name')!r}) would run DROP ROLE/REASSIGN OWNED when deleted: "
-            "set retain_on_delete (attested in this policy's config) or skip_drop_role and skip_reassign_owned."
+            "set retain_on_delete (attested in this policy's config) or skip_drop_role and skip_reassign_owned.",
+            None,
         )
         return
     report(
         f"{_who(args)}database {args.name} ({_get(args.props, 'name')!r}) is neither protected nor retained on delete, "
-        f"so a deploy could DROP it: set retain_on_delete=True (with the engine, the policy config attests it; {REGENERATE_CONFIG}) or protect=True."
+        f"so a deploy could DROP it: set retain_on_delete=True (with the engine, the policy config attests it; {REGENERATE_CONFIG}) or protect=True.",
+        None,
     )
 
 
@@ -411,7 +401,7 @@ def role_connection_limit(args: ResourceValidationArgs, report: ReportViolation)
     number = _number(limit)
     if number is None or number < 0:
         shown = "unset (unlimited)" if limit is None else _fmt(limit)
-        report(f"{_who(args)}role {args.name} ({_get(args.props, 'name')!r}) has connection limit {shown}; set connection_limit from the plan's db_connections.")
+        report(f"{_who(args)}role {args.name} ({_get(args.props, 'name')!r}) has connection limit {shown}; set connection_limit from the plan's db_connections.", None)
 
 
 # ---------------------------------------------------------------- secrets
@@ -432,7 +422,7 @@ def generated_secrets_strong(args: ResourceValidationArgs, report: ReportViolati
         return
     problems = _secret_strength_problems(args.props, args.opts.additional_secret_outputs if args.opts else ())
     if problems:
-        report(f"{_who(args)}generated secret {args.name}: {'; '.join(problems)}.")
+        report(f"{_who(args)}generated secret {args.name}: {'; '.join(problems)}.", None)
 
 
 def _generators(resource: PolicyResource, prop: str) -> list[PolicyResource]:
@@ -448,7 +438,11 @@ def credentials_from_generated_secrets(args: StackValidationArgs, report: Report
             who = _who(resource)
             generators = _generators(resource, "password")
             if not generators:
-                report(f"{who}role {resource.name}'s password is not generated (it depends on no RandomPassword): use random.RandomPassword(length>={MIN_SECRET_LENGTH}).", resource.urn)
+                report(
+                    f"{who}role {resource.name}'s password is not generated (it depends on no RandomPassword): "
+                    f"use random.RandomPassword(length>={MIN_SECRET_LENGTH}).",
+                    resource.urn,
+                )
             for generator in generators:
                 for problem in _secret_strength_problems(generator.props, generator.opts.additional_secret_outputs):
                     report(f"{who}role {resource.name}'s password comes from {generator.name}, whose {problem}.", resource.urn)
@@ -506,7 +500,7 @@ def hostnames_allowed(args: ResourceValidationArgs, report: ReportViolation) -> 
         if host in declared:
             continue
         where = f"the domains of tenant {tenant} ({', '.join(sorted(declared)) or 'none'})" if tenant else "any tenant's domains"
-        report(f"{_who(args)}{args.name} serves {host!r}, which is neither under the base domain {base!r} nor one of {where}.")
+        report(f"{_who(args)}{args.name} serves {host!r}, which is neither under the base domain {base!r} nor one of {where}.", None)
 
 
 def hostnames_unique(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -547,7 +541,7 @@ def dns_records_proxied(args: ResourceValidationArgs, report: ReportViolation) -
     proxied = _get(args.props, "proxied")
     if proxied is UNKNOWN or proxied is True:
         return
-    report(f"{_who(args)}DNS record {args.name} ({_get(args.props, 'name')!r}, {record_type}) has proxied={proxied!r}; tenant records must be proxied.")
+    report(f"{_who(args)}DNS record {args.name} ({_get(args.props, 'name')!r}, {record_type}) has proxied={proxied!r}; tenant records must be proxied.", None)
 
 
 # ---------------------------------------------------------------- capacity
@@ -667,7 +661,11 @@ def capacity_utilization_high(args: StackValidationArgs, report: ReportViolation
         for what, declared, unit in (("memory", _number(capacity.get("memoryMb")), " MB"), ("cpus", _number(capacity.get("cpus")), " CPUs")):
             if declared and load.totals[what] > declared * warn / 100.0:
                 share = 100.0 * load.totals[what] / declared
-                report(f"docker host {host}: {'memory' if what == 'memory' else 'CPUs'} at {share:.0f}% of its capacity ({_fmt(round(load.totals[what], 3))} of {_fmt(declared)}{unit}); plan more capacity.", load.urn)
+                report(
+                    f"docker host {host}: {'memory' if what == 'memory' else 'CPUs'} at {share:.0f}% of its capacity "
+                    f"({_fmt(round(load.totals[what], 3))} of {_fmt(declared)}{unit}); plan more capacity.",
+                    load.urn,
+                )
     for provider, load in sorted(postgres_loads(args.resources).items()):
         server = servers.get(provider) or {}
         declared = _number(server.get("maxConnections"))
@@ -770,7 +768,11 @@ _SERVERS = {
 _PLANS_LIST = {
     "type": "array",
     "description": "The plan catalog: name, base sizes and max per role.",
-    "items": {"type": "object", "properties": {"name": {"type": "string"}, "backend": _SIZE, "frontend": _SIZE, "max": {"type": "object"}}, "required": ["name", "backend", "frontend", "max"]},
+    "items": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "backend": _SIZE, "frontend": _SIZE, "max": {"type": "object"}},
+        "required": ["name", "backend", "frontend", "max"],
+    },
 }
 
 MANDATORY, ADVISORY = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
@@ -807,7 +809,13 @@ ALL_POLICIES = [
         validate=database_protected,
         enforcement_level=MANDATORY,
         config_schema=PolicyConfigSchema(
-            properties={"retainedOnDelete": {"type": "array", "items": {"type": "string"}, "description": "`<type>::<name>` of resources declared with retain_on_delete (invisible to CrossGuard)."}},
+            properties={
+                "retainedOnDelete": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "`<type>::<name>` of resources declared with retain_on_delete (invisible to CrossGuard).",
+                },
+            },
         ),
     ),
     StackValidationPolicy(

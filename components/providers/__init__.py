@@ -1,18 +1,8 @@
 """The project's own Pulumi dynamic providers, one module per provider, and what they share.
 
-Everything a provider needs arrives as inputs: the provider classes are module-level and hold no
-clients, connections or secrets. dill pickles a module-level class *by reference*
-(`components.providers.caddy.CaddyRouteProvider`), so the state stores that dotted path, not the code:
-the dynamic-provider process (`pulumi-resource-pulumi-python`) must be able to import this package
-(run it with the repository root on PYTHONPATH), and module and class names here are contracts
-that existing stacks depend on. Renaming one breaks refresh and delete of resources already deployed.
-
-What lives here:
-
-* `FleetDynamicResource`: the base class of every dynamic resource in this package. It carries the
-  workaround for the pulumi 3.259.0 pickler bug (`fleet.sdk_internals.preserved_pickler`).
-* `ProviderError` and `failure_context`: every provider failure is re-raised naming the resource
-  and the action, so `pulumi up` says *which* tenant's route failed and why.
+Provider classes are module-level and get everything as inputs; dill pickles them by reference, so
+module and class names here are contracts that deployed stacks depend on (docs/architecture.md).
+Shared here: the base resource, `ProviderError`/`failure_context`, `is_unknown`, `resource_label`.
 """
 
 from __future__ import annotations

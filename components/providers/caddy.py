@@ -1,18 +1,8 @@
-"""Caddy, driven through its admin API: one HTTP server for the fleet and one route per tenant hostname set.
+"""Caddy, driven through its admin API: one HTTP server for the fleet and one route object per tenant hostname set.
 
-Each tenant route is its own JSON object with an `@id`, so a tenant's change is one admin-API call on
-that object (`PATCH /id/<route_id>`): Caddy applies it gracefully, without a restart and without
-touching any other route. Tenant routes are inserted at index 0, ahead of the server's terminal
-catch-all (`<server>-catch-all`, a 404), which stays the last route: a host that matches no route
-would otherwise get an empty 200.
-
-Changes made through the API live in Caddy's memory and in its autosave file; a Caddy started
-without `--resume` has forgotten them. `read` reports such a route or server as gone, so
-`pulumi refresh` drops it and the next `up` creates it again.
-
-Only the standard library talks to Caddy (urllib). The provider classes are module-level and get
-everything (the admin URL included) from their inputs; see `components.providers` for why their
-module path is a contract.
+A tenant's change is one admin-API call on its own `@id` objects: no restart, no other route touched.
+Tenant routes go ahead of a terminal 404 catch-all; `read` notices routes a restart forgot
+(docs/architecture.md, "Caddy").
 """
 
 from __future__ import annotations
@@ -25,7 +15,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -531,9 +521,9 @@ class CaddyRouteArgs:
     """Name of the server that holds the route; pass `CaddyServer.server` to order the route after its server. Changing it replaces the route."""
     route_id: pulumi.Input[str]
     """The route's Caddy `@id`, unique in the whole Caddy config, e.g. `tenant-santarita-api`. Changing it replaces the route."""
-    hosts: pulumi.Input[list[pulumi.Input[str]]]
+    hosts: pulumi.Input[Sequence[pulumi.Input[str]]]
     """Hostnames the route answers for. Updated in place."""
-    upstreams: pulumi.Input[list[pulumi.Input[str]]] = field(default_factory=list)
+    upstreams: pulumi.Input[Sequence[pulumi.Input[str]]] = field(default_factory=list)
     """Dial addresses (`host:port`) to proxy to; several are load-balanced round robin. Updated in place."""
     maintenance: pulumi.Input[bool] = False
     """When true every host of the route gets a static 503 "maintenance" instead of the proxy. Updated in place."""

@@ -1,42 +1,8 @@
 """A tenant's database placement (and its move between servers), and the purge: PostgreSQL done by the fleet itself.
 
-Two dynamic resources, both driven by `fleet.postgres` (psycopg, pg_dump, pg_restore):
-
-`DatabasePlacement` (`<tenant>-db-placement`, one per tenant, no server in its name so it survives moves)
-records which server holds the tenant's database. Creating it copies nothing (a new tenant has no data
-elsewhere). Changing its `server` is an in-place UPDATE that moves the data (`move_database`):
-
-1. preflight, changing nothing: the target database exists, is empty and its owner role exists; the source
-   database exists, has no pending prepared transactions; pg_dump/pg_restore are new enough; the two
-   servers are not the same cluster;
-2. block the source: CONNECTION LIMIT 0 and the tenant role NOLOGIN, with (same transaction) a COMMENT
-   recording the state before, then end every open session on the database (what they committed stays,
-   their open transactions roll back), so no write can land on the source after the dump has started;
-3. `pg_dump -Fc` the source and `pg_restore` it into the target in one transaction, every object
-   owned by the tenant role; meanwhile the source's facts (schema, row counts, checksums, sequences)
-   are collected (it is frozen now);
-4. verify: the same facts from the target must be equal, and nobody may have slipped into the source;
-5. leave the source blocked for good, with a COMMENT saying where the data went and when. It stays on
-   the old server, unreachable by the app, until a purge drops it.
-
-On any failure after step 2 the source is reopened exactly as it was (limit and LOGIN), what the restore
-created in the target is dropped (DROP OWNED BY the tenant role inside that database only), and the
-update fails naming the resource: the engine keeps the old placement, so the app keeps using the source.
-Should the process die in between (killed, host lost), the source's COMMENT still says how to reopen
-it: the next move of that database does so first (and empties the target of the unverified copy), and
-`reopen_interrupted` does it for an operator who gives up on the move. A move whose provider call
-finished but whose state was lost is recognized by the moved-to COMMENT and adopted after verification
-rather than copied twice.
-
-`TenantPurge` (`<tenant>-purge`) is the only code that drops a tenant's database and role. Its create
-blocks the database, takes a final backup (`pg_dump -Fc` to `<backup_dir>/<tenant>/<tenant>-final-<UTC>.dump`,
-with a JSON sidecar holding the reason and the row counts), verifies it is readable end to end, and
-only then drops the database (WITH FORCE) and the role. Copies left on former servers by moves (those
-carrying the marker comment) get the same treatment. If any backup fails, nothing is dropped and the
-databases are reopened.
-
-Both deletes do nothing to any database: removing these resources from the program never loses data.
-See `components.providers` for why module and class names here are contracts.
+`DatabasePlacement` records which server holds the tenant's database; changing its server moves the data
+(block, dump, restore, verify, switch; the source is reopened on any failure). `TenantPurge` alone drops a
+tenant's database and role, after a verified final backup (docs/architecture.md, step by step).
 """
 
 from __future__ import annotations
@@ -52,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import psycopg
 import pulumi
 from pulumi.dynamic import (
     CheckFailure,
@@ -749,7 +716,6 @@ def purge_tenant(
         raise PgToolsError(detail) from error
 
     # Drops: former copies first, the current database last; then the roles.
-    import psycopg
 
     phase("drop")
     for key, access, _current in sorted(copies, key=lambda copy: copy[2]):

@@ -1,31 +1,20 @@
-"""The tenant registry: a `tenants` table in a PostgreSQL database that apps read to route requests.
+"""The tenant registry: a `tenants` table that apps read to route requests, kept in sync by `pulumi up`.
 
-Apps that route by subdomain or custom domain look a request's host up here
-(`SELECT ... FROM tenants WHERE active AND status = 'active' AND $1 = ANY(hostnames)`), instead of a
-table kept by hand. `pulumi up` keeps it in sync with the tenant files:
-
-* `TenantRegistryTable`: the table (and its database, when missing). Created if missing, columns
-  added when a newer version of this module knows more of them; never dropped (apps read it).
-* `TenantRegistryRow`: one row per tenant, upserted on create and update. Removing a tenant marks its
-  row `active = false` (with `removed_at`); the row itself is never deleted, so an app that still has
-  a request for that host answers "gone" rather than routing it somewhere else.
-
-A row holds names only: the tenant's database host, port, database and role names, never a password
-(the password is the secret stack output `database_passwords`). The admin password the provider
-connects with arrives as a secret input and is kept in the state as a secret.
-
-Provider classes are module-level and receive every connection detail as inputs; see
-`components.providers` for why this module's path and class names are contracts.
+`TenantRegistryTable` creates the table (never drops it); `TenantRegistryRow` upserts one row per tenant
+and marks it inactive on delete. Rows hold names only, never a password (docs/architecture.md, "Registry").
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import psycopg
 import pulumi
+from psycopg import errors, sql
+from psycopg.rows import dict_row
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
@@ -100,7 +89,6 @@ _STATUSES = ("active", "suspended", "purged")
 
 def connect(props: dict[str, Any], database: Optional[str] = None):
     """A psycopg connection as the admin of the registry server (autocommit)."""
-    import psycopg
 
     return psycopg.connect(
         host=props["host"],
@@ -116,14 +104,12 @@ def connect(props: dict[str, Any], database: Optional[str] = None):
 
 
 def _table(props: dict[str, Any]):
-    from psycopg import sql
 
     return sql.Identifier(props.get("schema") or "public", props["table"])
 
 
 def create_table_sql(props: dict[str, Any]):
     """CREATE TABLE IF NOT EXISTS for the registry table, and the index apps look hosts up with."""
-    from psycopg import sql
 
     columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in COLUMNS)
     return [
@@ -139,7 +125,6 @@ def create_table_sql(props: dict[str, Any]):
 
 def _ensure_database(props: dict[str, Any]) -> None:
     """Create the registry database when it does not exist yet (connecting to `postgres`)."""
-    from psycopg import errors, sql
 
     with connect(props, "postgres") as connection:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (props["database"],)).fetchone()
@@ -179,7 +164,6 @@ def _database_missing(error: Exception) -> bool:
 
 
 def _upsert(props: dict[str, Any]) -> None:
-    from psycopg import sql
 
     values = {field: _normalize(field, props.get(field)) for field in ROW_FIELDS}
     names = ["name", *ROW_FIELDS]
@@ -197,7 +181,6 @@ def _upsert(props: dict[str, Any]) -> None:
 
 
 def _mark_inactive(props: dict[str, Any]) -> None:
-    from psycopg import sql
 
     statement = sql.SQL("UPDATE {} SET active = false, removed_at = now(), updated_at = now() WHERE name = %s AND active").format(_table(props))
     with connect(props) as connection:
@@ -205,8 +188,6 @@ def _mark_inactive(props: dict[str, Any]) -> None:
 
 
 def _select_row(props: dict[str, Any]) -> Optional[dict[str, Any]]:
-    from psycopg import sql
-    from psycopg.rows import dict_row
 
     statement = sql.SQL("SELECT {} FROM {} WHERE name = %s").format(
         sql.SQL(", ").join(sql.Identifier(name) for name in ("name", *ROW_FIELDS, "active")), _table(props)
@@ -257,7 +238,7 @@ def _check_location(failures: list[CheckFailure], news: dict[str, Any]) -> None:
         value = news.get(field)
         if not is_unknown(value) and (not isinstance(value, str) or not value):
             failures.append(CheckFailure(field, f"{field} is required"))
-    port = news.get("port")
+    port: Any = news.get("port")  # anything the program sent: a bad value is a check failure
     if not is_unknown(port):
         try:
             if not 1 <= int(port) <= 65535:
@@ -412,7 +393,7 @@ class TenantRegistryRowArgs:
     """The tenant's login role (its password stays in the stack's secret outputs)."""
     hostnames: pulumi.Input[list[str]]
     """Every hostname the tenant is served on (api-, app-, custom domains)."""
-    custom_domains: pulumi.Input[list[str]] = ()
+    custom_domains: pulumi.Input[Sequence[str]] = ()
     """The custom domains among them."""
     sslmode: pulumi.Input[str] = "prefer"
     """libpq sslmode for the provider's connection."""
@@ -471,8 +452,6 @@ class TenantRegistryRowProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         # Only ever this one row, and only its `active` flag: the row stays as the tenant's record.
         with _operation("TenantRegistryRow", props, "delete (mark inactive)"):
-            from psycopg import errors
-
             try:
                 _mark_inactive(props)
             except (errors.UndefinedTable, errors.InvalidSchemaName):

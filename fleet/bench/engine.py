@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from fleet.bench.offline import add_tenant, write_fleet
+from fleet.bench.servers import CaddyServerProcess, UpstreamHTTPServer, free_port
+from fleet.engine import driver, plugins, verbs
+from fleet.offline.plan import plan_stack
+from fleet.program import fleet_program
 
 # ---------------------------------------------------------------- the real engine (proxy-only stack)
 
@@ -19,8 +23,6 @@ def run_engine(*, fleet_sizes: Iterable[int] = (3, 20), progress: Optional[Calla
     """Time the real engine on proxy-only stacks (layers [proxy], apps reached through `proxy.external_upstreams`)
     against a real Caddy: `fleet up` of each size from nothing; then, on the largest, `pulumi preview` with no
     changes and `pulumi up` adding one tenant. Each stack lives on its own scratch backend and is destroyed after."""
-    from fleet.bench.servers import CaddyServerProcess, UpstreamHTTPServer, free_port
-    from fleet.engine import driver
 
     driver.check_engine()
     sizes = sorted(set(fleet_sizes))
@@ -73,13 +75,15 @@ class _EngineStack:
 
     def engine(self, op: str) -> dict[str, Any]:
         """One engine operation through the Automation API (what `pulumi <op>` does), timed end to end."""
-        from fleet.engine import driver, verbs
-        from fleet.program import fleet_program
 
         tenants_dir = self.root / "tenants"
+
+        def program() -> None:
+            fleet_program(None, tenants_dir)  # the engine ignores a program's result (the offline plan reads it)
+
         started = time.perf_counter()
         with verbs.stack_workspace(self.name, self.root) as work_dir:
-            stack = driver.stack_for(self.name, lambda: fleet_program(None, tenants_dir), work_dir=work_dir, backend_dir=self.backend)
+            stack = driver.stack_for(self.name, program, work_dir=work_dir, backend_dir=self.backend)
             select_s = time.perf_counter() - started
             summary = driver.run(op, stack, on_output=None)
         return {
@@ -93,8 +97,6 @@ class _EngineStack:
         """What `python -m fleet up --stack <name>` does (fleet.engine.verbs.run_engine_verb): the offline plan
         (validation), the provider-plugin check, then the engine's up; here on this stack's own tenants folder
         and backend."""
-        from fleet.engine import plugins
-        from fleet.offline.plan import plan_stack
 
         started = time.perf_counter()
         evaluation = plan_stack(self.name, self.root, tenants_dir=self.root / "tenants")

@@ -1,11 +1,7 @@
 """Real servers on loopback for benchmarks and tests: PostgreSQL clusters, a Caddy process, tiny upstreams.
 
-No mocks: each helper starts the real binary in its own temporary directory, on free loopback ports,
-and removes everything again on `stop()` (also at interpreter exit, should a test run be interrupted
-before its fixtures tear down). Several instances can run side by side.
-
-When a binary is missing the helpers raise `MissingServerBinary`, whose message names the Debian package
-to install; the fixtures turn it into a test failure rather than a skip.
+Each starts the real binary in its own temporary folder on free loopback ports and removes everything on
+`stop()` (also at interpreter exit). A missing binary raises `MissingServerBinary`, naming the Debian package.
 """
 
 from __future__ import annotations
@@ -27,7 +23,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import IO, Any, Optional
+
+import psycopg
+from psycopg.conninfo import make_conninfo
 
 from fleet.errors import FleetError
 
@@ -252,7 +251,6 @@ class PostgresCluster:
 
     def dsn(self, dbname: str = "postgres", user: Optional[str] = None, password: Optional[str] = None, **extra: Any) -> str:
         """A libpq connection string over TCP to 127.0.0.1; defaults to the superuser and its password."""
-        from psycopg.conninfo import make_conninfo
 
         assert self.port is not None, "cluster not started"
         if user is None:
@@ -274,7 +272,6 @@ class PostgresCluster:
         **extra: Any,
     ):
         """A psycopg connection (autocommit by default, so CREATE DATABASE works) over TCP, password-authenticated."""
-        import psycopg
 
         return psycopg.connect(self.dsn(dbname, user, password, **extra), autocommit=autocommit)
 
@@ -301,7 +298,7 @@ class PostgresCluster:
         return environment
 
     def _run(self, command: list[str], what: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        owner = {}
+        owner: dict[str, Any] = {}
         if self._owner is not None:
             owner = {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
         result = subprocess.run(
@@ -339,6 +336,7 @@ class PostgresCluster:
         self._chown(hba)
 
     def _start_server(self) -> None:
+        assert self.bindir is not None, "cluster not started"
         # The port is only known free until someone else binds it: retry on a clash.
         for attempt in range(5):
             self.port = free_port()
@@ -405,7 +403,7 @@ class CaddyServerProcess:
         """A free port for a test server's listener (see `http_listen`)."""
         self.base_dir: Optional[Path] = None
         self._process: Optional[subprocess.Popen] = None
-        self._log_file = None
+        self._log_file: Optional[IO[bytes]] = None
 
     # ------------------------------------------------------------ addresses
 
@@ -515,10 +513,12 @@ class CaddyServerProcess:
     # ------------------------------------------------------------ helpers
 
     def _write_config(self) -> None:
+        assert self.base_dir is not None, "caddy not started"
         config = {"admin": {"listen": f"{LOOPBACK}:{self.admin_port}"}}
         (self.base_dir / "caddy.json").write_text(json.dumps(config))
 
     def _environment(self) -> dict[str, str]:
+        assert self.base_dir is not None, "caddy not started"
         environment = dict(os.environ)
         environment.update(
             HOME=str(self.base_dir),
@@ -528,6 +528,7 @@ class CaddyServerProcess:
         return environment
 
     def _launch(self, resume: bool) -> None:
+        assert self.base_dir is not None, "caddy not started"
         command = [str(self.caddy), "run", "--config", str(self.base_dir / "caddy.json")]
         if resume:
             command.append("--resume")

@@ -10,6 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+from rich.table import Table
+
+from components.backup import PASSWORD_ENV, TARGET_ENV
 from fleet.cli.common import (
     FAIL_STYLE,
     add_common_options,
@@ -20,13 +23,13 @@ from fleet.cli.common import (
     progress,
 )
 from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError
+from fleet.ops import backups, restore
 
 # ---------------------------------------------------------------- backup
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Back up tenants (pg_dump -Fc, verified, retention after success); exit 1 when any failed."""
-    from fleet.ops import backups
 
     if args.target_env:
         return _backup_job(args)
@@ -67,8 +70,6 @@ def _report_backups(results: list, json_output: bool, folder: Path) -> int:
     if json_output:
         print_json({"dir": str(folder), "ok": not failed, "backups": [result.to_mapping() for result in results]})
     else:
-        from rich.table import Table
-
         table = Table(title=f"backups in {folder}", title_justify="left")
         for column in ("tenant", "server", "result", "file", "size", "tables", "rows", "pruned"):
             table.add_column(column, overflow="fold")
@@ -91,8 +92,6 @@ def _report_backups(results: list, json_output: bool, folder: Path) -> int:
 
 def _backup_job(args: argparse.Namespace) -> int:
     """The scheduled job's mode: one tenant, from FLEET_BACKUP_TARGET/FLEET_BACKUP_PASSWORD, no tenant files needed."""
-    from components.backup import PASSWORD_ENV, TARGET_ENV
-    from fleet.ops import backups
 
     if not args.dir:
         raise FleetError("--target-env needs --dir (the backup folder)")
@@ -126,7 +125,6 @@ def _backup_job(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a dump into a fresh database (or, confirmed, in place of the live one) and compare row counts."""
-    from fleet.ops import backups, restore
 
     inventory = load(args)
     entry = inventory.tenant(args.tenant)
@@ -145,7 +143,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     else:
         console = make_console()
         if result.ok:
-            console.print(f"restored {dump.name} into database {result.database} on {entry.server_key}: {result.tables} tables, {result.rows} rows, row counts equal to the dump's ({result.seconds:.1f} s)")
+            console.print(
+                f"restored {dump.name} into database {result.database} on {entry.server_key}: {result.tables} tables, {result.rows} rows, "
+                f"row counts equal to the dump's ({result.seconds:.1f} s)"
+            )
             if result.replaced:
                 console.print(f"the former live database is kept as {result.previous_database} (connections to it are blocked); drop it once you are sure")
         else:

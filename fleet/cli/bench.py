@@ -8,6 +8,8 @@ import argparse
 import json
 import sys
 
+from fleet.bench import engine as engine_bench
+from fleet.bench import offline
 from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError
 
 
@@ -23,8 +25,6 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the offline plan per fleet size (and, with --engine, the real engine on a proxy-only stack)."""
-    from fleet.bench import engine as engine_bench
-    from fleet.bench import offline
 
     progress = None if args.json else (lambda line: print(f"... {line}", file=sys.stderr, flush=True))
     results = offline.run_plans(args.sizes, policies=not args.no_policies, workers=args.workers, repeat=args.repeat, progress=progress)

@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from rich.console import Console
+
+from fleet.ops.inventory import load_inventory
+from fleet.ops.secrets import SECRET_SOURCES_HELP, secret_source
 from fleet.paths import PROJECT_ROOT
 
 FAIL_STYLE = "bold red"
@@ -20,8 +24,6 @@ FAIL_STYLE = "bold red"
 
 def load(args: argparse.Namespace):
     """The inventory of the stack the command names."""
-    from fleet.ops.inventory import load_inventory
-    from fleet.ops.secrets import secret_source
 
     root = Path(args.root) if args.root else PROJECT_ROOT
     secrets = secret_source(args.secrets, args.stack, root)
@@ -29,7 +31,6 @@ def load(args: argparse.Namespace):
 
 
 def make_console(stderr: bool = False):
-    from rich.console import Console
 
     return Console(file=sys.stderr if stderr else sys.stdout, width=None if sys.stdout.isatty() else 160, highlight=False)
 
@@ -77,7 +78,6 @@ def human_age(hours: Optional[float]) -> str:
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    from fleet.ops.secrets import SECRET_SOURCES_HELP
 
     parser.add_argument("--stack", default="dev", help="stack name (default: dev)")
     parser.add_argument("--secrets", default="auto", metavar="SOURCE", help=f"where passwords come from: {SECRET_SOURCES_HELP} (default: auto)")

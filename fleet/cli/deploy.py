@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from fleet.engine import verbs as operations
+
 VERBS = (
     ("up", "deploy the stack"),
     ("preview", "show what a deploy would change"),
@@ -16,7 +18,6 @@ VERBS = (
 
 def cmd_engine(args: argparse.Namespace) -> int:
     """Run the program through the real engine (Automation API)."""
-    from fleet.engine import verbs as operations
 
     return operations.run_engine_verb(args.verb, args.stack, selection=args.tenant or None, json_output=args.json, yes=args.yes)
 

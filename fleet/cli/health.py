@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rich.table import Table
+
 from fleet.cli.common import (
     FAIL_STYLE,
     add_common_options,
@@ -18,13 +20,13 @@ from fleet.cli.common import (
     progress,
 )
 from fleet.errors import EXIT_FAILED, EXIT_OK
+from fleet.ops import status, verify
 
 # ---------------------------------------------------------------- verify
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check isolation, PUBLIC, limits and every hostname against the live servers; exit 1 on any failure."""
-    from fleet.ops import verify
 
     inventory = load(args)
     chosen = inventory.select(args.tenant)
@@ -42,7 +44,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def print_checks(checks: list, console) -> None:
     """A table per tenant: one line per check."""
-    from rich.table import Table
 
     table = Table(title="verify", title_justify="left")
     for column in ("tenant", "check", "target", "result", "detail"):
@@ -60,7 +61,6 @@ def print_checks(checks: list, console) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Per tenant: plan, server, size, connections vs limit, containers, newest backup; flags at 80 % of a limit."""
-    from fleet.ops import status
 
     inventory = load(args)
     tenants, servers = status.fleet_status(inventory, args.tenant)
@@ -73,7 +73,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def print_status(tenants: list, servers: list, console) -> None:
     """The status table, then one line per server."""
-    from rich.table import Table
 
     table = Table(title="status", title_justify="left")
     for column in ("tenant", "plan", "status", "server", "db size", "connections", "containers", "newest backup", "flags"):
@@ -92,7 +91,10 @@ def print_status(tenants: list, servers: list, console) -> None:
         if server.error:
             console.print(f"server {server.server}: [{FAIL_STYLE}]{server.error}[/]")
         else:
-            console.print(f"server {server.server}: {server.connections}/{server.max_connections} connections" + (f"  [yellow]{', '.join(server.flags)}[/]" if server.flags else ""))
+            console.print(
+                f"server {server.server}: {server.connections}/{server.max_connections} connections"
+                + (f"  [yellow]{', '.join(server.flags)}[/]" if server.flags else "")
+            )
 
 
 def register(verbs) -> None:

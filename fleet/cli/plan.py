@@ -12,8 +12,10 @@ from typing import Any
 
 from fleet.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK
 from fleet.offline import policies
+from fleet.offline.plan import plan_stack
 from fleet.offline.report import plan_document, print_plan_table
 from fleet.paths import PROJECT_ROOT
+from fleet.preview import git, render, summary
 
 
 def _output_format(args: argparse.Namespace) -> str:
@@ -31,7 +33,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print("Error: --format markdown is the pull-request summary: it needs --base <git ref>", file=sys.stderr)
         return EXIT_INVALID
 
-    from fleet.offline.plan import plan_stack
 
     selection = args.tenant or None
     evaluation = plan_stack(args.stack, root, tenants_dir=tenants_dir, selection=selection)
@@ -59,7 +60,6 @@ def print_violations(violations, out) -> None:
 
 def _cmd_preview(args: argparse.Namespace, root: Path, tenants_dir: Path, output: str) -> int:
     """`fleet plan --base REF`: the tenant-level comparison of the base and the working tree."""
-    from fleet.preview import git, render, summary
 
     try:
         preview = summary.build_preview(root, args.base, stack=args.stack, tenants_dir=tenants_dir, only=args.tenant or None)

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 from fleet.errors import EXIT_OK
+from fleet.model.spec import PlanCatalog, TenantSpec
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the JSON Schemas of tenant files and the plan catalog (for editors' completion)."""
-    from fleet.model.spec import PlanCatalog, TenantSpec
 
     schemas = {"tenant.schema.json": TenantSpec.model_json_schema(), "plans.schema.json": PlanCatalog.model_json_schema()}
     if args.out:

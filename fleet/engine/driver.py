@@ -1,9 +1,7 @@
-"""Drive the engine built by ./scripts/setup through the Automation API: stacks, runs, environment.
+"""Drive the engine built by ./scripts/setup through the Automation API: `stack_for(name, program)`, `run(op, stack)`.
 
-    stack = stack_for("dev", program, config={"tenants": "acme"})
-    result = run("up", stack)            # {"operation": "up", "changes": {"create": 3}, ...}
-
-Inline programs need no language host; two shims let the engine run dynamic providers and policy packs.
+Inline programs need no language host; two shims (written by ./scripts/setup) let the engine run dynamic
+providers and policy packs. `run` returns {"operation", "changes": {op: count}, "duration_s", ...}.
 """
 
 

@@ -29,7 +29,7 @@ class EngineError(FleetError):
         reason: str = "command-failed",
         stdout: str = "",
         stderr: str = "",
-        exit_code: int | None = None,
+        command_exit_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.operation = operation
@@ -38,7 +38,8 @@ class EngineError(FleetError):
         self.reason = reason
         self.stdout = stdout
         self.stderr = stderr
-        self.exit_code = exit_code
+        #: The engine command's own exit code (None when its output had none); `exit_code` is what the CLI exits with.
+        self.command_exit_code = command_exit_code
 
 
 def engine_error(
@@ -65,7 +66,7 @@ def engine_error(
             reason = "command-failed"
         message = f"{operation} on stack {stack_name!r} failed (exit {code}):\n{explain(stdout, stderr)}"
     return EngineError(
-        message, operation=operation, stack=stack_name, reason=reason, stdout=stdout, stderr=stderr, exit_code=code
+        message, operation=operation, stack=stack_name, reason=reason, stdout=stdout, stderr=stderr, command_exit_code=code
     )
 
 

@@ -35,7 +35,7 @@ def installed_plugins() -> set[tuple[str, str, str]]:
             operation="plugin ls",
             stdout=proc.stdout,
             stderr=proc.stderr,
-            exit_code=proc.returncode,
+            command_exit_code=proc.returncode,
         )
     entries = json.loads(proc.stdout or "[]") or []
     return {

@@ -11,10 +11,8 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from fleet.model import derive
-from fleet.model.type_tokens import TENANT_TYPE
+from fleet.model.type_tokens import REGISTRY_ROW, TENANT_TYPE
 from fleet.offline.mocks import Evaluation
-
-REGISTRY_ROW_TYPE = "pulumi-python:dynamic/registry:TenantRegistryRow"
 
 
 def urn_name(urn: str) -> str:
@@ -33,7 +31,7 @@ def declared_targets(evaluation: Evaluation, tenants: Collection[str]) -> set[st
     return {
         engine_urns[resource.urn]
         for resource in evaluation.resources
-        if resource.tenant in tenants or (resource.type == REGISTRY_ROW_TYPE and resource.name in rows)
+        if resource.tenant in tenants or (resource.type == REGISTRY_ROW and resource.name in rows)
     }
 
 
@@ -50,7 +48,7 @@ def deployed_tenants(resources: Iterable[Mapping[str, Any]]) -> dict[str, set[st
                 return None
             if resource.get("type") == TENANT_TYPE:
                 owners[urn] = urn_name(urn)
-            elif resource.get("type") == REGISTRY_ROW_TYPE and urn_name(urn).startswith(f"{derive.REGISTRY_COMPONENT_NAME}-row-"):
+            elif resource.get("type") == REGISTRY_ROW and urn_name(urn).startswith(f"{derive.REGISTRY_COMPONENT_NAME}-row-"):
                 owners[urn] = urn_name(urn).removeprefix(f"{derive.REGISTRY_COMPONENT_NAME}-row-")
             elif resource.get("parent"):
                 owners[urn] = owner(resource["parent"])

@@ -14,9 +14,17 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from fleet import paths
+from fleet.engine import driver, plugins
 from fleet.engine.plugins import required_packages
+from fleet.engine.targets import deployed_tenants, tenant_targets
+from fleet.errors import FleetError
 from fleet.offline.mocks import Evaluation
 from fleet.offline.plan import plan_stack
+from fleet.offline.policies import write_policy_config
+from fleet.offline.report import print_plan_table
+from fleet.paths import PROJECT_ROOT
+from fleet.program import fleet_program
 
 EXIT_OK, EXIT_FAILED, EXIT_NOT_DEPLOYED = 0, 1, 3
 # Operations that run the policy pack before changing anything.
@@ -45,12 +53,6 @@ def run_engine_verb(
 
     `selection` (`--tenant`) narrows what the engine touches with its `target` option; the program
     always declares everything the stack holds, so no other tenant's resource can be deleted."""
-    from fleet import paths
-    from fleet.engine import driver, plugins
-    from fleet.errors import FleetError
-    from fleet.offline.report import print_plan_table
-    from fleet.paths import PROJECT_ROOT
-    from fleet.program import fleet_program
 
     root = root or PROJECT_ROOT
     chosen = set(selection) if selection else None
@@ -76,17 +78,20 @@ def run_engine_verb(
         what = f"tenant(s) {', '.join(sorted(chosen))}" if chosen else "the stack"
         raise FleetError(f"destroy removes every app container, route and DNS record of {what} (databases and roles are retained); add --yes to confirm")
 
-    policy_options = {}
+    policy_options: dict[str, Any] = {}
     if verb in POLICY_VERBS:
         # The same pack and the same config as the offline plan, so both give the same verdicts.
-        from fleet.offline.policies import write_policy_config
 
         config_file = write_policy_config(paths.CACHE_DIR / f"policy-config.{stack_name}.json", stack_name, root, evaluation=evaluation)
         policy_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
+
+    def program() -> None:
+        fleet_program(None, root / "tenants")  # the engine ignores a program's result (the offline plan reads it)
+
     with stack_workspace(stack_name, root) as work_dir:
         try:
             # Always the whole stack: a program without a tenant's resources would delete them.
-            stack = driver.stack_for(stack_name, lambda: fleet_program(None, root / "tenants"), work_dir=work_dir, backend_dir=backend_dir)
+            stack = driver.stack_for(stack_name, program, work_dir=work_dir, backend_dir=backend_dir)
             if chosen is not None:
                 policy_options["target"] = _targets_of(stack, stack_name, evaluation, chosen)
             summary = driver.run(verb, stack, on_output=None if json_output else _progress(out), **policy_options)
@@ -105,8 +110,6 @@ def run_engine_verb(
 
 def _targets_of(stack, stack_name: str, evaluation: Evaluation, chosen: set[str]) -> list[str]:
     """The engine targets for `--tenant`: that tenant's URNs, declared or deployed; refuses what can't be targeted safely."""
-    from fleet.engine.targets import deployed_tenants, tenant_targets
-    from fleet.errors import FleetError
 
     deployed = stack.export_stack().deployment.get("resources") or []
     if not deployed:

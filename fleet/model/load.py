@@ -8,7 +8,7 @@ problems, each with file, tenant and field, so nothing is declared from a bad sp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Collection, Optional
+from typing import TYPE_CHECKING, Any, Collection, Optional
 
 import yaml
 from pydantic import (
@@ -30,7 +30,13 @@ from fleet.model.validate import check_fleet, check_references
 # ---------------------------------------------------------------- YAML reading
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser: ~4x faster on 1,000 files
+if TYPE_CHECKING:
+    _SafeLoader = yaml.SafeLoader
+else:
+    _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser: ~4x faster on 1,000 files
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """A safe loader that refuses duplicate keys instead of silently keeping the last one."""
 
 
@@ -179,8 +185,11 @@ def load_fleet(
     """
     root = root or tenants_dir.parent
     problems: list[Problem] = []
+    env: Optional[Environment]
     if isinstance(environment, dict):
-        environment = environment_from_mapping(environment, environment_display, problems)
+        env = environment_from_mapping(environment, environment_display, problems)
+    else:
+        env = environment
     plans = load_plans(tenants_dir, problems, root)
     tenants: list[TenantSpec] = []
     unparsed: list[tuple[str, str, dict]] = []
@@ -194,12 +203,13 @@ def load_fleet(
             tenant = load_tenant(path, problems, root, unparsed)
             if tenant is not None:
                 tenants.append(tenant)
-    if environment is not None:
-        problems.extend(check_fleet(environment, plans, tenants, lambda t: display_path(tenant_path(tenants_dir, t), root)))
-        problems.extend(check_references(environment, plans, unparsed))
+    if env is not None:
+        problems.extend(check_fleet(env, plans, tenants, lambda t: display_path(tenant_path(tenants_dir, t), root)))
+        problems.extend(check_references(env, plans, unparsed))
     if problems:
         raise SpecError(problems)
-    return Fleet(environment, plans, tuple(sorted(tenants, key=lambda t: t.name)))
+    assert env is not None, "an environment that failed validation has recorded its problems"
+    return Fleet(env, plans, tuple(sorted(tenants, key=lambda t: t.name)))
 
 
 def tenant_path(tenants_dir: Path, tenant: TenantSpec) -> Path:

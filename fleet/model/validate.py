@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleet.errors import Problem
+from fleet.model import derive
 from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec
 
 
@@ -34,7 +35,6 @@ def check_references(environment: Environment, plans: dict[str, Plan], unparsed:
 
 def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[TenantSpec], file_of) -> list[Problem]:
     """Checks that need more than one tenant file: plan and server exist, bounds, hostnames unique, identifiers fit."""
-    from fleet.model import derive  # derive imports this module's models
 
     problems: list[Problem] = []
     owner_of_host: dict[str, str] = {}

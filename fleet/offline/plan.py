@@ -13,6 +13,7 @@ from fleet.errors import Problem, SpecError
 from fleet.model.load import stack_config_mapping
 from fleet.offline.mocks import Evaluation, evaluate_once
 from fleet.offline.shards import MIN_SHARD_TENANTS, cores, evaluate_sharded, fleet_size
+from fleet.paths import TENANTS_DIR
 
 
 def stack_config(stack: str, root: Path) -> dict[str, Any]:
@@ -41,7 +42,6 @@ def evaluate(
     per core) and merged into the Evaluation a single run gives; an invalid spec is reported by a single run, every
     problem at once, as always. `workers=1` always runs the program once, in this process.
     """
-    from fleet.paths import TENANTS_DIR
 
     tenants_dir = Path(tenants_dir or TENANTS_DIR)
     selection = sorted(set(selection)) if selection is not None else None

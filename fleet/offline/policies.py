@@ -7,6 +7,7 @@ offline verdicts and the engine's agree (tests/e2e/test_policy_engine.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -34,6 +35,7 @@ from fleet.model import derive
 from fleet.model.load import load_fleet
 from fleet.model.spec import Fleet, Size
 from fleet.offline.mocks import Declared, Evaluation
+from fleet.offline.plan import plan_stack, stack_config
 from fleet.sdk_internals import gc_paused
 from policies import fleet_policies as pack
 
@@ -72,7 +74,7 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
     CrossGuard can't see; without it, unprotected databases fail `database-protected-from-deletion`.
     """
     environment = fleet.environment
-    expected = {}
+    expected: dict[str, dict[str, Any]] = {}
     for tenant in fleet.tenants:
         plan = fleet.plan_of(tenant)
         expected[tenant.name] = {"plan": tenant.plan, **{role: _size(derive.container_size(plan, tenant, role)) for role in derive.APP_ROLES}}
@@ -202,8 +204,6 @@ def _run(validate, args, report) -> None:
     try:
         result = validate(args, report)
         if isawaitable(result):
-            import asyncio
-
             asyncio.run(result)  # type: ignore[arg-type]
     except (_NotApplicableError, UnknownValueError):
         pass  # the engine reports these as "not applicable" / advisory "can't run during preview", never a violation
@@ -318,7 +318,6 @@ def violations_document(violations: Sequence[Violation]) -> list[dict[str, Any]]
 
 def load_stack_fleet(stack: str, root: Path, tenants_dir: Optional[Path] = None) -> Fleet:
     """The validated whole fleet of a stack (every tenant file, not the stack's shard); raises SpecError."""
-    from fleet.offline.plan import stack_config
 
     tenants_dir = tenants_dir or root / "tenants"
     return load_fleet(tenants_dir, stack_config(stack, root), root=tenants_dir.parent, environment_display=f"Pulumi.{stack}.yaml")
@@ -331,7 +330,6 @@ def check_stack(evaluation: Evaluation, stack: str, root: Path, tenants_dir: Opt
 
 def write_policy_config(path: Path, stack: str, root: Path, tenants_dir: Optional[Path] = None, evaluation: Optional[Evaluation] = None) -> Path:
     """Write the `--policy-pack-config` file of a stack (runs the offline plan for the retain attestation unless given)."""
-    from fleet.offline.plan import plan_stack
 
     fleet = load_stack_fleet(stack, root, tenants_dir)
     evaluation = evaluation if evaluation is not None else plan_stack(stack, root, tenants_dir=tenants_dir)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from fleet.model import type_tokens
 
 KEY_INPUTS = {
@@ -49,7 +52,15 @@ def key_inputs(resource) -> str:
 
 def option_flags(resource) -> str:
     """retain, protect, delete-first: the options that keep data safe."""
-    flags = [flag for flag, on in (("retain", resource.options["retainOnDelete"]), ("protect", resource.options["protect"]), ("delete-first", resource.options["deleteBeforeReplace"])) if on]
+    flags = [
+        flag
+        for flag, on in (
+            ("retain", resource.options["retainOnDelete"]),
+            ("protect", resource.options["protect"]),
+            ("delete-first", resource.options["deleteBeforeReplace"]),
+        )
+        if on
+    ]
     return ",".join(flags)
 
 
@@ -70,8 +81,6 @@ def plan_document(evaluation, fleet_plans: dict[str, str]) -> dict[str, Any]:
 
 def print_plan_table(evaluation, fleet_plans: dict[str, str], out) -> None:
     """The plan for people: a table per tenant, then the shared resources and a count."""
-    from rich.console import Console
-    from rich.table import Table
 
     console = Console(file=out, width=160)
     grouped = evaluation.by_tenant()

@@ -17,7 +17,10 @@ from typing import Any, Iterable, Optional
 from pulumi.runtime import rpc
 
 from fleet.errors import SpecError
+from fleet.model.load import load_fleet, tenant_files
+from fleet.model.spec import Environment
 from fleet.offline.mocks import Declared, Evaluation, evaluate_once
+from fleet.program import SECRET_CONFIG_KEYS
 from fleet.sdk_internals import gc_paused
 
 SHARD_TENANTS = 100
@@ -52,7 +55,6 @@ def fleet_size(config: dict[str, Any], tenants_dir: Path, selection: Optional[li
 def _declared_names(config: dict[str, Any], tenants_dir: Path, selection: Optional[list[str]]) -> list[str]:
     """The tenants a run declares, as the program chooses them (selection, else `fleet:tenants`, else every file),
     by file name: whether they are valid is for the program to say."""
-    from fleet.model.load import tenant_files
 
     if selection is not None:
         return sorted(selection)
@@ -64,9 +66,6 @@ def _declared_names(config: dict[str, Any], tenants_dir: Path, selection: Option
 def _fleet_problems(config: dict[str, Any], stack: str, tenants_dir: Path) -> bool:
     """Whether the whole tenants folder fails validation, with every check across tenants (a hostname claimed
     twice, by two shards or by a tenant no shard declares): the shards each read and checked only their own."""
-    from fleet.model.load import load_fleet
-    from fleet.model.spec import Environment
-    from fleet.program import SECRET_CONFIG_KEYS
 
     raw = {key: value for key, value in config.items() if key in Environment.model_fields and key not in SECRET_CONFIG_KEYS}
     try:
@@ -99,7 +98,7 @@ def evaluate_sharded(config: dict[str, Any], stack: str, tenants_dir: Path, sele
         parts = pending.get()
         if invalid or any(part is None for part in parts):
             return None
-        return merge_evaluations(stack, parts)
+        return merge_evaluations(stack, [part for part in parts if part is not None])
 
 
 def shard_names(names: list[str], workers: int) -> list[list[str]]:

@@ -232,6 +232,7 @@ class BackupTarget:
         missing = [key for key in ("tenant", "database", "host", "user") if not data.get(key)] + (["retention_days"] if retention_days is None else [])
         if missing:
             raise BackupError(f"the backup target lacks {', '.join(missing)}")
+        assert retention_days is not None  # a missing retention_days is in `missing`
         access = ServerAccess(str(data["host"]), int(data.get("port") or 5432), str(data["user"]), password, str(data.get("sslmode") or "prefer"))
         return cls(str(data["tenant"]), str(data["database"]), access, int(retention_days), str(data.get("server") or ""))
 

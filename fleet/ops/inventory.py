@@ -20,6 +20,7 @@ from fleet.model.spec import (
     TenantSpec,
     absolute_folder,
 )
+from fleet.offline.plan import stack_config
 from fleet.ops.secrets import (
     DATABASE_PASSWORD_ENV,
     DATABASE_PASSWORDS_OUTPUT,
@@ -31,6 +32,8 @@ from fleet.ops.secrets import (
     env_suffix,
     fleet_error,
 )
+from fleet.paths import PROJECT_ROOT
+from fleet.postgres.access import ServerAccess
 
 # ---------------------------------------------------------------- the inventory
 
@@ -117,7 +120,6 @@ class Inventory:
         root: Optional[Path] = None,
         backups_dir: Optional[str | os.PathLike[str]] = None,
     ) -> None:
-        from fleet.paths import PROJECT_ROOT
 
         self.fleet = fleet
         self.secrets = secrets
@@ -178,14 +180,12 @@ class Inventory:
 
     def admin_access(self, server_key: str):
         """pgtools.ServerAccess to a server as its admin."""
-        from fleet.postgres.access import ServerAccess
 
         server = self.environment.servers[server_key]
         return ServerAccess(server.host, server.port, server.admin_user, self.server_password(server_key), server.sslmode)
 
     def tenant_access(self, name: str):
         """pgtools.ServerAccess to a tenant's server as the tenant's own role (what its app logs in as)."""
-        from fleet.postgres.access import ServerAccess
 
         entry = self.tenant(name)
         return ServerAccess(entry.server.host, entry.server.port, entry.role, self.tenant_password(name), entry.server.sslmode)
@@ -204,8 +204,6 @@ def load_inventory(
 
     Honours `fleet:tenants` (a shard's selection). Raises SpecError for an invalid spec, like `fleet plan`.
     """
-    from fleet.offline.plan import stack_config
-    from fleet.paths import PROJECT_ROOT
 
     root = Path(root or PROJECT_ROOT)
     tenants_dir = Path(tenants_dir or root / "tenants")

@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from psycopg import sql
+
 from fleet.ops.backups import (
     _TENANT_ROLE,
     PG_IDENTIFIER_MAX_BYTES,
@@ -32,7 +34,6 @@ def create_database(access: ServerAccess, database: str, owner: str, locale: str
 
     (Helper to move into fleet.postgres: the settings are those of components.database.TenantDatabase.)
     """
-    from psycopg import sql
 
     with access.connect() as connection:
         connection.execute(
@@ -44,7 +45,6 @@ def create_database(access: ServerAccess, database: str, owner: str, locale: str
 
 
 def _rename_database(connection, old: str, new: str) -> None:
-    from psycopg import sql
 
     connection.execute(sql.SQL("alter database {} rename to {}").format(sql.Identifier(old), sql.Identifier(new)))
 

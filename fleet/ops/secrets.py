@@ -9,10 +9,14 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Optional, Protocol
+
+from fleet.engine import driver as engine
+from fleet.errors import FleetError
 
 SERVER_PASSWORD_ENV = "FLEET_SERVER_PASSWORD_"
 DATABASE_PASSWORD_ENV = "FLEET_DATABASE_PASSWORD_"
@@ -22,7 +26,6 @@ SECRET_SOURCES_HELP = "auto (environment, then the deployed stack through the en
 
 
 def fleet_error(message: str) -> Exception:
-    from fleet.errors import FleetError
 
     return FleetError(message)
 
@@ -83,7 +86,6 @@ class FileSecrets(StaticSecrets):
             raise fleet_error(f"the secrets file {path} must be an object with server_passwords and/or database_passwords")
         if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             # Not fatal (a CI secret mounted read-only may not be ours to chmod), but worth saying.
-            import sys
 
             print(f"warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
         super().__init__(data.get("server_passwords"), data.get("database_passwords"), f"file {path}")
@@ -146,7 +148,6 @@ def read_stack_secrets(
     passphrase: Optional[str] = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(server passwords by key, tenant role passwords by tenant) of a deployed stack, through the engine."""
-    from fleet.engine import driver as engine
 
     stack_file = Path(root) / f"Pulumi.{stack}.yaml"
     scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")

@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Optional
 
+import psycopg
+
 Outcome = Literal["pass", "fail", "skip"]
 FLAG_THRESHOLD = 0.8
 """A tenant is flagged when a figure reaches this share of its limit."""
@@ -49,14 +51,12 @@ class Check:
 
 
 def connect(access, database: str):
-    import psycopg
 
     return psycopg.connect(access.dsn(database, with_password=True, connect_timeout=CONNECT_TIMEOUT_SECONDS), autocommit=True)
 
 
 def try_login(access, database: str) -> tuple[bool, str]:
     """(connected, why not): log in to `database` with `access`'s user and password, and leave at once."""
-    import psycopg
 
     try:
         with connect(access, database) as connection:
@@ -131,7 +131,14 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
     if role is None:
         return [Check(entry.name, "role", "fail", f"role {entry.role} does not exist on {entry.server_key}")]
     owner_ok = database["owner"] == entry.role
-    checks.append(Check(entry.name, "owner", "pass" if owner_ok else "fail", f"database {entry.database} is owned by {database['owner']}" + ("" if owner_ok else f", expected {entry.role}")))
+    checks.append(
+        Check(
+            entry.name,
+            "owner",
+            "pass" if owner_ok else "fail",
+            f"database {entry.database} is owned by {database['owner']}" + ("" if owner_ok else f", expected {entry.role}"),
+        )
+    )
     for privilege in ("connect", "temporary"):
         granted = database[f"public_{privilege}"]
         checks.append(
@@ -175,9 +182,23 @@ def _login_checks(inventory, chosen, neighbours, grants: set[tuple[str, str]], w
         if other is entry:
             own_login[entry.name] = connected
             if entry.active:
-                checks.append(Check(entry.name, "login", "pass" if connected else "fail", why if connected else f"role {entry.role} refused on its own database {entry.database}: {why}"))
+                checks.append(
+                    Check(
+                        entry.name,
+                        "login",
+                        "pass" if connected else "fail",
+                        why if connected else f"role {entry.role} refused on its own database {entry.database}: {why}",
+                    )
+                )
             else:
-                checks.append(Check(entry.name, "login", "fail" if connected else "pass", f"suspended, but role {entry.role} {why}" if connected else f"suspended: login refused ({why})"))
+                checks.append(
+                    Check(
+                        entry.name,
+                        "login",
+                        "fail" if connected else "pass",
+                        f"suspended, but role {entry.role} {why}" if connected else f"suspended: login refused ({why})",
+                    )
+                )
     for (entry, other, _access), (connected, why) in zip(attempts, outcomes):
         if other is entry:
             continue

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import psycopg
+from psycopg.conninfo import make_conninfo
+
 from fleet.errors import FleetError
 
 TOOLS = ("pg_dump", "pg_restore")
@@ -37,15 +40,16 @@ class PgToolMissing(PgToolsError):
 class PgCommandError(PgToolsError):
     """pg_dump or pg_restore exited non-zero; carries its exit code and the tail of its stderr."""
 
-    def __init__(self, command: str, exit_code: int, stderr: str) -> None:
+    def __init__(self, command: str, command_exit_code: int, stderr: str) -> None:
         self.command = command
-        self.exit_code = exit_code
+        #: The tool's own exit code; `exit_code` is what the CLI exits with.
+        self.command_exit_code = command_exit_code
         self.stderr = stderr
         tail = "\n".join(stderr.strip().splitlines()[-12:]) or "(no output)"
-        super().__init__(f"{command} failed (exit {exit_code}): {tail}")
+        super().__init__(f"{command} failed (exit {command_exit_code}): {tail}")
 
     def __reduce__(self):
-        return (type(self), (self.command, self.exit_code, self.stderr))
+        return (type(self), (self.command, self.command_exit_code, self.stderr))
 
 
 # ---------------------------------------------------------------- access
@@ -94,7 +98,6 @@ class ServerAccess:
 
     def dsn(self, database: str = "postgres", *, with_password: bool = False, **options: Any) -> str:
         """A libpq connection string to `database` (without the password unless asked: tools get it from `tool_env`)."""
-        from psycopg.conninfo import make_conninfo
 
         params: dict[str, Any] = {
             "host": self.host,
@@ -112,7 +115,6 @@ class ServerAccess:
 
     def connect(self, database: str = "postgres", *, autocommit: bool = True, **options: Any):
         """A psycopg connection as the admin (autocommit by default: ALTER/DROP DATABASE need it)."""
-        import psycopg
 
         try:
             return psycopg.connect(self.dsn(database, with_password=True, **options), autocommit=autocommit)
@@ -136,7 +138,6 @@ def server_version(access: ServerAccess) -> int:
 
 def system_identifier(access: ServerAccess) -> Optional[str]:
     """The cluster's system identifier (unique per initdb), or None when the admin may not read it."""
-    import psycopg
 
     try:
         with access.connect() as connection:

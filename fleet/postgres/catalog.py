@@ -11,6 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import psycopg
+from psycopg import sql
+
 from fleet.postgres.access import ServerAccess, first_line
 from fleet.postgres.dumps import _STABLE_TEXT_OPTIONS
 
@@ -43,7 +46,6 @@ def user_tables(connection) -> list[tuple[str, str]]:
 
 def table_counts(access: ServerAccess, database: str) -> dict[str, int]:
     """Exact row count of every user table, by `schema.table`."""
-    from psycopg import sql
 
     with access.connect(database) as connection:
         return {
@@ -175,8 +177,6 @@ def table_checksums(
     settings that change how values print (TimeZone, DateStyle, float digits, bytea) are pinned,
     so equal rows give equal text on both servers.
     """
-    import psycopg
-    from psycopg import sql
 
     with access.connect(database, options=_STABLE_TEXT_OPTIONS) as connection:
         if tables is None:
@@ -301,7 +301,6 @@ def database_comment(access: ServerAccess, database: str) -> Optional[str]:
 
 def set_database_comment(access: ServerAccess, database: str, comment: Optional[str]) -> None:
     """COMMENT ON DATABASE (None removes it)."""
-    from psycopg import sql
 
     with access.connect() as connection:
         connection.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(database), sql.Literal(comment)))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from psycopg import sql
+
 from fleet.postgres.access import ServerAccess
 from fleet.postgres.catalog import user_objects
 
@@ -16,7 +18,6 @@ def drop_owned_objects(access: ServerAccess, database: str, role: str, *, keep_e
 
     Returns the user objects still left (`user_objects`), so the caller can tell whether it is empty again.
     """
-    from psycopg import sql
 
     keep = set(keep_extensions)
     with access.connect(database) as connection:
@@ -32,7 +33,6 @@ def drop_owned_objects(access: ServerAccess, database: str, role: str, *, keep_e
 
 def drop_database(access: ServerAccess, database: str) -> bool:
     """DROP DATABASE ... WITH (FORCE) (ends its sessions); False when it did not exist."""
-    from psycopg import sql
 
     with access.connect() as connection:
         if connection.execute("select 1 from pg_database where datname = %s", [database]).fetchone() is None:
@@ -43,7 +43,6 @@ def drop_database(access: ServerAccess, database: str) -> bool:
 
 def drop_role(access: ServerAccess, role: str) -> bool:
     """DROP ROLE (never REASSIGN/DROP OWNED: a role that still owns something elsewhere makes this fail); False when absent."""
-    from psycopg import sql
 
     with access.connect() as connection:
         if connection.execute("select 1 from pg_roles where rolname = %s", [role]).fetchone() is None:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
+from psycopg import sql
+
 from fleet.postgres.access import FLEET_APPLICATION_NAME, PgToolsError, ServerAccess
 
 
@@ -90,7 +92,6 @@ def block_connections(
     COMMENT to set on the database in the same transaction: a record, on the server itself, of how to
     reopen it should the caller die before it can (see `reopen`). Returns what was changed.
     """
-    from psycopg import sql
 
     with access.connect() as connection:
         row = connection.execute(
@@ -109,7 +110,7 @@ def block_connections(
         with connection.transaction():
             if superuser:
                 connection.execute(sql.SQL("alter database {} connection limit 0").format(sql.Identifier(database)))
-            if could_login:
+            if could_login and role is not None:  # could_login is only set when a role was given
                 connection.execute(sql.SQL("alter role {} nologin").format(sql.Identifier(role)))
             if comment is not None:
                 connection.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(database), sql.Literal(comment(state))))
@@ -144,7 +145,6 @@ def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 
 
 def reopen(access: ServerAccess, state: BlockState) -> None:
     """Undo `block_connections`: the connection limit, the role's LOGIN and the COMMENT exactly as they were."""
-    from psycopg import sql
 
     with access.connect() as connection, connection.transaction():
         if state.limited:

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from pulumi.runtime.mocks import MockResourceArgs
+
 from fleet.model.type_tokens import (
     CADDY_ROUTE,
     CADDY_SERVER,
@@ -23,7 +25,7 @@ from fleet.model.type_tokens import (
     PURGE,
     ROLE,
 )
-from fleet.offline.mocks import Declared, Evaluation
+from fleet.offline.mocks import Declared, Evaluation, FleetMocks
 from fleet.preview.changes import (
     CREATE,
     DELETE,
@@ -138,10 +140,6 @@ def _leaves(value: Any) -> set:
 def _invented_values(resource: Declared) -> set:
     """Values the mock provider made up for this resource (its id and computed outputs)."""
     try:
-        from pulumi.runtime.mocks import MockResourceArgs
-
-        from fleet.offline.mocks import FleetMocks
-
         resource_id, outputs = FleetMocks().new_resource(
             MockResourceArgs(typ=resource.type, name=resource.name, inputs=dict(resource.raw_inputs), provider=resource.provider, resource_id=None, custom=True)
         )

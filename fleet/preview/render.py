@@ -187,7 +187,7 @@ def render_markdown(preview: Preview, *, command: Optional[str] = None) -> str:
         lines.append("")
     changes = preview.resource_changes()
     if changes:
-        detail = []
+        detail: list[str] = []
         groups = [(tenant.tenant, tenant.resources) for tenant in preview.tenants if tenant.resources]
         if preview.shared:
             groups.append(("shared", preview.shared))

@@ -17,6 +17,7 @@ from fleet import program as program_module
 from fleet.bench.servers import free_port
 from fleet.engine import driver as engine
 from fleet.model.load import load_fleet
+from fleet.offline import mocks as offline_mocks
 from fleet.offline.plan import evaluate
 from fleet.offline.policies import check, has_mandatory, policy_config
 from fleet.paths import PROJECT_ROOT
@@ -76,7 +77,7 @@ def test_clean_program_passes_offline_and_under_the_engine(setup):
 def test_a_stray_hostname_is_stopped_with_the_same_verdict_both_ways(setup, monkeypatch):
     workspace, config, fleet, _config_file, _backend = setup
     original = program_module.fleet_program
-    monkeypatch.setattr(program_module, "fleet_program", _with_stray_host(original))
+    monkeypatch.setattr(offline_mocks, "fleet_program", _with_stray_host(original))  # the program the offline plan runs
     offline = [v for v in check(evaluate(config, stack="policy", tenants_dir=workspace.tenants_dir), fleet) if v.mandatory]
     assert [(v.policy, v.tenant) for v in offline] == [("hostnames-allowed", "gurupi")]
     assert STRAY in offline[0].message

@@ -142,7 +142,10 @@ def test_plan_change_and_suspend_update_only_those_rows(registry):
 
 
 def test_adding_then_removing_a_tenant_creates_its_row_then_marks_it_inactive(registry):
-    registry.workspace.write("itabira", {"name": "itabira", "display_name": "Prefeitura de Itabira", "plan": "basic", "database": {"server": "shared-1"}, "domains": ["precos.itabira.mg.gov.br"]})
+    registry.workspace.write(
+        "itabira",
+        {"name": "itabira", "display_name": "Prefeitura de Itabira", "plan": "basic", "database": {"server": "shared-1"}, "domains": ["precos.itabira.mg.gov.br"]},
+    )
     registry.fleet.provision(["itabira"])
     registry.run("up")
     assert registry.changed() == {"registry-row-itabira": "create"}

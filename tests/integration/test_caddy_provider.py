@@ -106,7 +106,16 @@ def test_server_update_patches_in_place_and_keeps_tenant_routes(caddy, server, u
 def test_server_update_moves_a_misplaced_catch_all_back_to_the_end(caddy, server, upstream_factory):
     upstream = upstream_factory("late")
     # Someone appended a route after the catch-all: it can never match.
-    caddy.admin("POST", f"/config/apps/http/servers/{SERVER}/routes", {"@id": "tenant-late", "match": [{"host": ["late.example.test"]}], "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": upstream.address}]}], "terminal": True})
+    caddy.admin(
+        "POST",
+        f"/config/apps/http/servers/{SERVER}/routes",
+        {
+            "@id": "tenant-late",
+            "match": [{"host": ["late.example.test"]}],
+            "handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": upstream.address}]}],
+            "terminal": True,
+        },
+    )
     assert caddy.get("late.example.test").status == 404
 
     CaddyServerProvider().update(SERVER, server, server_props(caddy))

@@ -169,7 +169,14 @@ def test_verify_fails_naming_the_pair_after_a_grant_and_each_broken_fact(fleet, 
             admin.execute("REVOKE CONNECT ON DATABASE tenant_novaroma FROM PUBLIC")
         fleet.provision(["novaroma"])
         CaddyRouteProvider().create(
-            {"admin_url": caddy.admin_url, "server": "fleet", "route_id": "tenant-gurupi-api", "hosts": ["api-gurupi.fleet.localhost"], "upstreams": [_upstreams["backend"].address], "maintenance": False}
+            {
+                "admin_url": caddy.admin_url,
+                "server": "fleet",
+                "route_id": "tenant-gurupi-api",
+                "hosts": ["api-gurupi.fleet.localhost"],
+                "upstreams": [_upstreams["backend"].address],
+                "maintenance": False,
+            }
         )
     assert code == 1 and not document["ok"]
     failures = document["failures"]

@@ -280,7 +280,15 @@ def test_every_active_tenant_gets_a_daily_backup_job_with_its_plans_retention():
         for tenant in fleet.tenants:
             ScheduledBackup(
                 f"{tenant.name}-scheduled-backup",
-                ScheduledBackupArgs(tenant, fleet.plan_of(tenant), fleet.environment, provider, pulumi.Output.secret(f"pw-of-{tenant.name}"), "ghcr.io/acme/tenant-fleet-ops:1.4.0", "/srv/fleet-backups"),
+                ScheduledBackupArgs(
+                    tenant,
+                    fleet.plan_of(tenant),
+                    fleet.environment,
+                    provider,
+                    pulumi.Output.secret(f"pw-of-{tenant.name}"),
+                    "ghcr.io/acme/tenant-fleet-ops:1.4.0",
+                    "/srv/fleet-backups",
+                ),
             )
 
     evaluation = declared(program)
@@ -358,7 +366,18 @@ def test_the_registry_row_diff_is_explicit():
     provider = TenantRegistryRowProvider()
     fleet = dev_fleet()
     spec = fleet.tenant("gurupi")
-    olds = {"host": "db", "port": 5432, "database": "r", "schema": "public", "table": "tenants", "admin_user": "postgres", "admin_password": "x", "sslmode": "disable", **row_values(spec, fleet.plan_of(spec), fleet.environment), "active": True}
+    olds = {
+        "host": "db",
+        "port": 5432,
+        "database": "r",
+        "schema": "public",
+        "table": "tenants",
+        "admin_user": "postgres",
+        "admin_password": "x",
+        "sslmode": "disable",
+        **row_values(spec, fleet.plan_of(spec), fleet.environment),
+        "active": True,
+    }
     news = {**olds, "port": 5432.0, "user_limit": 10.0}  # the wire has only doubles
     news.pop("active")
     assert provider.diff("id", olds, news).changes is False

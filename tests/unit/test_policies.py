@@ -303,7 +303,11 @@ def test_passwords_and_jwt_secrets_come_from_generated_randomness(dev_plan, dev_
     evaluation = mutated(evaluation, "pirapora-db-password", inputs={"length": 12})
     messages = sorted((v.tenant, v.message) for v in run(evaluation, dev_fleet, pack.CREDENTIALS_FROM_GENERATED_SECRETS))
     assert messages == [
-        ("gurupi", "tenant gurupi: container gurupi-backend-0 carries DATABASE_URL, JWT_SECRET, JWT_REFRESH_SECRET but depends on 2 generated secret(s): each must come from its own RandomPassword, never a literal."),
+        (
+            "gurupi",
+            "tenant gurupi: container gurupi-backend-0 carries DATABASE_URL, JWT_SECRET, JWT_REFRESH_SECRET but depends on 2 generated secret(s): "
+            "each must come from its own RandomPassword, never a literal.",
+        ),
         ("gurupi", "tenant gurupi: container gurupi-backend-0: JWT_SECRET is 8 characters, below 32."),
         ("pirapora", "tenant pirapora: container pirapora-backend-0 uses pirapora-db-password, whose length 12 is below 32."),
         ("pirapora", "tenant pirapora: container pirapora-backend-1 uses pirapora-db-password, whose length 12 is below 32."),
@@ -455,12 +459,18 @@ def test_overrides_near_the_plan_max_suggest_the_next_plan(workspace):
     workspace.edit("pirapora", overrides={"backend": {"memory_mb": 2048}})  # enterprise is the largest plan
     violations = run(workspace.evaluate(), fleet_of(workspace), pack.PLAN_OVERRIDES_NEAR_MAX)
     assert [(v.tenant, v.resource, v.enforcement, v.message) for v in violations] == [
-        ("pirapora", "pirapora", "advisory", "tenant pirapora: overrides nearly reach plan enterprise's limits (backend memory 2048 MB is 100% of the max 2048 MB); no larger plan exists: consider a new one."),
+        (
+            "pirapora",
+            "pirapora",
+            "advisory",
+            "tenant pirapora: overrides nearly reach plan enterprise's limits (backend memory 2048 MB is 100% of the max 2048 MB); no larger plan exists: consider a new one.",
+        ),
         (
             "santarita",
             "santarita",
             "advisory",
-            "tenant santarita: overrides nearly reach plan pro's limits (backend memory 1024 MB is 100% of the max 1024 MB; backend CPU 0.9 is 90% of the max 1); consider plan enterprise.",
+            "tenant santarita: overrides nearly reach plan pro's limits "
+            "(backend memory 1024 MB is 100% of the max 1024 MB; backend CPU 0.9 is 90% of the max 1); consider plan enterprise.",
         ),
     ]
     assert not has_mandatory(violations)

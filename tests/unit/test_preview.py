@@ -235,10 +235,16 @@ def test_multi_change_pr_comment_collapses_details(fresh):
     rows = {line.split("**")[1]: line for line in out.splitlines() if line.startswith("| ") and "**" in line}
     assert set(rows) == set(MULTI_TENANTS)
     assert rows["itabira"].startswith("| + |") and rows["novaroma"].startswith("| − |") and rows["catasaltas"].startswith("| − |")
-    assert "plan pro → enterprise (backend 512 → 1024 MB, 0.5 → 1 CPU, 1 → 2 replicas; frontend 256 → 512 MB, 0.25 → 0.5 CPU, 1 → 2 replicas); moved shared-1 → dedicated-1 (data copy, downtime)" in rows["gurupi"]
+    assert (
+        "plan pro → enterprise (backend 512 → 1024 MB, 0.5 → 1 CPU, 1 → 2 replicas; frontend 256 → 512 MB, 0.25 → 0.5 CPU, 1 → 2 replicas); "
+        "moved shared-1 → dedicated-1 (data copy, downtime)"
+    ) in rows["gurupi"]
     assert "database retained on shared-1" in rows["novaroma"]
     assert "PURGE: data will be dropped after a final backup" in rows["catasaltas"]
-    assert "secrets rotated (rotation 0 → 1); domains added: licitacoes.pirapora.mg.gov.br; domains removed: compras.pirapora.mg.gov.br; branding changed (color)" in rows["pirapora"]
+    assert (
+        "secrets rotated (rotation 0 → 1); domains added: licitacoes.pirapora.mg.gov.br; domains removed: compras.pirapora.mg.gov.br; "
+        "branding changed (color)"
+    ) in rows["pirapora"]
     assert "suspended" in rows["santarita"]
     # the resource details are collapsed; the ⚠ lines stay visible, above them
     details = out.index("<details><summary>")

@@ -113,7 +113,12 @@ def test_transfer_properties_replacement_resolves_outputs_as_the_sdk_does():
                 state[key] = ("raised", error)
                 continue
             assert data.resources == {holder, dependency} or (key == "secret" and data.resources == {holder})
-            state[key] = (data.value if not isinstance(data.value, list) or not data.value or not isinstance(data.value[0], Unknown) else "unknown", data.is_known, data.is_secret, len(data.resources))
+            state[key] = (
+                data.value if not isinstance(data.value, list) or not data.value or not isinstance(data.value[0], Unknown) else "unknown",
+                data.is_known,
+                data.is_secret,
+                len(data.resources),
+            )
         # A failed Output stays tracked for the end of the run to raise; a resolved one is not waited for.
         assert holder.__dict__["failed"]._data in settings.SETTINGS.outputs
         assert holder.__dict__["plain"]._data not in settings.SETTINGS.outputs

@@ -111,7 +111,13 @@ def test_invalid_stack_config_names_the_stack_file(workspace):
 
 def test_plan_catalog_bounds_must_cover_the_plan(workspace):
     catalog = workspace.tenants_dir / "_plans.yaml"
-    catalog.write_text(catalog.read_text().replace("backend: {cpu: 0.5, memory_mb: 512, replicas: 1}\n      frontend: {cpu: 0.25", "backend: {cpu: 0.1, memory_mb: 512, replicas: 1}\n      frontend: {cpu: 0.25", 1))
+    catalog.write_text(
+        catalog.read_text().replace(
+            "backend: {cpu: 0.5, memory_mb: 512, replicas: 1}\n      frontend: {cpu: 0.25",
+            "backend: {cpu: 0.1, memory_mb: 512, replicas: 1}\n      frontend: {cpu: 0.25",
+            1,
+        )
+    )
     assert any(p.startswith("tenants/_plans.yaml: plans.basic:") and "exceeds its own max" in p for p in problems_of(workspace))
 
 
