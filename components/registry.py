@@ -1,11 +1,7 @@
-"""TenantRegistry: the `tenants` table apps read to route requests, kept in sync by `pulumi up`.
+"""TenantRegistry: the registry table and one row per declared tenant (see components.providers.registry).
 
-Declared once per stack when the stack config names a registry (`fleet:registry: {server, database}`):
-a `TenantRegistryTable` on that server and one `TenantRegistryRow` per tenant the stack declares. A
-removed tenant's row is marked inactive, not deleted (see components.providers.registry).
-
-    registry = declare_registry(fleet, server_passwords)             # None when no registry is configured
-    registry = declare_registry(fleet, server_passwords, RegistrySettings("shared-1", "fleet_registry"))
+Declared once per stack when `fleet:registry: {server, database}` is set:
+`declare_registry(fleet, server_passwords)` returns None when no registry is configured.
 """
 
 from __future__ import annotations
@@ -97,36 +93,74 @@ class TenantRegistry(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TenantRegistryArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__(type_tokens.COMPONENT_TYPE.format("TenantRegistry"), name, None, opts)
-        settings, environment = args.settings, args.environment
-        if settings.server not in environment.servers:
-            raise ValueError(f"registry server {settings.server!r} is not in fleet:servers ({', '.join(sorted(environment.servers))})")
-        server = environment.servers[settings.server]
-        location = {
-            "host": server.host,
-            "port": server.port,
-            "admin_user": server.admin_user,
-            "admin_password": pulumi.Output.secret(args.admin_password),
-            "sslmode": server.sslmode,
-            "database": settings.database,
-            "schema": settings.schema,
-        }
+        location = registry_location(args.settings, args.environment, args.admin_password)
         self.table = TenantRegistryTable(
             derive.registry_table_name(name),
-            TenantRegistryTableArgs(table=settings.table, **location),
+            TenantRegistryTableArgs(table=args.settings.table, **location),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.rows = {}
         for tenant in sorted(args.tenants, key=lambda spec: spec.name):
-            values = row_values(tenant, args.plans[tenant.plan], environment)
-            if args.locations and tenant.name in args.locations:
-                values["db_host"], values["db_port"] = args.locations[tenant.name]
-            self.rows[tenant.name] = TenantRegistryRow(
-                derive.registry_row_name(tenant, name),
-                # The table output (not the plain name) orders every row after the table exists.
-                TenantRegistryRowArgs(table=self.table.table, **location, **values),
-                opts=pulumi.ResourceOptions(parent=self),
+            # The table output (not the plain name) orders every row after the table exists.
+            self.rows[tenant.name] = registry_row(
+                tenant, args.plans[tenant.plan], args.environment, location, self.table.table,
+                (args.locations or {}).get(tenant.name), name=name, opts=pulumi.ResourceOptions(parent=self),
             )
         self.register_outputs({"table": self.table.qualified_name})
+
+
+def registry_location(settings: RegistrySettings, environment: Environment, admin_password: pulumi.Input[str]) -> dict[str, Any]:
+    """Where the registry table is and how its provider logs in (the admin password stays a secret)."""
+    if settings.server not in environment.servers:
+        raise ValueError(f"registry server {settings.server!r} is not in fleet:servers ({', '.join(sorted(environment.servers))})")
+    server = environment.servers[settings.server]
+    return {
+        "host": server.host,
+        "port": server.port,
+        "admin_user": server.admin_user,
+        "admin_password": pulumi.Output.secret(admin_password),
+        "sslmode": server.sslmode,
+        "database": settings.database,
+        "schema": settings.schema,
+    }
+
+
+def registry_row(
+    tenant: TenantSpec,
+    plan: Plan,
+    environment: Environment,
+    location: dict[str, Any],
+    table: pulumi.Input[str],
+    database_at: Optional[tuple[pulumi.Input[str], pulumi.Input[int]]] = None,
+    *,
+    name: str = REGISTRY_COMPONENT_NAME,
+    opts: Optional[pulumi.ResourceOptions] = None,
+) -> TenantRegistryRow:
+    """One tenant's row; `database_at` is (host, port) as the tenant's placement reports it."""
+    values = row_values(tenant, plan, environment)
+    if database_at is not None:
+        values["db_host"], values["db_port"] = database_at
+    return TenantRegistryRow(derive.registry_row_name(tenant, name), TenantRegistryRowArgs(table=table, **location, **values), opts=opts)
+
+
+def tenant_stack_registry_row(
+    tenant: TenantSpec,
+    fleet: Fleet,
+    server_passwords: Optional[pulumi.Output],
+    database_at: Optional[tuple[pulumi.Input[str], pulumi.Input[int]]] = None,
+) -> Optional[TenantRegistryRow]:
+    """A tenant stack's own registry row (`fleet:stacks: per-tenant`), at the stack's root: the table is the platform's."""
+    settings = RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
+    if settings is None:
+        return None
+    location = registry_location(settings, fleet.environment, _admin_password(server_passwords, settings))
+    return registry_row(tenant, fleet.plan_of(tenant), fleet.environment, location, settings.table, database_at)
+
+
+def _admin_password(server_passwords: Optional[pulumi.Output], settings: RegistrySettings) -> pulumi.Input[str]:
+    if server_passwords is None:
+        return ""
+    return server_passwords.apply(lambda passwords: (passwords or {}).get(settings.server, ""))
 
 
 def declare_registry(
@@ -140,9 +174,7 @@ def declare_registry(
     settings = settings or RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
     if settings is None:
         return None
-    password: pulumi.Input[str] = (
-        server_passwords.apply(lambda passwords: (passwords or {}).get(settings.server, "")) if server_passwords is not None else ""
-    )
+    password = _admin_password(server_passwords, settings)
     return TenantRegistry(
         name,
         TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password), locations),

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any, Collection, Iterable, Optional
 
 import pulumi
+import pulumi_docker as docker
+import pulumi_postgresql as postgresql
 
-from fleet.errors import SpecError
+from components.proxy import proxy_server
+from components.registry import declare_registry, tenant_stack_registry_row
+from components.tenant import Platform, Tenant, TenantArgs
+from fleet.errors import EXIT_INVALID, FleetError, SpecError
 from fleet.model import derive
 from fleet.model.load import load_fleet
 from fleet.model.spec import Environment, Fleet
@@ -23,8 +28,10 @@ CONFIG_NAMESPACE = "fleet"
 SECRET_CONFIG_KEYS = ("server_passwords",)
 
 
-class InvalidFleetSpec(pulumi.RunError):
+class InvalidFleetSpec(pulumi.RunError, FleetError):
     """The spec is invalid. A RunError is reported by the engine as a plain message, without a Python traceback."""
+
+    exit_code = EXIT_INVALID
 
     def __init__(self, spec_error: SpecError):
         super().__init__(str(spec_error))
@@ -48,17 +55,21 @@ def environment_from_config() -> dict[str, Any]:
     return raw
 
 
-def build_platform(environment: Environment, server_passwords: Optional[pulumi.Output]):
-    """Declare the shared providers and the proxy server for the layers this stack manages."""
-    from components.tenant import Platform
+def build_platform(
+    environment: Environment, server_passwords: Optional[pulumi.Output], *, servers: Optional[Collection[str]] = None, proxy_server_too: bool = True
+) -> Platform:
+    """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages."""
 
     postgres: dict[str, pulumi.ProviderResource] = {}
     docker_provider = dns_provider = proxy = None
     if environment.manages("database"):
-        import pulumi_postgresql as postgresql
-
         for key, server in sorted(environment.servers.items()):
-            password = server_passwords.apply(lambda passwords, key=key: (passwords or {}).get(key, "")) if server_passwords else None
+            if servers is not None and key not in servers:
+                continue
+            def admin_password(passwords: Optional[dict[str, str]], key: str = key) -> str:
+                return (passwords or {}).get(key, "")
+
+            password = server_passwords.apply(admin_password) if server_passwords else None
             postgres[key] = postgresql.Provider(
                 derive.postgres_provider_name(key),
                 host=server.host,
@@ -71,16 +82,12 @@ def build_platform(environment: Environment, server_passwords: Optional[pulumi.O
                 connect_timeout=15,
             )
     if environment.manages("app"):
-        import pulumi_docker as docker
-
         docker_provider = docker.Provider(derive.DOCKER_PROVIDER_NAME, host=environment.docker_host.url)
     if environment.manages("dns") and environment.dns.mode == "cloudflare":
-        from components.dns import cloudflare_provider
+        from components.dns import cloudflare_provider  # imports pulumi_cloudflare (2 s, 165 MB): only when used
 
         dns_provider = cloudflare_provider(derive.CLOUDFLARE_PROVIDER_NAME)
-    if environment.manages("proxy"):
-        from components.proxy import proxy_server
-
+    if environment.manages("proxy") and proxy_server_too:
         proxy = proxy_server(environment)
     return Platform(
         backup_dir=backup_folder(environment),
@@ -99,14 +106,23 @@ def backup_folder(environment: Environment) -> str:
 
 def declare_fleet(fleet: Fleet, server_passwords: Optional[pulumi.Output] = None) -> dict[str, Any]:
     """Declare the platform and every tenant of a validated fleet; returns the Tenant components by name."""
-    from components.tenant import Tenant, TenantArgs
+    platform = build_platform(fleet.environment, server_passwords)
+    return declare_tenants(fleet, platform)
 
-    environment = fleet.environment
-    platform = build_platform(environment, server_passwords)
-    return {
-        tenant.name: Tenant(tenant.name, TenantArgs(tenant, fleet.plan_of(tenant), environment, platform))
-        for tenant in fleet.tenants
-    }
+
+def declare_tenants(fleet: Fleet, platform: Platform) -> dict[str, Any]:
+    """One Tenant component per tenant of the fleet, on a declared platform."""
+    return {tenant.name: Tenant(tenant.name, TenantArgs(tenant, fleet.plan_of(tenant), fleet.environment, platform)) for tenant in fleet.tenants}
+
+
+def stack_layout(environment: Environment, stack: str) -> tuple[str, Optional[str]]:
+    """What a stack holds: ("single", None) platform and tenants, ("platform", None), or ("tenant", name).
+
+    Decided by `fleet:stacks` and the stack's name (`<env>` or `<env>.<tenant>`, fleet.model.derive.tenant_stack)."""
+    if environment.stacks == "single":
+        return "single", None
+    _, tenant = derive.split_stack(stack)
+    return ("tenant", tenant) if tenant else ("platform", None)
 
 
 def export_outputs(tenants: dict[str, Any]) -> None:
@@ -129,8 +145,12 @@ def export_outputs(tenants: dict[str, Any]) -> None:
         pulumi.export("database_passwords", pulumi.Output.secret(passwords))
 
 
-def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None) -> Fleet:
-    """Load and validate the fleet this stack declares (raises SpecError with every problem)."""
+def load(
+    selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None, whole: bool = False
+) -> Fleet:
+    """Load and validate the fleet this stack declares (raises SpecError with every problem).
+
+    `whole`: the whole environment as one program, whatever `fleet:stacks` says (the offline plan's view)."""
     raw = environment_from_config()
     tenants_dir = tenants_dir or TENANTS_DIR
     fleet = load_fleet(
@@ -140,25 +160,40 @@ def load(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] 
         environment_display=f"Pulumi.{pulumi.get_stack()}.yaml",
         shard=shard,
     )
+    layout, tenant = ("single", None) if whole else stack_layout(fleet.environment, pulumi.get_stack())
+    if layout == "tenant":
+        return fleet.select({tenant} if tenant else set())
+    if layout == "platform":
+        return fleet.select(set())
     # An explicit selection wins; otherwise the stack's `fleet:tenants`; otherwise every tenant file.
     chosen = selection if selection is not None else fleet.environment.tenants
     return fleet.select(set(chosen) if chosen is not None else None)
 
 
-def fleet_program(selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None) -> dict[str, Any]:
+def fleet_program(
+    selection: Optional[Iterable[str]] = None, tenants_dir: Optional[Path] = None, *, shard: Optional[Collection[str]] = None, whole: bool = False
+) -> dict[str, Any]:
     """The program: validate everything first (nothing is declared when anything is wrong), then declare and export.
 
-    `shard` is for the offline plan only (fleet.offline.shards evaluates a large fleet in shards): read just these tenants'
-    files, leaving the checks across shards to the caller. A deploy never passes it."""
+    With `fleet:stacks: per-tenant`, stack `<env>` declares the platform and `<env>.<tenant>` that tenant alone.
+    `whole` declares the whole environment as one program (the offline plan); `shard` is for the offline plan only
+    (fleet.offline.shards): read just these tenants' files, leaving the checks across shards to the caller."""
     try:
-        fleet = load(selection, tenants_dir, shard=shard)
+        fleet = load(selection, tenants_dir, shard=shard, whole=whole)
     except SpecError as error:
         raise InvalidFleetSpec(error) from None
     server_passwords = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("server_passwords")
+    layout, _ = ("single", None) if whole else stack_layout(fleet.environment, pulumi.get_stack())
+    if layout == "tenant":
+        (tenant,) = fleet.tenants
+        platform = build_platform(fleet.environment, server_passwords, servers={tenant.database.server}, proxy_server_too=False)
+        tenants = declare_tenants(fleet, platform)
+        database = tenants[tenant.name].database
+        tenant_stack_registry_row(tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None)
+        export_outputs(tenants)
+        return tenants
     tenants = declare_fleet(fleet, server_passwords)
     if fleet.environment.registry is not None:
-        from components.registry import declare_registry
-
         # Rows take the database address from each placement, so they follow a move only once it succeeded.
         locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}
         declare_registry(fleet, server_passwords, locations=locations)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 from fleet.errors import InputError
 from fleet.model.spec import Environment, Plan, Size, TenantSpec
@@ -88,6 +88,7 @@ def dns_records(tenant: TenantSpec, environment: Environment) -> list[DnsRecordS
     dns = environment.dns
     if dns.mode == "none":
         return []
+    assert dns.target is not None, "Dns refuses mode cloudflare without a target"
     record_type: Literal["A", "CNAME"] = "A" if _is_ipv4(dns.target) else "CNAME"
     zones = {environment.base_domain: dns.zone_id, **dns.extra_zones}
     records = []
@@ -104,7 +105,7 @@ def unmanaged_domains(tenant: TenantSpec, environment: Environment) -> list[str]
     return [domain for domain in tenant.domains if _zone_for(domain, zones) is None]
 
 
-def _zone_for(hostname: str, zones: dict[str, Optional[str]]) -> Optional[str]:
+def _zone_for(hostname: str, zones: Mapping[str, Optional[str]]) -> Optional[str]:
     matches = [zone for zone in zones if hostname == zone or hostname.endswith("." + zone)]
     return zones[max(matches, key=len)] if matches else None
 
@@ -226,6 +227,26 @@ def names(tenant: TenantSpec) -> Names:
 def postgres_provider_name(server: str) -> str:
     """Logical name of the shared PostgreSQL provider of a server."""
     return f"pg-{server}"
+
+
+STACK_SEPARATOR = "."
+"""Between the environment and the tenant in a tenant stack's name: `dev.gurupi`. Environment names have none."""
+
+
+def platform_stack(environment: str) -> str:
+    """The stack of an environment's platform (with `fleet:stacks: per-tenant`): the environment's own name, `dev`."""
+    return environment
+
+
+def tenant_stack(environment: str, tenant: str) -> str:
+    """The stack of one tenant (with `fleet:stacks: per-tenant`): `dev.gurupi`. A contract, like a URN."""
+    return f"{environment}{STACK_SEPARATOR}{tenant}"
+
+
+def split_stack(stack: str) -> tuple[str, Optional[str]]:
+    """(`environment`, `tenant`) of a stack name; the tenant is None for a platform (or single) stack."""
+    environment, separator, tenant = stack.partition(STACK_SEPARATOR)
+    return environment, (tenant if separator else None)
 
 
 REGISTRY_COMPONENT_NAME = "registry"

@@ -7,6 +7,7 @@ reference and the JSON Schemas (`python -m fleet schema`).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,7 +216,10 @@ class Images(Strict):
     backend_port: int = Field(default=8080, description="Port the backend listens on inside its container.")
     frontend_port: int = Field(default=80, description="Port the frontend listens on inside its container.")
     health_path: str = Field(default="/health", description="HTTP path of the backend health check.")
-    ops: Optional[str] = Field(default=None, description="Pinned ops image (this repository + PostgreSQL client tools) running each tenant's daily backup; unset: no scheduled backups.")
+    ops: Optional[str] = Field(
+        default=None,
+        description="Pinned ops image (this repository + PostgreSQL client tools) running each tenant's daily backup; unset: no scheduled backups.",
+    )
 
 
 class Dns(Strict):
@@ -245,7 +249,10 @@ class Proxy(Strict):
     upstream_host: str = Field(default="127.0.0.1", description="Address where Caddy reaches the containers' published ports.")
     external_upstreams: Optional[dict[Literal["backend", "frontend"], str]] = Field(
         default=None,
-        description="When the apps run outside this stack (another stack, Kubernetes): dial address per role, a template with `{tenant}`, e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`.",
+        description=(
+            "When the apps run outside this stack (another stack, Kubernetes): dial address per role, a template with `{tenant}`, "
+            "e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`."
+        ),
     )
 
 
@@ -262,7 +269,7 @@ class Backups(Strict):
         return absolute_folder(self.dir, root)
 
 
-def absolute_folder(path: str | Path, root: Path) -> Path:
+def absolute_folder(path: str | os.PathLike[str], root: Path) -> Path:
     """A configured folder as an absolute path: `~` expanded, relative ones taken from `root`."""
     folder = Path(path).expanduser()
     return (folder if folder.is_absolute() else root / folder).resolve()
@@ -293,7 +300,17 @@ class Environment(Strict):
     registry: Optional[Registry] = Field(default=None, description="Tenant registry (`{server, database}`); unset: none.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
-    server_passwords: dict[str, str] = Field(default_factory=dict, description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).")
+    stacks: Literal["single", "per-tenant"] = Field(
+        default="single",
+        description=(
+            "How the environment is split into stacks: `single` (stack `<env>` holds the platform and every tenant) or "
+            "`per-tenant` (stack `<env>` holds the platform, stack `<env>.<tenant>` each tenant; `fleet up` deploys only what changed)."
+        ),
+    )
+    server_passwords: dict[str, str] = Field(
+        default_factory=dict,
+        description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).",
+    )
 
     @field_validator("base_domain")
     @classmethod

@@ -23,7 +23,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from fleet.errors import SpecError
+from fleet.model import type_tokens
 from fleet.model.type_tokens import PROJECT_NAME, TENANT_TYPE
+from fleet.program import CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, InvalidFleetSpec, fleet_program
 from fleet.sdk_internals import offline_runtime
 
 REDACTED = "[secret]"
@@ -73,7 +75,7 @@ class Evaluation:
 
     def shared(self) -> list[Declared]:
         """Resources no tenant owns: providers, the proxy server."""
-        return [r for r in self.resources if r.tenant is None and r.type != "pulumi:pulumi:Stack"]
+        return [r for r in self.resources if r.tenant is None and r.type != type_tokens.STACK]
 
     def engine_urn(self, resource: Declared) -> str:
         """The URN the engine gives this resource: the parent type chain is part of it (mock URNs leave it out)."""
@@ -159,15 +161,15 @@ def _stable_port(name: str) -> int:
 class FleetMocks(pulumi_mocks.Mocks):
     """Fake provider outputs, chosen by type, deterministic so that two runs can be compared."""
 
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs):
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
         outputs.pop("__provider", None)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == type_tokens.PASSWORD:
             outputs["result"] = f"mock-{args.name}-" + "x" * int(args.inputs.get("length", 32))
-        elif args.typ == "docker:index/container:Container":
+        elif args.typ == type_tokens.CONTAINER:
             ports = args.inputs.get("ports") or []
             outputs["ports"] = [{**port, "external": _stable_port(args.name)} for port in ports]
-        elif args.typ == "docker:index/network:Network":
+        elif args.typ == type_tokens.NETWORK:
             outputs.setdefault("name", f"{args.name}-mock")
         return f"{args.name}-id", outputs
 
@@ -184,13 +186,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     resource's state, read only by the `getResource` invoke the program never makes) is not kept.
     """
 
-    def __init__(self, mocks: pulumi_mocks.Mocks, evaluation: Evaluation):
+    mocks: FleetMocks
+
+    def __init__(self, mocks: FleetMocks, evaluation: Evaluation):
         super().__init__(mocks)
         self.evaluation = evaluation
 
     def RegisterResource(self, request):  # noqa: N802 - gRPC method name
         urn = self.make_urn(request.parent, request.type, request.name)
-        if request.type == "pulumi:pulumi:Stack":
+        if request.type == type_tokens.STACK:
             return resource_pb2.RegisterResourceResponse(urn=urn)
         declared = rpc.deserialize_properties(request.object, keep_unknowns=True)
         resource_id, state = self.mocks.new_resource(
@@ -256,12 +260,6 @@ def attribute_tenants(evaluation: Evaluation) -> None:
 
 def evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, selection: Optional[list[str]], shard: Optional[list[str]] = None) -> Evaluation:
     """One run of the program in this process (`shard`: read only these tenants' files, see `evaluate_sharded`)."""
-    from fleet.program import (
-        CONFIG_NAMESPACE,
-        SECRET_CONFIG_KEYS,
-        InvalidFleetSpec,
-        fleet_program,
-    )
 
     evaluation = Evaluation(stack=stack)
     secret_keys = [f"{CONFIG_NAMESPACE}:{key}" for key in SECRET_CONFIG_KEYS]
@@ -274,7 +272,7 @@ def evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, selecti
         # Configured inside the run so that the program reads the values through pulumi.Config, as in a deploy.
         pulumi.runtime.set_all_config(all_config, secret_keys)
         try:
-            declared = fleet_program(selection, tenants_dir, shard=shard)
+            declared = fleet_program(selection, tenants_dir, shard=shard, whole=True)
             evaluation.specs.update({name: component.spec for name, component in declared.items()})
         except InvalidFleetSpec as error:
             errors.append(error.spec_error)
