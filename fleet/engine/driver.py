@@ -66,9 +66,18 @@ def resolve_passphrase(passphrase: str | None = None) -> str:
     return LOCAL_DEV_PASSPHRASE
 
 
-def backend_url(backend_dir: str | os.PathLike[str] | None = None) -> str:
-    """The file:// URL of the state backend (default: state/ under the project root, git-ignored)."""
-    return "file://" + str(Path(backend_dir or DEFAULT_BACKEND_DIR).resolve())
+BACKEND_ENV = "PULUMI_BACKEND_URL"
+"""Where the state lives when no folder is given: `postgres://user:pass@host:port/db?table=...` for a team, else state/."""
+
+
+def backend_url(backend: str | os.PathLike[str] | None = None) -> str:
+    """The state backend's URL: `backend` (a folder or a URL), else $PULUMI_BACKEND_URL, else state/ (git-ignored)."""
+    if backend is None:
+        backend = os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND_DIR
+    text = str(backend)
+    if "://" in text:
+        return text
+    return "file://" + str(Path(text).resolve())
 
 
 def engine_env(
@@ -175,10 +184,10 @@ def stack_for(
     every call sets the whole config again.
     """
     check_engine()
-    backend = Path(backend_dir or DEFAULT_BACKEND_DIR).resolve()
-    backend.mkdir(parents=True, exist_ok=True)
+    url = backend_url(backend_dir)
+    if url.startswith("file://"):
+        Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     PULUMI_HOME.mkdir(parents=True, exist_ok=True)
-    url = backend_url(backend)
     scratch = None
     if work_dir is None:
         # The SDK would mkdtemp a work dir and never remove it; this one goes with the stack.
@@ -186,7 +195,7 @@ def stack_for(
     options = auto.LocalWorkspaceOptions(
         work_dir=str(work_dir),
         pulumi_home=str(PULUMI_HOME),
-        env_vars=engine_env(backend, passphrase),
+        env_vars=engine_env(url, passphrase),
         project_settings=auto.ProjectSettings(
             name=PROJECT_NAME, runtime="python", backend=auto.ProjectBackend(url=url)
         ),

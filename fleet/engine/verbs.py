@@ -11,17 +11,19 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from fleet import paths
-from fleet.engine import driver, plugins
+from fleet.engine import driver, fanout, plugins
 from fleet.engine.plugins import required_packages
 from fleet.engine.targets import deployed_tenants, tenant_targets
 from fleet.errors import FleetError
+from fleet.model import derive
 from fleet.offline.mocks import Evaluation
 from fleet.offline.plan import plan_stack
-from fleet.offline.policies import write_policy_config
+from fleet.offline.policies import check_stack, format_violations, has_mandatory, load_stack_fleet, write_policy_config
 from fleet.offline.report import print_plan_table
 from fleet.paths import PROJECT_ROOT
 from fleet.program import fleet_program
@@ -141,3 +143,131 @@ def _progress(out):
 def describe(summary: dict[str, Any]) -> str:
     """One line for a change summary."""
     return ", ".join(f"{kind} {count}" for kind, count in sorted(summary.get("changes", {}).items())) or "no changes"
+
+
+# ---------------------------------------------------------------- a fleet of stacks (fleet:stacks: per-tenant)
+
+
+def run_fleet_verb(
+    verb: str,
+    environment: str,
+    *,
+    selection: Optional[Iterable[str]] = None,
+    force_all: bool = False,
+    parallel: Optional[int] = None,
+    json_output: bool = False,
+    yes: bool = False,
+    root: Optional[Path] = None,
+    backend: Optional[str] = None,
+    out=sys.stdout,
+) -> int:
+    """up/preview: the changed stacks only (platform first); refresh/destroy: every stack (or the selection)."""
+    root = root or PROJECT_ROOT
+    started = time.monotonic()
+    fleet = load_stack_fleet(environment, root)  # the whole environment is validated: raises SpecError
+    fanout.require_per_tenant(fleet, environment)
+    deployed = fanout.deployed_stacks(backend)
+    chosen = set(selection) if selection else None
+    if chosen is not None:
+        known = {tenant.name for tenant in fleet.tenants} | {t for s in deployed for e, t in [derive.split_stack(s)] if e == environment and t}
+        unknown = sorted(chosen - known)
+        if unknown:
+            raise FleetError(f"--tenant {', '.join(unknown)}: no tenant file and no stack in environment {environment}")
+    if verb in ("refresh", "destroy"):
+        changes = fanout.change_set(fleet, environment, root, deployed, force_all=True, only=chosen)
+        changes = fanout.ChangeSet(
+            environment,
+            changes.platform if chosen is None and derive.platform_stack(environment) in deployed else None,
+            {t: f for t, f in changes.changed.items() if derive.tenant_stack(environment, t) in deployed},
+            changes.removed,
+        )
+    else:
+        changes = fanout.change_set(fleet, environment, root, deployed, force_all=force_all, only=chosen)
+    if verb == "destroy" and not yes:
+        raise FleetError(
+            f"destroy removes every app container, route and DNS record of {len(changes.stacks())} stack(s) of {environment} "
+            "(databases and roles are retained); add --yes to confirm"
+        )
+    platform_options: dict[str, Any] = {}
+    if verb in ("up", "preview") and (changes.changed or changes.platform):
+        code = _police(verb, environment, root, sorted(changes.changed), out)
+        if code != EXIT_OK:
+            return code
+        if changes.platform:
+            config_file = write_policy_config(paths.CACHE_DIR / f"policy-config.{environment}.json", environment, root)
+            platform_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
+    tasks = _tasks(verb, changes, root, driver.backend_url(backend), platform_options)
+    progress = None if json_output else (lambda result: print(result.line(), file=out, flush=True))
+    workers = parallel or fanout.default_parallel()
+    platform_tasks = [task for task in tasks if task.stack == derive.platform_stack(environment)]
+    tenant_tasks = [task for task in tasks if task not in platform_tasks]
+    results = []
+    if verb == "destroy":  # tenants first: the platform they attach to goes last
+        results = fanout.run_tasks(tenant_tasks, workers, progress)
+        if all(result.ok for result in results):
+            results += fanout.run_tasks(platform_tasks, 1, progress)
+    else:
+        results = fanout.run_tasks(platform_tasks, 1, progress)
+        if all(result.ok for result in results):
+            results += fanout.run_tasks(tenant_tasks, workers, progress)
+        elif tenant_tasks:
+            print(f"the platform stack failed: {len(tenant_tasks)} tenant stack(s) not run", file=sys.stderr)
+    failed = [result for result in results if not result.ok]
+    drifted = sorted(result.stack for result in results if verb == "refresh" and result.ok and any(k != "same" for k in result.changes))
+    if json_output:
+        document = {
+            "operation": verb,
+            "environment": environment,
+            "plan": changes.document(),
+            "results": fanout.results_document(results),
+            "failed": sorted(result.stack for result in failed),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        if verb == "refresh":
+            document["drifted"] = drifted
+        json.dump(document, out, indent=2)
+        out.write("\n")
+    else:
+        ran = len(results)
+        print(
+            f"{verb} of environment {environment}: {ran} stack(s) run, {len(changes.unchanged)} unchanged, "
+            f"{len(failed)} failed ({time.monotonic() - started:.1f} s)",
+            file=out,
+        )
+        if drifted:
+            print(f"drifted: {', '.join(drifted)} (the next `fleet up --tenant <name>` puts them back)", file=out)
+        for result in failed:
+            print(f"FAILED {result.stack}: {result.error}", file=sys.stderr)
+        if failed:
+            print("Run the same command again to finish: only what is not done runs.", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _police(verb: str, environment: str, root: Path, tenants: list[str], out) -> int:
+    """The changed tenants, offline: plugins there, and no mandatory policy violated; nothing runs otherwise."""
+    evaluation = plan_stack(environment, root, selection=tenants)
+    driver.check_engine()
+    missing = plugins.missing_plugins(plugins.required_plugin_versions(sorted(required_packages(evaluation))))
+    if missing:
+        print(plugins.missing_plugins_message(missing), file=sys.stderr)
+        print(f"Not running `{verb}` on environment {environment}: the engine needs these plugins. The changed tenants, offline:", file=sys.stderr)
+        print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
+        return EXIT_NOT_DEPLOYED
+    violations = check_stack(evaluation, environment, root)
+    if has_mandatory(violations):
+        print(format_violations(violations), file=sys.stderr)
+        raise FleetError(f"mandatory policies fail for the changed tenants of {environment}: nothing was deployed")
+    return EXIT_OK
+
+
+def _tasks(verb: str, changes: fanout.ChangeSet, root: Path, backend: str, platform_options: dict[str, Any]) -> list[fanout.StackTask]:
+    environment = changes.environment
+    tasks = []
+    if changes.platform:
+        tasks.append(fanout.StackTask(verb, derive.platform_stack(environment), environment, str(root), backend, changes.platform, platform_options))
+    for tenant, fingerprint in sorted(changes.changed.items()):
+        tasks.append(fanout.StackTask(verb, derive.tenant_stack(environment, tenant), environment, str(root), backend, fingerprint))
+    if verb in ("up", "destroy"):
+        for tenant in changes.removed:
+            tasks.append(fanout.StackTask("remove", derive.tenant_stack(environment, tenant), environment, str(root), backend))
+    return tasks

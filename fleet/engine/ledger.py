@@ -1,0 +1,95 @@
+"""What the state backend holds: the stacks of the project and the fingerprint each was last deployed from.
+
+The fingerprint is a stack tag (`fleet-fingerprint`), set through the engine after a successful `up`.
+Reading a thousand tags through the engine would take a process each, so they are read in one pass from
+the backend's own storage, where the DIY backend keeps them beside each checkpoint
+(`.pulumi/stacks/<project>/<stack>.pulumi-tags`): files for `file://`, rows for `postgres://`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Iterable, Optional
+
+import psycopg
+from psycopg import sql
+
+from fleet.errors import FleetError
+from fleet.model.type_tokens import PROJECT_NAME
+
+FINGERPRINT_TAG = "fleet-fingerprint"
+"""The stack tag holding the fingerprint of the last successful `up` (fleet.engine.fingerprints)."""
+STACKS_PREFIX = f".pulumi/stacks/{PROJECT_NAME}/"
+CHECKPOINT_SUFFIXES = (".json", ".json.gz")
+TAGS_SUFFIX = ".pulumi-tags"
+
+
+class Ledger:
+    """The stacks in a backend (`file://...` or `postgres://...`) and their recorded fingerprints."""
+
+    def __init__(self, backend_url: str) -> None:
+        self.backend_url = backend_url
+        scheme = urllib.parse.urlsplit(backend_url).scheme
+        if scheme not in ("file", "postgres", "postgresql"):
+            raise FleetError(f"backend {scheme}:// is not supported by fleet's stack ledger: use file:// or postgres://")
+        self.scheme = scheme
+
+    def read(self) -> dict[str, Optional[str]]:
+        """Every stack of the project, with its recorded fingerprint (None when it has none)."""
+        blobs = self._file_blobs() if self.scheme == "file" else self._postgres_blobs()
+        stacks: dict[str, Optional[str]] = {}
+        tags: dict[str, bytes] = {}
+        for key, data in blobs:
+            name = key.removeprefix(STACKS_PREFIX)
+            if "/" in name:
+                continue
+            for suffix in CHECKPOINT_SUFFIXES:
+                if name.endswith(suffix):
+                    stacks.setdefault(name.removesuffix(suffix), None)
+            if name.endswith(TAGS_SUFFIX) and data is not None:
+                tags[name.removesuffix(TAGS_SUFFIX)] = data
+        for stack in stacks:
+            if stack in tags:
+                stacks[stack] = _fingerprint_of(tags[stack])
+        return stacks
+
+    def _file_blobs(self) -> Iterable[tuple[str, Optional[bytes]]]:
+        root = Path(urllib.parse.unquote(urllib.parse.urlsplit(self.backend_url).path))
+        folder = root / STACKS_PREFIX
+        if not folder.is_dir():
+            return []
+        found: list[tuple[str, Optional[bytes]]] = []
+        for path in folder.iterdir():
+            if path.name.endswith(TAGS_SUFFIX):
+                found.append((STACKS_PREFIX + path.name, path.read_bytes()))
+            elif path.name.endswith(CHECKPOINT_SUFFIXES):
+                found.append((STACKS_PREFIX + path.name, None))
+        return found
+
+    def _postgres_blobs(self) -> Iterable[tuple[str, Optional[bytes]]]:
+        parts = urllib.parse.urlsplit(self.backend_url)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        table = query.pop("table", "pulumi_state")
+        dsn = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), ""))
+        try:
+            with psycopg.connect(dsn, connect_timeout=10) as connection:
+                rows = connection.execute(
+                    sql.SQL("SELECT key, CASE WHEN key LIKE %s THEN data::text END FROM {} WHERE key LIKE %s").format(sql.Identifier(table)),
+                    (f"%{TAGS_SUFFIX}", STACKS_PREFIX + "%"),
+                ).fetchall()
+        except psycopg.Error as error:
+            raise FleetError(f"can't read the stacks in the state backend ({parts.hostname}:{parts.port}/{parts.path.lstrip('/')}): {error}") from None
+        found: list[tuple[str, Optional[bytes]]] = []
+        for key, data in rows:
+            found.append((key, base64.b64decode(json.loads(data)["data"]) if data else None))
+        return found
+
+
+def _fingerprint_of(tags_file: bytes) -> Optional[str]:
+    try:
+        return json.loads(tags_file).get("tags", {}).get(FINGERPRINT_TAG)
+    except (ValueError, AttributeError):
+        return None
