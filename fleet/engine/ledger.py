@@ -43,7 +43,7 @@ class Ledger:
         stacks: dict[str, Optional[str]] = {}
         tags: dict[str, bytes] = {}
         for key, data in blobs:
-            name = key.removeprefix(STACKS_PREFIX)
+            name = key[key.index(STACKS_PREFIX) + len(STACKS_PREFIX):]
             if "/" in name:
                 continue
             for suffix in CHECKPOINT_SUFFIXES:
@@ -78,8 +78,11 @@ class Ledger:
             with psycopg.connect(dsn, connect_timeout=10) as connection:
                 rows = connection.execute(
                     sql.SQL("SELECT key, CASE WHEN key LIKE %s THEN data::text END FROM {} WHERE key LIKE %s").format(sql.Identifier(table)),
-                    (f"%{TAGS_SUFFIX}", STACKS_PREFIX + "%"),
+                    # The backend keys every blob under the URL's path: `<database>/.pulumi/stacks/...`.
+                    (f"%{TAGS_SUFFIX}", f"{parts.path.strip('/')}/{STACKS_PREFIX}%" if parts.path.strip("/") else STACKS_PREFIX + "%"),
                 ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []  # the engine creates the table on its first write: no stack yet
         except psycopg.Error as error:
             raise FleetError(f"can't read the stacks in the state backend ({parts.hostname}:{parts.port}/{parts.path.lstrip('/')}): {error}") from None
         found: list[tuple[str, Optional[bytes]]] = []
