@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import yaml
 
+from fleet.errors import FleetError
 from fleet.paths import PROJECT_ROOT
 
 SIZES = (10, 100, 1000)
@@ -98,7 +99,9 @@ def _load(tenants: list[dict[str, Any]], plans: dict[str, Any]) -> tuple[float, 
     return memory, cpus, connections
 
 
-def synthetic_config(tenants: list[dict[str, Any]], *, layers: Optional[list[str]] = None, proxy: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def synthetic_config(
+    tenants: list[dict[str, Any]], *, layers: Optional[list[str]] = None, proxy: Optional[dict[str, Any]] = None, stacks: Optional[str] = None
+) -> dict[str, Any]:
     """`fleet:` config values for a synthetic fleet: the dev stack's, with servers and capacity sized to the fleet."""
     plans = _plan_catalog()
     memory, cpus, connections = _load(tenants, plans)
@@ -130,13 +133,26 @@ def synthetic_config(tenants: list[dict[str, Any]], *, layers: Optional[list[str
     }
     if layers is not None:
         config["layers"] = list(layers)
+    if stacks is not None:
+        config["stacks"] = stacks
     return config
 
 
+SCRATCH_MARKER = ".fleet-bench-scratch"
+"""Written into every folder the benchmark fills: only such a folder's tenants are ever replaced."""
+
+
 def write_fleet(root: Path, size: int, *, stack: str = BENCH_STACK, **config_options: Any) -> dict[str, Any]:
-    """Write `size` tenant files and the plan catalog to root/tenants (replacing any) and root/Pulumi.<stack>.yaml;
-    return the `fleet:` config."""
+    """Write `size` tenant files and the plan catalog to root/tenants (replacing any the benchmark wrote) and
+    root/Pulumi.<stack>.yaml; return the `fleet:` config. Refuses a folder the benchmark did not make its own."""
+    root = Path(root)
     tenants_dir = root / "tenants"
+    if root.resolve() == PROJECT_ROOT.resolve():
+        raise FleetError(f"bench: {root} is the project itself; synthetic fleets go to a scratch folder, never over real tenant files")
+    if tenants_dir.exists() and not (root / SCRATCH_MARKER).exists():
+        raise FleetError(f"bench: {tenants_dir} holds tenant files the benchmark did not write; not replacing them")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / SCRATCH_MARKER).write_text("synthetic fleets of `python -m fleet bench`; safe to delete\n")
     if tenants_dir.exists():
         shutil.rmtree(tenants_dir)
     tenants_dir.mkdir(parents=True)
@@ -218,15 +234,17 @@ def measure_plan(root: Path, *, policies: bool = True, workers: Optional[int] = 
     }
 
 
-class _TreeMemory:
+class TreeMemory:
     """Samples the summed resident memory of a process and all its descendants (Linux /proc), keeping the peak."""
 
     def __init__(self, pid: int, interval: float = 0.02):
         self.pid, self.interval, self.peak_kb = pid, interval, 0
+        self.peak_process_kb = 0
+        """The largest resident memory of any one process of the tree."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "_TreeMemory":
+    def __enter__(self) -> "TreeMemory":
         self._thread.start()
         return self
 
@@ -245,7 +263,9 @@ class _TreeMemory:
             pid = pending.pop()
             try:
                 with open(f"/proc/{pid}/status") as status:
-                    total += next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+                    rss = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+                    total += rss
+                    self.peak_process_kb = max(self.peak_process_kb, rss)
                 with open(f"/proc/{pid}/task/{pid}/children") as children:
                     pending.extend(int(child) for child in children.read().split())
             except (OSError, ValueError):
@@ -265,7 +285,7 @@ def run_size(size: int, *, policies: bool = True, workers: Optional[int] = None,
             command += ["--workers", str(workers)]
         started = time.perf_counter()
         proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env())
-        sampler = _TreeMemory(proc.pid) if Path("/proc").is_dir() else None
+        sampler = TreeMemory(proc.pid) if Path("/proc").is_dir() else None
         if sampler:
             with sampler:
                 stdout, stderr = proc.communicate()

@@ -31,7 +31,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     document: dict = {"plan": results, "targets": offline.verdict(results)}
     if args.engine:
         try:
-            document["engine"] = engine_bench.run_engine(fleet_sizes=args.engine_sizes, progress=progress)
+            rows = engine_bench.run_layouts(sizes=args.engine_sizes, layouts=args.engine_layouts, parallel=args.parallel, progress=progress)
+            document["engine"] = [row for row in rows if row["layout"] == "per-tenant"]
+            document["engine_single_stack"] = [row for row in rows if row["layout"] == "single"]
         except FleetError as error:  # engine missing or failed, Caddy missing or not starting
             raise FleetError(f"bench --engine: {error}") from None
     if args.json:
@@ -41,7 +43,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(offline.format_table(results))
         print(offline.format_verdict(document["targets"]))
         if args.engine:
-            print(engine_bench.format_engine(document["engine"]))
+            print(engine_bench.format_layouts(document["engine"] + document["engine_single_stack"]))
     if args.check and not all(value for key, value in document["targets"].items() if key.endswith(("_ok", "_under_10s", "_under_1gb")) or key == "no_heavy_imports"):
         return EXIT_FAILED
     return EXIT_OK
@@ -63,7 +65,14 @@ def register(verbs) -> None:
     bench.add_argument("--workers", type=int, help="processes for shards of a large fleet (default: one per core; 1 = a single run)")
     bench.add_argument("--no-policies", action="store_true", help="measure the program only")
     bench.add_argument("--engine", action="store_true", help="also time `fleet up`, `pulumi up` (+1 tenant) and `pulumi preview` with the real engine")
-    bench.add_argument("--engine-sizes", type=_sizes, default=(3, 20), help="fleet sizes for `fleet up` with --engine (default: 3,20; the largest gets +1 and preview)")
+    bench.add_argument("--engine-sizes", type=_sizes, default=(10, 300, 1000), help="fleet sizes with --engine (default: 10,300,1000)")
+    bench.add_argument(
+        "--engine-layouts",
+        type=lambda text: tuple(part for part in text.split(",") if part),
+        default=("per-tenant", "single"),
+        help="with --engine: per-tenant (a stack per tenant, key `engine`), single (one stack, key `engine_single_stack`), or both",
+    )
+    bench.add_argument("--parallel", type=int, help="with --engine: tenant stacks run at once (default: the cores)")
     bench.add_argument("--check", action="store_true", help="exit 1 when a target is missed (1,000 tenants < 10 s and < 1 GB, per-tenant ratio <= 1.2)")
     bench.add_argument("--json", action="store_true", help="the same figures as JSON")
     bench.set_defaults(handler=cmd_bench)

@@ -37,6 +37,7 @@ from fleet.paths import (
     PULUMI_HOME,
     VERSION_FILE,
 )
+from fleet.sdk_internals import lean_up
 
 #: Passphrase for local development and tests only, used when neither the caller nor
 #: $PULUMI_CONFIG_PASSPHRASE / $PULUMI_CONFIG_PASSPHRASE_FILE provides one. Anything whose
@@ -174,6 +175,7 @@ def stack_for(
     config: Mapping[str, Any] | None = None,
     secrets: Mapping[str, Any] | None = None,
     passphrase: str | None = None,
+    create: bool | None = None,
 ) -> auto.Stack:
     """Create or select `stack_name` of project tenant-fleet with an inline `program` and set its config.
 
@@ -203,9 +205,9 @@ def stack_for(
         pulumi_command=_pulumi_command(),
     )
     try:
-        stack = auto.create_or_select_stack(
-            stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=options
-        )
+        # `create`: True for a stack known not to exist yet, False for one known to exist (one engine call saved).
+        make = {None: auto.create_or_select_stack, True: auto.create_stack, False: auto.select_stack}[create]
+        stack = make(stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=options)
         values: dict[str, auto.ConfigValue] = {}
         for key, value in (config or {}).items():
             values[key] = auto.ConfigValue(value=_config_text(value), secret=False)
@@ -232,6 +234,7 @@ def run(
     *,
     on_output: Callable[[str], None] | None = print,
     policy_packs: Iterable[str | os.PathLike[str]] | None = None,
+    lean: bool = False,
     **engine_options: Any,
 ) -> dict[str, Any]:
     """Run `op` (up, preview, refresh or destroy) on `stack`; return its change summary and duration.
@@ -239,7 +242,8 @@ def run(
     The result: {"operation", "stack", "changes": {op_type: count}, "duration_s", and for
     up also "outputs" (secret values replaced by "[secret]")}. `policy_packs` (paths) only
     apply to up and preview. Extra keyword arguments go to the Automation API call as is
-    (e.g. expect_no_changes=True, target=[urn], diff=True).
+    (e.g. expect_no_changes=True, target=[urn], diff=True). `lean` (an `up` with no options): skip the
+    outputs and history the SDK reads after an up (fleet.sdk_internals.lean_up); no "outputs" then.
     """
     if op not in OPERATIONS:
         raise ValueError(f"unknown operation {op!r}: expected one of {', '.join(OPERATIONS)}")
@@ -251,6 +255,10 @@ def run(
         kwargs["policy_packs"] = packs
     started = time.monotonic()
     try:
+        if lean and op == "up" and not packs and not engine_options and on_output is None:
+            changes = lean_up(stack, stack.workspace.program)
+            if changes is not None:
+                return {"operation": op, "stack": stack.name, "changes": changes, "duration_s": round(time.monotonic() - started, 3)}
         result = getattr(stack, op)(**kwargs)
     except auto_errors.CommandError as exc:
         raise engine_error(exc, op, stack.name, _backend_of(stack)) from exc

@@ -108,6 +108,8 @@ class StackTask:
     backend: str
     fingerprint: Optional[str] = None
     """Recorded on the stack after a successful `up`."""
+    exists: Optional[bool] = None
+    """Whether the stack is in the backend already (None: unknown); saves an engine call either way."""
     options: dict[str, Any] = field(default_factory=dict)
     """Passed to the Automation API call (policy packs for the platform, expect_no_changes, ...)."""
 
@@ -140,9 +142,9 @@ def run_task(task: StackTask) -> StackResult:
             def program() -> None:
                 fleet_program(None, root / "tenants")
 
-            stack = driver.stack_for(task.stack, program, work_dir=work, backend_dir=task.backend)
+            stack = driver.stack_for(task.stack, program, work_dir=work, backend_dir=task.backend, create=None if task.exists is None else not task.exists)
             op = "destroy" if task.op == "remove" else task.op
-            summary = driver.run(op, stack, on_output=None, **task.options)
+            summary = driver.run(op, stack, on_output=None, lean=True, **task.options)
             if task.op == "remove":
                 stack.workspace.remove_stack(task.stack)
             elif task.op == "up" and task.fingerprint:

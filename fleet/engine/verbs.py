@@ -85,7 +85,7 @@ def run_engine_verb(
         # The same pack and the same config as the offline plan, so both give the same verdicts.
 
         config_file = write_policy_config(paths.CACHE_DIR / f"policy-config.{stack_name}.json", stack_name, root, evaluation=evaluation)
-        policy_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
+        policy_options = {"policy_packs": [paths.POLICIES_DIR], "policy_pack_configs": [str(config_file)]}
 
     def program() -> None:
         fleet_program(None, root / "tenants")  # the engine ignores a program's result (the offline plan reads it)
@@ -195,8 +195,8 @@ def run_fleet_verb(
             return code
         if changes.platform:
             config_file = write_policy_config(paths.CACHE_DIR / f"policy-config.{environment}.json", environment, root)
-            platform_options = {"policy_packs": [root / "policies"], "policy_pack_configs": [str(config_file)]}
-    tasks = _tasks(verb, changes, root, driver.backend_url(backend), platform_options)
+            platform_options = {"policy_packs": [paths.POLICIES_DIR], "policy_pack_configs": [str(config_file)]}
+    tasks = _tasks(verb, changes, root, driver.backend_url(backend), platform_options, set(deployed))
     progress = None if json_output else (lambda result: print(result.line(), file=out, flush=True))
     workers = parallel or fanout.default_parallel()
     platform_tasks = [task for task in tasks if task.stack == derive.platform_stack(environment)]
@@ -260,14 +260,20 @@ def _police(verb: str, environment: str, root: Path, tenants: list[str], out) ->
     return EXIT_OK
 
 
-def _tasks(verb: str, changes: fanout.ChangeSet, root: Path, backend: str, platform_options: dict[str, Any]) -> list[fanout.StackTask]:
+def _tasks(
+    verb: str, changes: fanout.ChangeSet, root: Path, backend: str, platform_options: dict[str, Any], deployed: set[str]
+) -> list[fanout.StackTask]:
     environment = changes.environment
     tasks = []
+
+    def task(op: str, stack: str, fingerprint: Optional[str] = None, options: Optional[dict[str, Any]] = None) -> fanout.StackTask:
+        return fanout.StackTask(op, stack, environment, str(root), backend, fingerprint, stack in deployed, options or {})
+
     if changes.platform:
-        tasks.append(fanout.StackTask(verb, derive.platform_stack(environment), environment, str(root), backend, changes.platform, platform_options))
+        tasks.append(task(verb, derive.platform_stack(environment), changes.platform, platform_options))
     for tenant, fingerprint in sorted(changes.changed.items()):
-        tasks.append(fanout.StackTask(verb, derive.tenant_stack(environment, tenant), environment, str(root), backend, fingerprint))
+        tasks.append(task(verb, derive.tenant_stack(environment, tenant), fingerprint))
     if verb in ("up", "destroy"):
         for tenant in changes.removed:
-            tasks.append(fanout.StackTask("remove", derive.tenant_stack(environment, tenant), environment, str(root), backend))
+            tasks.append(task("remove", derive.tenant_stack(environment, tenant)))
     return tasks

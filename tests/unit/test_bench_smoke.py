@@ -170,3 +170,22 @@ def test_pulumi_is_configured_for_mocks_only_during_the_run():
     evaluate(_dev_config(), stack="dev", tenants_dir=PROJECT_ROOT / "tenants", selection=["gurupi"], workers=1)
     # The run's root stack resource is let go (its Outputs are freed with it).
     assert pulumi.runtime.settings.get_root_resource() is None
+
+
+def test_the_benchmark_never_writes_over_real_tenant_files(tmp_path):
+    from fleet.errors import FleetError
+    from fleet.paths import PROJECT_ROOT
+
+    before = sorted(path.name for path in (PROJECT_ROOT / "tenants").iterdir())
+    with pytest.raises(FleetError, match="the project itself"):
+        bench.write_fleet(PROJECT_ROOT, 3)
+    assert sorted(path.name for path in (PROJECT_ROOT / "tenants").iterdir()) == before
+    someone_elses = tmp_path / "checkout"
+    (someone_elses / "tenants").mkdir(parents=True)
+    (someone_elses / "tenants" / "acme.yaml").write_text("name: acme\n")
+    with pytest.raises(FleetError, match="did not write"):
+        bench.write_fleet(someone_elses, 3)
+    assert (someone_elses / "tenants" / "acme.yaml").exists()
+    bench.write_fleet(tmp_path / "scratch", 3)
+    bench.write_fleet(tmp_path / "scratch", 4)  # its own scratch folder it may rewrite
+    assert len(list((tmp_path / "scratch" / "tenants").glob("t*.yaml"))) == 4

@@ -208,3 +208,16 @@ def test_the_recording_monitor_answers_as_the_sdk_mock_monitor():
     assert answers[0].object == answers[1].object
     (recorded,) = recording.evaluation.resources
     assert (recorded.type, recorded.name, recorded.urn) == ("docker:index/network:Network", "gurupi-net", answers[1].urn)
+
+
+def test_the_lean_up_steps_aside_for_another_sdk_version(monkeypatch):
+    monkeypatch.setattr(sdk_internals, "ENABLED", False)
+    monkeypatch.setattr(sdk_internals, "_noticed", ["shown"])
+    assert sdk_internals.lean_up(object(), lambda: None) is None  # the caller then runs the SDK's own Stack.up
+
+
+def test_the_lean_up_reads_the_change_summary_from_the_engines_event_log(tmp_path):
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"sequence":1,"preludeEvent":{}}\n{"sequence":9,"summaryEvent":{"resourceChanges":{"same":3,"update":2}}}\n')
+    assert sdk_internals._summary_changes(events) == {"same": 3, "update": 2}
+    assert sdk_internals._summary_changes(tmp_path / "missing.jsonl") == {}
