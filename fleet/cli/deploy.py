@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from fleet.engine import fanout, migrate, verbs
-from fleet.errors import EXIT_OK, InputError
+from fleet.engine import fanout, migrate, plugins, verbs
+from fleet.errors import EXIT_NOT_DEPLOYED, EXIT_OK, InputError
 from fleet.model import derive
 from fleet.offline.plan import stack_config
 from fleet.offline.policies import load_stack_fleet
@@ -42,10 +42,11 @@ def cmd_engine(args: argparse.Namespace) -> int:
     root = _root(args)
     if per_tenant(environment, root):
         return verbs.run_fleet_verb(
-            args.verb, environment, selection=selection or None, force_all=args.all, parallel=args.parallel, json_output=args.json, yes=args.yes, root=root
+            args.verb, environment, selection=selection or None, force_all=args.all, platform_only=args.platform, parallel=args.parallel,
+            json_output=args.json, yes=args.yes, root=root,
         )
-    if tenant or args.all or args.parallel:
-        raise InputError(f"--stack {args.stack}, --all and --parallel are for environments with a stack per tenant (fleet:stacks: per-tenant)")
+    if tenant or args.all or args.parallel or args.platform:
+        raise InputError(f"--stack {args.stack}, --all, --parallel and --platform are for environments with a stack per tenant (fleet:stacks: per-tenant)")
     return verbs.run_engine_verb(args.verb, args.stack, selection=selection or None, json_output=args.json, yes=args.yes, root=root)
 
 
@@ -62,6 +63,23 @@ def cmd_changed(args: argparse.Namespace) -> int:
         for stack in changes.stacks():
             print(stack)
         print(f"{len(changes.stacks())} stack(s) to run, {len(changes.unchanged)} unchanged", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    """Install the official provider plugins the program may need, at the versions requirements.txt pins."""
+    installed, failed = plugins.install_plugins()
+    for entry in installed:
+        print(f"installed provider plugin {entry}")
+    if failed:
+        print(
+            f"could not download provider plugin(s) {', '.join(failed)} on this machine: `fleet up` will show the offline plan "
+            "and name them (exit 3) until they are installed",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_DEPLOYED
+    if not installed and not args.quiet:
+        print("every provider plugin is installed")
     return EXIT_OK
 
 
@@ -82,6 +100,7 @@ def register(verbs_parser) -> None:
         engine.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
         engine.add_argument("--all", action="store_true", help="per-tenant stacks: run every stack, changed or not")
         engine.add_argument("--parallel", type=int, metavar="N", help="per-tenant stacks: run N at once (default: the cores)")
+        engine.add_argument("--platform", action="store_true", help="per-tenant stacks: only the platform stack <env> (when it changed, or with --all)")
         engine.add_argument("--json", action="store_true", help="print the change summary as JSON")
         engine.add_argument("--yes", action="store_true", help="don't ask for confirmation")
         engine.add_argument("--root", help="project folder with Pulumi.<stack>.yaml and tenants/ (default: this checkout)")
@@ -92,6 +111,10 @@ def register(verbs_parser) -> None:
     changed.add_argument("--json", action="store_true", help="a JSON document with the list under `stacks`")
     changed.add_argument("--root", help="project folder (default: this checkout)")
     changed.set_defaults(handler=cmd_changed)
+    plugins_verb = verbs_parser.add_parser("plugins", help="install the official provider plugins at their pinned versions (where they can be downloaded)")
+    plugins_verb.add_argument("action", choices=["install"])
+    plugins_verb.add_argument("--quiet", action="store_true", help="say nothing when there is nothing to do")
+    plugins_verb.set_defaults(handler=cmd_plugins)
     migrate_verb = verbs_parser.add_parser("migrate-stacks", help="split a single-stack environment into a platform stack and one stack per tenant")
     migrate_verb.add_argument("--stack", default="dev", help="the environment's single stack (default: dev)")
     migrate_verb.add_argument("--yes", action="store_true", help="don't ask for confirmation")

@@ -6,6 +6,7 @@ A missing plugin is named in one line with the command that installs it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import subprocess
 import sys
@@ -118,3 +119,32 @@ def required_packages(evaluation: Evaluation) -> set[str]:
         else:
             packages.add(resource.type.split(":", 1)[0])
     return packages - BUILTIN_PACKAGES
+
+
+PROVIDER_PACKAGES = ("postgresql", "docker", "random", "cloudflare")
+"""The official providers the program may declare; their plugin versions are the SDK packages' (requirements.txt)."""
+
+
+def install_plugins(packages: Iterable[str] = PROVIDER_PACKAGES) -> tuple[list[str], list[str]]:
+    """Install the missing official provider plugins at their pinned versions, all at once.
+
+    Returns (installed, failed) as "name version"; a machine that can't reach the plugin downloads (as
+    here) gets every missing plugin in `failed`, after one attempt each, and nothing else changes."""
+    check_engine()
+    missing = missing_plugins(required_plugin_versions(sorted(packages)))
+    if not missing:
+        return [], []
+
+    def install(entry: str) -> bool:
+        name, _, version = entry.partition(" ")
+        command = [str(ENGINE_PATH), "plugin", "install", "resource", name, version]
+        try:
+            return subprocess.run(command, env=engine_env(), capture_output=True, text=True, timeout=600).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(missing)) as pool:
+        outcomes = list(pool.map(install, missing))
+    installed = [entry for entry, ok in zip(missing, outcomes) if ok]
+    failed = [entry for entry, ok in zip(missing, outcomes) if not ok]
+    return installed, failed

@@ -154,6 +154,7 @@ def run_fleet_verb(
     *,
     selection: Optional[Iterable[str]] = None,
     force_all: bool = False,
+    platform_only: bool = False,
     parallel: Optional[int] = None,
     json_output: bool = False,
     yes: bool = False,
@@ -161,7 +162,9 @@ def run_fleet_verb(
     backend: Optional[str] = None,
     out=sys.stdout,
 ) -> int:
-    """up/preview: the changed stacks only (platform first); refresh/destroy: every stack (or the selection)."""
+    """up/preview: the changed stacks only (platform first); refresh/destroy: every stack (or the selection).
+
+    `platform_only`: just the platform stack `<env>` (a CI job that runs before the tenant stacks' matrix)."""
     root = root or PROJECT_ROOT
     started = time.monotonic()
     fleet = load_stack_fleet(environment, root)  # the whole environment is validated: raises SpecError
@@ -183,6 +186,8 @@ def run_fleet_verb(
         )
     else:
         changes = fanout.change_set(fleet, environment, root, deployed, force_all=force_all, only=chosen)
+    if platform_only:
+        changes = fanout.ChangeSet(environment, changes.platform, unchanged=sorted(changes.changed) + changes.unchanged)
     if verb == "destroy" and not yes:
         raise FleetError(
             f"destroy removes every app container, route and DNS record of {len(changes.stacks())} stack(s) of {environment} "
