@@ -189,7 +189,9 @@ def results_document(results: list[StackResult]) -> list[dict[str, Any]]:
 
 
 def require_per_tenant(fleet: Fleet, environment: str) -> None:
-    """Refuse fleet-of-stacks commands on an environment that keeps one stack."""
+    """Refuse fleet-of-stacks commands on an environment that keeps one stack, or whose name can't prefix a tenant's."""
+    if derive.STACK_SEPARATOR in environment:
+        raise FleetError(f"environment {environment!r}: a stack per tenant needs an environment name without {derive.STACK_SEPARATOR!r} (it separates <env>.<tenant>)")
     if fleet.environment.stacks != "per-tenant":
         raise FleetError(
             f"environment {environment} keeps one stack (fleet:stacks: single); set `fleet:stacks: per-tenant` in "

@@ -40,3 +40,13 @@ def test_postgres_identifiers_are_injective_over_dns_labels():
     assert derive.database_name(spec("santa-rita")) == "tenant_santa_rita"
     assert derive.database_name(spec("santarita")) != derive.database_name(spec("santa-rita"))
     assert derive.role_name(spec("santa-rita")) == "tenant_santa_rita_app"
+
+
+def test_stack_names_are_a_contract():
+    """Renaming a stack loses its state: `<env>` is the platform, `<env>.<tenant>` a tenant (fleet:stacks: per-tenant)."""
+    from fleet.model import derive
+
+    assert derive.platform_stack("prod") == "prod"
+    assert derive.tenant_stack("prod", "santa-rita") == "prod.santa-rita"
+    assert derive.split_stack("prod.santa-rita") == ("prod", "santa-rita")
+    assert derive.split_stack("prod") == ("prod", None)

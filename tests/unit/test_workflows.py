@@ -66,12 +66,26 @@ def test_pull_request_workflow(tmp_path):
     names = [step.get("uses", step.get("run", "")) for step in steps]
     setup_python = next(i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("actions/setup-python"))
     install = next(i for i, step in enumerate(steps) if "pip install" in step.get("run", ""))
-    action = next(i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("pulumi/actions"))
+    action = next(i for i, step in enumerate(steps) if str(step.get("uses", "")).startswith("pulumi/actions") and "command" in step.get("with", {}))
     assert setup_python < install < action, names
     inputs = steps[action]["with"]
     assert inputs["command"] == "preview" and inputs["policyPacks"] == "policies" and inputs["policyPackConfigs"]
     assert inputs["comment-on-pr"] is True and inputs["edit-pr-comment"] is True and inputs["diff"] is True
     assert any("python -m fleet policy-config" in step.get("run", "") for step in steps[:action])
+    # An environment with a stack per tenant previews its changed stacks only, through the front door.
+    fleet_preview = next(step for step in steps if "python -m fleet preview --stack" in step.get("run", ""))
+    assert "per_tenant == 'true'" in fleet_preview["if"] and "per_tenant != 'true'" in steps[action]["if"]
+
+
+def test_deploy_fleet_workflow_runs_the_changed_stacks_as_a_matrix():
+    workflow = _workflow("deploy-fleet.yml")
+    jobs = workflow["jobs"]
+    assert "python -m fleet changed" in " ".join(step.get("run", "") for step in jobs["changed"]["steps"])
+    assert any("--platform" in step.get("run", "") for step in jobs["platform"]["steps"])
+    tenants = jobs["tenants"]
+    assert tenants["needs"] == ["changed", "platform"]
+    assert tenants["strategy"]["fail-fast"] is False and "needs.changed.outputs.stacks" in tenants["strategy"]["matrix"]["stack"]
+    assert tenants["concurrency"] == {"group": "deploy-${{ matrix.stack }}", "cancel-in-progress": False}
 
 
 def test_deploy_workflow_runs_one_stack_at_a_time():
