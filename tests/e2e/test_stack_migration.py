@@ -108,3 +108,25 @@ def test_a_second_migration_finds_nothing_to_move(deployed):
     root, backend, *_ = deployed
     report = migrate.migrate_to_tenant_stacks(ENV, root, yes=True, backend=str(backend))
     assert report["moved"] == {}
+
+
+def test_after_the_split_removing_a_tenant_removes_its_stack_and_marks_its_row(deployed):
+    root, backend, workspace, caddy, server = deployed
+    gurupi = workspace.tenant_file("gurupi")
+    saved = gurupi.read_text()
+    gurupi.unlink()
+    try:
+        out = io.StringIO()
+        assert verbs.run_fleet_verb("up", ENV, json_output=True, root=root, backend=str(backend), out=out) == EXIT_OK
+        document = json.loads(out.getvalue())
+        assert [(r["stack"], r["op"]) for r in document["results"]] == [(f"{ENV}.gurupi", "remove")]
+        with psycopg.connect(server.dsn("fleet_registry", user="postgres", password=PASSWORD)) as connection:
+            active, removed_at = connection.execute("select active, removed_at from tenants where name = 'gurupi'").fetchone()
+        assert active is False and removed_at is not None  # the row is kept, marked removed
+        assert not any(route["@id"].startswith("tenant-gurupi-") for route in caddy.config("apps/http/servers/fleet/routes"))
+    finally:
+        gurupi.write_text(saved)
+        out = io.StringIO()
+        assert verbs.run_fleet_verb("up", ENV, json_output=True, root=root, backend=str(backend), out=out) == EXIT_OK
+        with psycopg.connect(server.dsn("fleet_registry", user="postgres", password=PASSWORD)) as connection:
+            assert connection.execute("select active from tenants where name = 'gurupi'").fetchone() == (True,)
