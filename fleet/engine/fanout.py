@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from fleet.engine import driver
+from fleet.engine import driver, recovery
 from fleet.engine.fingerprints import platform_fingerprint, program_version, raw_stack_config, tenant_fingerprint
 from fleet.engine.ledger import FINGERPRINT_TAG, Ledger
 from fleet.errors import FleetError
@@ -124,6 +124,8 @@ class StackResult:
     changes: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What was recovered first (a stale lock, pending operations)."""
 
     def line(self) -> str:
         what = ", ".join(f"{kind} {count}" for kind, count in sorted(self.changes.items()) if kind != "same") or "no changes"
@@ -134,6 +136,7 @@ def run_task(task: StackTask) -> StackResult:
     """Run one stack's operation (in a worker process); failures come back as a result, never as an exception."""
     started = time.monotonic()
     root = Path(task.root)
+    notes: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix=f"tenant-fleet-{task.stack}-") as work:
             # A stack of the environment is configured by the environment's file: same values, same salt for its secrets.
@@ -143,15 +146,17 @@ def run_task(task: StackTask) -> StackResult:
                 fleet_program(None, root / "tenants")
 
             stack = driver.stack_for(task.stack, program, work_dir=work, backend_dir=task.backend, create=None if task.exists is None else not task.exists)
+            if task.exists is not False:
+                recovery.recover(stack, task.backend, notes.append)
             op = "destroy" if task.op == "remove" else task.op
             summary = driver.run(op, stack, on_output=None, lean=True, **task.options)
             if task.op == "remove":
                 stack.workspace.remove_stack(task.stack)
             elif task.op == "up" and task.fingerprint:
                 stack.workspace.set_tag(task.stack, FINGERPRINT_TAG, task.fingerprint)
-        return StackResult(task.stack, task.op, True, summary.get("changes", {}), round(time.monotonic() - started, 3))
+        return StackResult(task.stack, task.op, True, summary.get("changes", {}), round(time.monotonic() - started, 3), notes=notes)
     except Exception as error:  # noqa: BLE001 - one stack's failure is reported, the others go on
-        return StackResult(task.stack, task.op, False, {}, round(time.monotonic() - started, 3), str(error) or type(error).__name__)
+        return StackResult(task.stack, task.op, False, {}, round(time.monotonic() - started, 3), str(error) or type(error).__name__, notes)
 
 
 def run_tasks(tasks: list[StackTask], parallel: int, progress: Optional[Callable[[StackResult], None]] = None) -> list[StackResult]:

@@ -12,7 +12,7 @@ import base64
 import json
 import urllib.parse
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import psycopg
 from psycopg import sql
@@ -25,6 +25,7 @@ FINGERPRINT_TAG = "fleet-fingerprint"
 STACKS_PREFIX = f".pulumi/stacks/{PROJECT_NAME}/"
 CHECKPOINT_SUFFIXES = (".json", ".json.gz")
 TAGS_SUFFIX = ".pulumi-tags"
+LOCKS_PREFIX = f".pulumi/locks/organization/{PROJECT_NAME}/"
 
 
 class Ledger:
@@ -56,6 +57,65 @@ class Ledger:
                 stacks[stack] = _fingerprint_of(tags[stack])
         return stacks
 
+    def locks(self, stack: str) -> list[tuple[str, dict[str, Any]]]:
+        """The engine's locks on a stack: (storage key, holder: pid, username, hostname, timestamp)."""
+        prefix = f"{LOCKS_PREFIX}{stack}/"
+        found = []
+        blobs: list[tuple[str, Optional[bytes]]]
+        if self.scheme == "file":
+            folder = self._file_root() / prefix
+            blobs = [(prefix + path.name, path.read_bytes()) for path in folder.glob("*.json")] if folder.is_dir() else []
+        else:
+            blobs = self._postgres_query(f"{self._key_base()}{prefix}%", everything=True)
+        for key, data in blobs:
+            try:
+                holder = json.loads(data or b"{}")
+            except ValueError:
+                holder = {}
+            found.append((key, holder if isinstance(holder, dict) else {}))
+        return found
+
+    def remove(self, key: str) -> None:
+        """Delete one blob (a stale lock) from the backend's storage."""
+        if self.scheme == "file":
+            (self._file_root() / key).unlink(missing_ok=True)
+            return
+        with self._connect() as connection:
+            connection.execute(sql.SQL("DELETE FROM {} WHERE key = %s").format(sql.Identifier(self._table())), (key,))
+
+    def _file_root(self) -> Path:
+        return Path(urllib.parse.unquote(urllib.parse.urlsplit(self.backend_url).path))
+
+    def _key_base(self) -> str:
+        base = urllib.parse.urlsplit(self.backend_url).path.strip("/")
+        return f"{base}/" if base else ""
+
+    def _table(self) -> str:
+        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.backend_url).query)).get("table", "pulumi_state")
+
+    def _connect(self) -> psycopg.Connection:
+        parts = urllib.parse.urlsplit(self.backend_url)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        query.pop("table", None)
+        dsn = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), ""))
+        try:
+            return psycopg.connect(dsn, connect_timeout=10, autocommit=True)
+        except psycopg.Error as error:
+            raise FleetError(f"can't reach the state backend ({parts.hostname}:{parts.port}/{parts.path.lstrip('/')}): {error}") from None
+
+    def _postgres_query(self, pattern: str, *, everything: bool = False) -> list[tuple[str, Optional[bytes]]]:
+        try:
+            with self._connect() as connection:
+                rows = connection.execute(
+                    sql.SQL("SELECT key, CASE WHEN %s OR key LIKE %s THEN data::text END FROM {} WHERE key LIKE %s").format(sql.Identifier(self._table())),
+                    (everything, f"%{TAGS_SUFFIX}", pattern),
+                ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []  # the engine creates the table on its first write: nothing there yet
+        except psycopg.Error as error:
+            raise FleetError(f"can't read the state backend: {error}") from None
+        return [(key, base64.b64decode(json.loads(data)["data"]) if data else None) for key, data in rows]
+
     def _file_blobs(self) -> Iterable[tuple[str, Optional[bytes]]]:
         root = Path(urllib.parse.unquote(urllib.parse.urlsplit(self.backend_url).path))
         folder = root / STACKS_PREFIX
@@ -70,25 +130,8 @@ class Ledger:
         return found
 
     def _postgres_blobs(self) -> Iterable[tuple[str, Optional[bytes]]]:
-        parts = urllib.parse.urlsplit(self.backend_url)
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        table = query.pop("table", "pulumi_state")
-        dsn = urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, urllib.parse.urlencode(query), ""))
-        try:
-            with psycopg.connect(dsn, connect_timeout=10) as connection:
-                rows = connection.execute(
-                    sql.SQL("SELECT key, CASE WHEN key LIKE %s THEN data::text END FROM {} WHERE key LIKE %s").format(sql.Identifier(table)),
-                    # The backend keys every blob under the URL's path: `<database>/.pulumi/stacks/...`.
-                    (f"%{TAGS_SUFFIX}", f"{parts.path.strip('/')}/{STACKS_PREFIX}%" if parts.path.strip("/") else STACKS_PREFIX + "%"),
-                ).fetchall()
-        except psycopg.errors.UndefinedTable:
-            return []  # the engine creates the table on its first write: no stack yet
-        except psycopg.Error as error:
-            raise FleetError(f"can't read the stacks in the state backend ({parts.hostname}:{parts.port}/{parts.path.lstrip('/')}): {error}") from None
-        found: list[tuple[str, Optional[bytes]]] = []
-        for key, data in rows:
-            found.append((key, base64.b64decode(json.loads(data)["data"]) if data else None))
-        return found
+        # The backend keys every blob under the URL's path: `<database>/.pulumi/stacks/...`.
+        return self._postgres_query(f"{self._key_base()}{STACKS_PREFIX}%")
 
 
 def _fingerprint_of(tags_file: bytes) -> Optional[str]:

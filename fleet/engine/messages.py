@@ -9,7 +9,6 @@ from __future__ import annotations
 from pulumi.automation import errors as auto_errors
 
 from fleet.errors import FleetError
-from fleet.model.type_tokens import PROJECT_NAME
 from fleet.paths import ENGINE_BIN
 
 
@@ -34,7 +33,7 @@ class EngineError(FleetError):
         super().__init__(message)
         self.operation = operation
         self.stack = stack
-        #: "concurrent-update", "stack-not-found", "program-failed", "policy-violation" or "command-failed"
+        #: "concurrent-update", "stack-not-found", "engine-killed", "program-failed", "policy-violation" or "command-failed"
         self.reason = reason
         self.stdout = stdout
         self.stderr = stderr
@@ -50,13 +49,20 @@ def engine_error(
         reason = "concurrent-update"
         where = backend.removeprefix("file://") if backend else "<backend>"
         message = (
-            f"{operation} on stack {stack_name!r}: the stack is locked by another update. Wait for it to"
-            " finish; if none is running (a run that crashed), delete the lock file(s) in"
-            f" {where}/.pulumi/locks/organization/{PROJECT_NAME}/{stack_name}/"
+            f"{operation} on stack {stack_name!r}: the stack is locked by another update ({where}). Wait for it to"
+            f" finish; `python -m fleet unlock --stack {stack_name}` breaks the lock of a run that is gone (it asks first)"
         )
     elif isinstance(exc, auto_errors.StackNotFoundError):
         reason = "stack-not-found"
         message = f"{operation}: no stack named {stack_name!r} in {backend or 'this backend'}"
+    elif code is not None and code < 0:
+        reason = "engine-killed"
+        in_flight = [line.strip() for line in stdout.splitlines() if line.strip()][-6:]
+        message = (
+            f"the engine running {operation} on stack {stack_name!r} was killed (signal {-code}). In flight when it died:\n  "
+            + ("\n  ".join(in_flight) or "(nothing printed yet)")
+            + "\nThe next `python -m fleet up` recovers: it releases the dead run's lock and resolves what was pending."
+        )
     else:
         if isinstance(exc, auto_errors.InlineSourceRuntimeError):
             reason = "program-failed"

@@ -7,6 +7,7 @@ its `target` option and never the program (see `fleet.engine.targets`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from fleet import paths
-from fleet.engine import driver, fanout, plugins
+from fleet.engine import driver, fanout, plugins, recovery
 from fleet.engine.plugins import required_packages
 from fleet.engine.targets import deployed_tenants, tenant_targets
 from fleet.errors import FleetError
@@ -94,8 +95,12 @@ def run_engine_verb(
         try:
             # Always the whole stack: a program without a tenant's resources would delete them.
             stack = driver.stack_for(stack_name, program, work_dir=work_dir, backend_dir=backend_dir)
+            recovery.recover(stack, driver.backend_url(backend_dir), lambda note: print(note, file=sys.stderr))
             if chosen is not None:
                 policy_options["target"] = _targets_of(stack, stack_name, evaluation, chosen)
+            if verb == "up" and not yes:
+                planned = driver.run("preview", stack, on_output=None, **policy_options)["changes"]
+                confirm_destruction({stack_name: planned})
             summary = driver.run(verb, stack, on_output=None if json_output else _progress(out), **policy_options)
         except driver.EngineError as error:
             raise FleetError(str(error)) from None
@@ -202,7 +207,20 @@ def run_fleet_verb(
             config_file = write_policy_config(paths.CACHE_DIR / f"policy-config.{environment}.json", environment, root)
             platform_options = {"policy_packs": [paths.POLICIES_DIR], "policy_pack_configs": [str(config_file)]}
     tasks = _tasks(verb, changes, root, driver.backend_url(backend), platform_options, set(deployed))
-    progress = None if json_output else (lambda result: print(result.line(), file=out, flush=True))
+    if verb == "up" and not yes:
+        previews = fanout.run_tasks(
+            [dataclasses.replace(task, op="preview") for task in tasks if task.op == "up" and task.exists], parallel or fanout.default_parallel()
+        )
+        failed_previews = [result for result in previews if not result.ok]
+        if failed_previews:
+            raise FleetError("preview failed, nothing was changed:\n" + "\n".join(f"  {r.stack}: {r.error.splitlines()[0] if r.error else ''}" for r in failed_previews))
+        confirm_destruction({result.stack: result.changes for result in previews}, [task.stack for task in tasks if task.op == "remove"])
+    def progress(result: fanout.StackResult) -> None:
+        for note in result.notes:
+            print(note, file=sys.stderr)
+        if not json_output:
+            print(result.line(), file=out, flush=True)
+
     workers = parallel or fanout.default_parallel()
     platform_tasks = [task for task in tasks if task.stack == derive.platform_stack(environment)]
     tenant_tasks = [task for task in tasks if task not in platform_tasks]
@@ -282,3 +300,25 @@ def _tasks(
         for tenant in changes.removed:
             tasks.append(task("remove", derive.tenant_stack(environment, tenant)))
     return tasks
+
+
+DESTRUCTIVE = ("delete", "replace", "create-replacement", "delete-replaced", "discard")
+"""Steps of a change summary that remove or recreate something."""
+
+
+def confirm_destruction(planned: dict[str, dict[str, int]], removed: Optional[list[str]] = None) -> None:
+    """Like `pulumi up`: ask before deleting or replacing anything; refuse without a terminal (CI passes --yes)."""
+    lines = [
+        f"  {stack}: " + ", ".join(f"{kind} {count}" for kind, count in sorted(changes.items()) if kind in DESTRUCTIVE)
+        for stack, changes in sorted(planned.items())
+        if any(changes.get(kind) for kind in DESTRUCTIVE)
+    ]
+    lines += [f"  {stack}: destroy the stack and remove it (its tenant's file is gone; databases and roles are retained)" for stack in removed or []]
+    if not lines:
+        return
+    what = "This deletes or replaces resources:\n" + "\n".join(lines)
+    if not sys.stdin.isatty():
+        raise FleetError(f"{what}\nNot without a terminal to confirm it: add --yes (as CI does) once the plan above is what you want")
+    print(what, file=sys.stderr)
+    if input("Go ahead? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise FleetError("nothing was changed")

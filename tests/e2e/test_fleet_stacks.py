@@ -55,7 +55,8 @@ class StacksProject:
         (self.root / f"Pulumi.{ENV}.yaml").write_text(yaml.safe_dump({"config": {f"fleet:{k}": v for k, v in self.config.items()}}))
 
     def fleet(self, verb: str, *tenants: str, expect: int = EXIT_OK, **options) -> dict:
-        """`python -m fleet <verb> --stack stk [--tenant T] --json`, in this process; the parsed document."""
+        """`python -m fleet <verb> --stack stk [--tenant T] --json --yes`, in this process; the parsed document."""
+        options.setdefault("yes", True)
         out = io.StringIO()
         code = verbs.run_fleet_verb(
             verb, ENV, selection=list(tenants) or None, json_output=True, root=self.root, backend=str(self.backend), out=out, **options
@@ -83,7 +84,7 @@ def project(tmp_path_factory, caddy_process):
         first = deployed.fleet("up")
         assert deployed.ran(first) == {ENV: "up", **{f"{ENV}.{tenant}": "up" for tenant in TENANTS}}
         yield deployed
-        deployed.fleet("destroy", yes=True)
+        deployed.fleet("destroy")
 
 
 def others_unchanged(before: dict, after: dict, tenant: str) -> None:
@@ -195,3 +196,18 @@ def test_fingerprints_are_recorded_as_stack_tags(project):
     stacks = fanout.deployed_stacks(str(project.backend))
     tags = json.loads((project.backend / ".pulumi" / "stacks" / "tenant-fleet" / f"{ENV}.gurupi.pulumi-tags").read_text())
     assert tags["tags"][FINGERPRINT_TAG] == stacks[f"{ENV}.gurupi"]
+
+
+def test_without_yes_and_without_a_terminal_nothing_is_removed(project, monkeypatch):
+    from fleet.errors import FleetError
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    project.workspace.write("itabira", {"name": "itabira", "display_name": "Itabira", "plan": "basic", "database": {"server": "shared-1"}})
+    assert project.ran(project.fleet("up", yes=False)) == {f"{ENV}.itabira": "up"}  # nothing to delete: no question
+    before = project.routes()
+    project.workspace.tenant_file("itabira").unlink()
+    with pytest.raises(FleetError, match=rf"{ENV}.itabira: destroy the stack and remove it"):
+        project.fleet("up", yes=False)
+    assert project.routes() == before
+    project.workspace.edit("gurupi", domains=[])  # an update alone needs no question either
+    assert project.ran(project.fleet("up")) == {f"{ENV}.itabira": "remove"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,8 +47,8 @@ class FrontDoorStack:
         }
         (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": {f"fleet:{k}": v for k, v in config.items()}}))
 
-    def fleet(self, verb: str, *tenants: str, yes: bool = False) -> dict:
-        """Run `python -m fleet <verb> --stack tenanttarget [--tenant T ...] --json`; the parsed summary."""
+    def fleet(self, verb: str, *tenants: str, yes: bool = True) -> dict:
+        """Run `python -m fleet <verb> --stack tenanttarget [--tenant T ...] --json --yes`; the parsed summary."""
         out = io.StringIO()
         code = operations.run_engine_verb(
             verb, STACK, selection=list(tenants) or None, json_output=True, yes=yes, root=self.root, backend_dir=self.backend, out=out
@@ -150,3 +151,18 @@ def test_tenant_on_a_stack_never_deployed_is_refused(tmp_path, caddy_process, up
     fresh = FrontDoorStack(tmp_path / "root", tmp_path / "state", caddy_process, {"backend": upstream_factory("b"), "frontend": upstream_factory("f")})
     with pytest.raises(FleetError, match="has never been deployed"):
         fresh.fleet("up", "gurupi")
+
+
+def test_an_up_that_deletes_asks_first_and_refuses_without_a_terminal(stack, monkeypatch):
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    stack.workspace.write("jaboti", {"name": "jaboti", "display_name": "Jaboti", "plan": "basic", "database": {"server": "shared-1"}})
+    try:
+        assert changed(stack.fleet("up", "jaboti", yes=False)) == {"create": 4}  # creating needs no question
+        stack.workspace.tenant_file("jaboti").unlink()
+        before = stack.routes()
+        with pytest.raises(FleetError, match="This deletes or replaces resources:\n  tenanttarget: delete 4"):
+            stack.fleet("up", "jaboti", yes=False)
+        assert stack.routes() == before
+    finally:
+        stack.workspace.tenant_file("jaboti").unlink(missing_ok=True)
+        stack.fleet("up", "jaboti")

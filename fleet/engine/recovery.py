@@ -1,0 +1,202 @@
+"""Finish what a crashed run left: its stale lock, its pending operations, its stray processes.
+
+Before each engine operation on a stack: a lock held by a process of this host that no longer runs is
+released (said in one line); a lock held by a live process or another host is never broken, and the error
+says who holds it, since when, and `python -m fleet unlock`. Pending operations in the state are resolved
+with one `pulumi refresh`: pending creates of a PostgreSQL database or role are imported by their name,
+the others are dropped (the project's own creates adopt an object that exists; see components.providers),
+and pending updates and deletes are read back. Process groups of runs whose `fleet` died are ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+from pulumi import automation as auto
+
+from fleet.engine import driver
+from fleet.engine.ledger import Ledger
+from fleet.errors import FleetError
+from fleet.model.type_tokens import DATABASE, ROLE
+from fleet.paths import CACHE_DIR, ENGINE_PATH
+
+IMPORTABLE = {DATABASE: "name", ROLE: "name"}
+"""Official resources whose id is an input: a pending create of one is imported by it rather than dropped."""
+RUNS_DIR = CACHE_DIR / "runs"
+"""One file per live run: the process group that holds its engine and plugins (see `track_run`)."""
+
+
+class StackLocked(FleetError):
+    """Another run, alive or on another host, holds the stack's lock."""
+
+
+def holder_is_gone(holder: dict[str, Any]) -> bool:
+    """A lock holder on this host whose process no longer runs (or is no longer the engine: a reused pid)."""
+    if holder.get("hostname") != socket.gethostname():
+        return False
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return True
+    return b"pulumi" not in command
+
+
+def release_stale_locks(stack: str, backend: str, say: Callable[[str], Any]) -> int:
+    """Remove the locks of dead local runs; raise StackLocked for a live or remote holder."""
+    ledger = Ledger(backend)
+    released = 0
+    for key, holder in ledger.locks(stack):
+        who = f"pid {holder.get('pid')} of {holder.get('username', '?')}@{holder.get('hostname', '?')} since {holder.get('timestamp', '?')}"
+        if holder_is_gone(holder):
+            ledger.remove(key)
+            released += 1
+            say(f"{stack}: released the lock of a run that crashed ({who})")
+        else:
+            raise StackLocked(
+                f"stack {stack} is locked by another run: {who}. Wait for it; if it is gone, break the lock with "
+                f"`python -m fleet unlock --stack {stack}` (it asks first)"
+            )
+    return released
+
+
+def resolve_pending(stack: auto.Stack, backend: str, say: Callable[[str], Any]) -> int:
+    """Resolve the pending operations a crash left in the state with one refresh; returns how many there were."""
+    deployment = stack.export_stack().deployment or {}
+    pending = deployment.get("pending_operations") or []
+    if not pending:
+        return 0
+    imports: list[str] = []
+    kinds: dict[str, int] = {}
+    for operation in pending:
+        kind = operation.get("type", "?")
+        kinds[kind] = kinds.get(kind, 0) + 1
+        resource = operation.get("resource") or {}
+        id_key = IMPORTABLE.get(resource.get("type", ""))
+        identity = (resource.get("inputs") or {}).get(id_key) if id_key else None
+        if kind == "creating" and isinstance(identity, str):
+            imports += [resource["urn"], identity]
+    args = ["refresh", "--yes", "--skip-preview", "--non-interactive", "--color", "never", "--stack", stack.name, "--clear-pending-creates"]
+    for index in range(0, len(imports), 2):
+        args += ["--import-pending-creates", imports[index], imports[index + 1]]
+    result = subprocess.run(
+        [str(ENGINE_PATH), *args], cwd=stack.workspace.work_dir, env=driver.engine_env(backend), capture_output=True, text=True, timeout=1800
+    )
+    if result.returncode != 0:
+        raise FleetError(f"{stack.name}: resolving {len(pending)} pending operation(s) left by a crash failed: {result.stderr.strip() or result.stdout.strip()[-2000:]}")
+    left = (stack.export_stack().deployment or {}).get("pending_operations") or []
+    if left:
+        raise FleetError(f"{stack.name}: {len(left)} pending operation(s) remain after a refresh; see `pulumi stack export --stack {stack.name}`")
+    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+    say(f"{stack.name}: resolved {len(pending)} operation(s) a crash left pending ({summary}); {len(imports) // 2} imported by name")
+    return len(pending)
+
+
+def recover(stack: auto.Stack, backend: str, say: Callable[[str], Any]) -> None:
+    """Everything above, before an engine operation on `stack`."""
+    release_stale_locks(stack.name, backend, say)
+    resolve_pending(stack, backend, say)
+
+
+# ---------------------------------------------------------------- process groups of runs
+
+
+def own_process_group() -> int:
+    """Make this process the leader of a new process group (its engine and plugins inherit it); returns it."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # already a group leader (a shell job, a spawned worker)
+    return os.getpgid(0)
+
+
+def track_run(group: int) -> Path:
+    """Record a run's process group, so that a later run can end it should this one die without cleaning up."""
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RUNS_DIR / f"{group}.json"
+    path.write_text(json.dumps({"group": group, "leader": os.getpid(), "started": time.time(), "host": socket.gethostname()}))
+    return path
+
+
+def end_orphaned_runs(say: Callable[[str], Any]) -> int:
+    """End the process groups of earlier runs whose leader is dead (a `fleet` killed with -9 left them running)."""
+    ended = 0
+    if not RUNS_DIR.is_dir():
+        return 0
+    for path in RUNS_DIR.glob("*.json"):
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        if run.get("host") != socket.gethostname() or _alive(run.get("leader")):
+            continue
+        group = run.get("group")
+        if isinstance(group, int) and group > 1 and _group_alive(group):
+            _end_group(group)
+            ended += 1
+            say(f"ended the processes a crashed run left behind (process group {group})")
+        path.unlink(missing_ok=True)
+    return ended
+
+
+def end_group(group: int, record: Optional[Path] = None) -> None:
+    """End every process of a run's group but the caller, and forget the run."""
+    _end_group(group, spare=os.getpid())
+    if record is not None:
+        record.unlink(missing_ok=True)
+
+
+def _end_group(group: int, spare: Optional[int] = None) -> None:
+    members = _members(group, spare)
+    for pid in members:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in members):
+        time.sleep(0.1)
+    for pid in members:
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+
+
+def _members(group: int, spare: Optional[int]) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != spare:
+            try:
+                if os.getpgid(int(entry.name)) == group:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _group_alive(group: int) -> bool:
+    return bool(_members(group, None))
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _signal(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except OSError:
+        pass
