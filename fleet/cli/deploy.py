@@ -7,11 +7,15 @@ something changed (fleet.engine.fanout). See fleet.engine.verbs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from fleet.engine import fanout, migrate, plugins, verbs
+from fleet.engine import driver, fanout, migrate, plugins, recovery, verbs
+from fleet.engine.ledger import Ledger
 from fleet.errors import EXIT_NOT_DEPLOYED, EXIT_OK, InputError
 from fleet.model import derive
 from fleet.offline.plan import stack_config
@@ -36,7 +40,41 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def cmd_engine(args: argparse.Namespace) -> int:
-    """Run the program through the real engine (Automation API)."""
+    """Run the program through the real engine (Automation API), in a process group ended when this run ends."""
+    with run_group():
+        return _engine(args)
+
+
+@contextlib.contextmanager
+def run_group() -> Iterator[None]:
+    """Every process this run starts (workers, engines, their plugins) is marked as this run's; whatever is left of
+    them is ended on the way out (also after Ctrl-C twice, or SIGTERM, or when an engine died). Processes that a
+    run killed with -9 left behind are ended first."""
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    recovery.end_orphaned_runs(say)
+    run, record = recovery.start_run()
+    interrupts = []
+
+    def on_interrupt(number, _frame) -> None:
+        interrupts.append(number)
+        if number == signal.SIGINT and len(interrupts) == 1:
+            say("interrupted: the engine is stopping cleanly (Ctrl-C again to stop it at once)")
+            return
+        raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, on_interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        recovery.end_run(run, record)
+
+
+def _engine(args: argparse.Namespace) -> int:
     environment, tenant = derive.split_stack(args.stack)
     selection = list(args.tenant or []) + ([tenant] if tenant else [])
     root = _root(args)
@@ -63,6 +101,29 @@ def cmd_changed(args: argparse.Namespace) -> int:
         for stack in changes.stacks():
             print(stack)
         print(f"{len(changes.stacks())} stack(s) to run, {len(changes.unchanged)} unchanged", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    """Break the engine's lock on a stack, after saying who holds it and asking."""
+    ledger = Ledger(driver.backend_url(args.backend))
+    locks = ledger.locks(args.stack)
+    if not locks:
+        print(f"stack {args.stack} is not locked")
+        return EXIT_OK
+    for key, holder in locks:
+        state = "its process is gone" if recovery.holder_is_gone(holder) else "it may still be running"
+        print(
+            f"lock on {args.stack}: pid {holder.get('pid')} of {holder.get('username', '?')}@{holder.get('hostname', '?')} "
+            f"since {holder.get('timestamp', '?')} ({state})"
+        )
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise InputError("breaking a lock while its run may still be changing resources corrupts nothing only if that run is gone: add --yes")
+            if input("Break it? [y/N] ").strip().lower() not in ("y", "yes"):
+                continue
+        ledger.remove(key)
+        print("lock removed: the next `python -m fleet up` resolves what that run left pending")
     return EXIT_OK
 
 
@@ -111,6 +172,11 @@ def register(verbs_parser) -> None:
     changed.add_argument("--json", action="store_true", help="a JSON document with the list under `stacks`")
     changed.add_argument("--root", help="project folder (default: this checkout)")
     changed.set_defaults(handler=cmd_changed)
+    unlock = verbs_parser.add_parser("unlock", help="break the engine's lock on a stack (asks first; a dead local run's lock is released by itself)")
+    unlock.add_argument("--stack", default="dev", help="the stack (default: dev)")
+    unlock.add_argument("--backend", help="state backend URL or folder (default: $PULUMI_BACKEND_URL, else state/)")
+    unlock.add_argument("--yes", action="store_true", help="don't ask")
+    unlock.set_defaults(handler=cmd_unlock)
     plugins_verb = verbs_parser.add_parser("plugins", help="install the official provider plugins at their pinned versions (where they can be downloaded)")
     plugins_verb.add_argument("action", choices=["install"])
     plugins_verb.add_argument("--quiet", action="store_true", help="say nothing when there is nothing to do")

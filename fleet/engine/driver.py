@@ -253,9 +253,12 @@ def run(
     kwargs: dict[str, Any] = {"on_output": on_output, "color": "never", **engine_options}
     if packs:
         kwargs["policy_packs"] = packs
+    events_file = os.environ.get(EVENTS_ENV)
+    if events_file and "on_event" not in kwargs:
+        kwargs["on_event"] = _event_writer(Path(events_file))
     started = time.monotonic()
     try:
-        if lean and op == "up" and not packs and not engine_options and on_output is None:
+        if lean and op == "up" and not packs and not engine_options and on_output is None and not events_file:
             changes = lean_up(stack, stack.workspace.program)
             if changes is not None:
                 return {"operation": op, "stack": stack.name, "changes": changes, "duration_s": round(time.monotonic() - started, 3)}
@@ -273,6 +276,26 @@ def run(
             name: "[secret]" if output.secret else output.value for name, output in result.outputs.items()
         }
     return summary
+
+
+EVENTS_ENV = "FLEET_ENGINE_EVENTS"
+"""A file to append the engine's events to, one JSON line each (kind, op, type, urn): for watching a run from outside."""
+
+
+def _event_writer(path: Path) -> Callable[[Any], None]:
+    def write(event: Any) -> None:
+        for kind in ("prelude_event", "resource_pre_event", "res_outputs_event", "res_op_failed_event", "summary_event", "cancel_event"):
+            body = getattr(event, kind, None)
+            if body is None:
+                continue
+            metadata = getattr(body, "metadata", None)
+            line = {"sequence": event.sequence, "kind": kind}
+            if metadata is not None:
+                line.update({"op": getattr(metadata.op, "value", str(metadata.op)), "type": metadata.type, "urn": metadata.urn})
+            with path.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(line) + "\n")
+
+    return write
 
 
 def _backend_of(stack: auto.Stack) -> str | None:

@@ -11,6 +11,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -166,7 +167,8 @@ def run_tasks(tasks: list[StackTask], parallel: int, progress: Optional[Callable
     results: list[StackResult] = []
     workers = max(1, min(parallel, len(tasks)))
     # spawn: the workers start clean (no inherited event loop, gRPC threads or engine state of this process).
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_signals) as pool:
         futures = [pool.submit(run_task, task) for task in tasks]
         for future in concurrent.futures.as_completed(futures):
             try:
@@ -178,6 +180,11 @@ def run_tasks(tasks: list[StackTask], parallel: int, progress: Optional[Callable
             if progress is not None:
                 progress(result)
     return results
+
+
+def _worker_signals() -> None:
+    """A worker leaves Ctrl-C to its engine (which stops cleanly) and to the `fleet` process (which ends the group)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def default_parallel() -> int:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
@@ -31,7 +32,7 @@ from fleet.paths import CACHE_DIR, ENGINE_PATH
 IMPORTABLE = {DATABASE: "name", ROLE: "name"}
 """Official resources whose id is an input: a pending create of one is imported by it rather than dropped."""
 RUNS_DIR = CACHE_DIR / "runs"
-"""One file per live run: the process group that holds its engine and plugins (see `track_run`)."""
+"""One file per live run (see `start_run`)."""
 
 
 class StackLocked(FleetError):
@@ -108,28 +109,41 @@ def recover(stack: auto.Stack, backend: str, say: Callable[[str], Any]) -> None:
     resolve_pending(stack, backend, say)
 
 
-# ---------------------------------------------------------------- process groups of runs
+# ---------------------------------------------------------------- the processes of a run
 
 
-def own_process_group() -> int:
-    """Make this process the leader of a new process group (its engine and plugins inherit it); returns it."""
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass  # already a group leader (a shell job, a spawned worker)
-    return os.getpgid(0)
+RUN_ENV = "FLEET_RUN"
+"""Set for the engine and its plugins: every process of one run carries it, whatever group or session it makes."""
 
 
-def track_run(group: int) -> Path:
-    """Record a run's process group, so that a later run can end it should this one die without cleaning up."""
+def start_run() -> tuple[str, Path]:
+    """Mark this run's future processes (the engine inherits the variable, its plugins from it) and record the run."""
+    run = uuid.uuid4().hex
+    os.environ[RUN_ENV] = run
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RUNS_DIR / f"{group}.json"
-    path.write_text(json.dumps({"group": group, "leader": os.getpid(), "started": time.time(), "host": socket.gethostname()}))
-    return path
+    record = RUNS_DIR / f"{run}.json"
+    record.write_text(json.dumps({"run": run, "leader": os.getpid(), "started": time.time(), "host": socket.gethostname()}))
+    return run, record
+
+
+def end_run(run: str, record: Optional[Path] = None) -> int:
+    """End every process of a run but the caller (plugins of a killed engine included); forget the run."""
+    members = _members(run, spare=os.getpid())
+    for pid in members:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(pid) for pid in members):
+        time.sleep(0.1)
+    for pid in members:
+        if _alive(pid):
+            _signal(pid, signal.SIGKILL)
+    if record is not None:
+        record.unlink(missing_ok=True)
+    return len(members)
 
 
 def end_orphaned_runs(say: Callable[[str], Any]) -> int:
-    """End the process groups of earlier runs whose leader is dead (a `fleet` killed with -9 left them running)."""
+    """End the processes of earlier runs whose `fleet` died (killed with -9, a lost terminal)."""
     ended = 0
     if not RUNS_DIR.is_dir():
         return 0
@@ -141,48 +155,24 @@ def end_orphaned_runs(say: Callable[[str], Any]) -> int:
             continue
         if run.get("host") != socket.gethostname() or _alive(run.get("leader")):
             continue
-        group = run.get("group")
-        if isinstance(group, int) and group > 1 and _group_alive(group):
-            _end_group(group)
-            ended += 1
-            say(f"ended the processes a crashed run left behind (process group {group})")
-        path.unlink(missing_ok=True)
+        count = end_run(str(run.get("run")), path)
+        if count:
+            ended += count
+            say(f"ended {count} process(es) a crashed run left behind (its engine or plugins)")
     return ended
 
 
-def end_group(group: int, record: Optional[Path] = None) -> None:
-    """End every process of a run's group but the caller, and forget the run."""
-    _end_group(group, spare=os.getpid())
-    if record is not None:
-        record.unlink(missing_ok=True)
-
-
-def _end_group(group: int, spare: Optional[int] = None) -> None:
-    members = _members(group, spare)
-    for pid in members:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(pid) for pid in members):
-        time.sleep(0.1)
-    for pid in members:
-        if _alive(pid):
-            _signal(pid, signal.SIGKILL)
-
-
-def _members(group: int, spare: Optional[int]) -> list[int]:
+def _members(run: str, spare: Optional[int] = None) -> list[int]:
+    marker = f"{RUN_ENV}={run}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != spare:
             try:
-                if os.getpgid(int(entry.name)) == group:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
                     pids.append(int(entry.name))
             except OSError:
                 continue
     return pids
-
-
-def _group_alive(group: int) -> bool:
-    return bool(_members(group, None))
 
 
 def _alive(pid: Any) -> bool:
