@@ -50,7 +50,7 @@ def run_layouts(
                 }
                 if progress:
                     progress(f"{layout}: {size} tenants")
-                results.append(_measure_layout(scratch / f"{layout}-{size}", layout, size, proxy, parallel, progress))
+                results.append(_measure_layout(scratch / f"{layout}-{size}", layout, size, proxy, parallel, progress, caddy))
     finally:
         for server in upstreams.values():
             server.stop()
@@ -59,7 +59,9 @@ def run_layouts(
     return results
 
 
-def _measure_layout(root: Path, layout: str, size: int, proxy: dict[str, Any], parallel: Optional[int], progress) -> dict[str, Any]:
+def _measure_layout(
+    root: Path, layout: str, size: int, proxy: dict[str, Any], parallel: Optional[int], progress, caddy: CaddyServerProcess
+) -> dict[str, Any]:
     environment = f"bench{size}"
     backend = str(root / "state")
     write_fleet(root, size, stack=environment, layers=["proxy"], proxy=proxy, stacks=layout)
@@ -68,16 +70,18 @@ def _measure_layout(root: Path, layout: str, size: int, proxy: dict[str, Any], p
         out = io.StringIO()
         started = time.perf_counter()
         if layout == "per-tenant":
-            code = verbs.run_fleet_verb("up", environment, root=root, backend=backend, parallel=parallel, json_output=True, out=out)
-        else:
-            code = verbs.run_engine_verb("up", environment, root=root, backend_dir=Path(backend), json_output=True, out=out)
+            code = verbs.run_fleet_verb("up", environment, root=root, backend=backend, parallel=parallel, json_output=True, yes=True, out=out)
+        else:  # --yes, as CI runs it: no preview before the up
+            code = verbs.run_engine_verb("up", environment, root=root, backend_dir=Path(backend), json_output=True, yes=True, out=out)
         if code != 0:
             raise FleetError(f"bench: fleet up of {environment} ({layout}) failed: {out.getvalue()[-2000:]}")
         return round(time.perf_counter() - started, 2)
 
     figures: dict[str, Any] = {"layout": layout, "tenants": size}
     with TreeMemory(os.getpid(), interval=0.2) as memory:
+        caddy_before = caddy.cpu_seconds()
         figures["create_all_s"] = fleet_up()
+        figures["caddy_cpu_create_s"] = round(caddy.cpu_seconds() - caddy_before, 1)
         if progress:
             progress(f"  created {size} tenants in {figures['create_all_s']} s")
         figures["noop_up_s"] = fleet_up()

@@ -437,6 +437,13 @@ class CaddyServerProcess:
 
     # ------------------------------------------------------------ lifecycle
 
+    def cpu_seconds(self) -> float:
+        """CPU time the running Caddy has used (user + system), from /proc."""
+        if not self.running or self._process is None:
+            return 0.0
+        fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def start(self, resume: bool = True) -> "CaddyServerProcess":
         """Start caddy (with `--resume` unless told otherwise) and wait for the admin API; returns self."""
         if self.running:

@@ -75,6 +75,23 @@ class Ledger:
             found.append((key, holder if isinstance(holder, dict) else {}))
         return found
 
+    def pending_operations(self, stack: str) -> list[dict[str, Any]]:
+        """The operations a crashed update left pending in a stack's checkpoint (read directly: no engine call)."""
+        key = f"{STACKS_PREFIX}{stack}.json"
+        if self.scheme == "file":
+            path = self._file_root() / key
+            data: Optional[bytes] = path.read_bytes() if path.exists() else None
+        else:
+            rows = self._postgres_query(f"{self._key_base()}{key}", everything=True)
+            data = rows[0][1] if rows else None
+        if not data:
+            return []
+        try:
+            checkpoint = json.loads(data)
+        except ValueError:
+            return []
+        return ((checkpoint.get("checkpoint") or {}).get("latest") or {}).get("pending_operations") or []
+
     def remove(self, key: str) -> None:
         """Delete one blob (a stale lock) from the backend's storage."""
         if self.scheme == "file":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pulumi.automation import errors as auto_errors
 
 from fleet.errors import FleetError
+from fleet.model.type_tokens import PROJECT_NAME
 from fleet.paths import ENGINE_BIN
 
 
@@ -49,8 +50,9 @@ def engine_error(
         reason = "concurrent-update"
         where = backend.removeprefix("file://") if backend else "<backend>"
         message = (
-            f"{operation} on stack {stack_name!r}: the stack is locked by another update ({where}). Wait for it to"
-            f" finish; `python -m fleet unlock --stack {stack_name}` breaks the lock of a run that is gone (it asks first)"
+            f"{operation} on stack {stack_name!r}: the stack is locked by another update"
+            f" ({where}/.pulumi/locks/organization/{PROJECT_NAME}/{stack_name}). Wait for it to finish;"
+            f" `python -m fleet unlock --stack {stack_name}` breaks the lock of a run that is gone (it asks first)"
         )
     elif isinstance(exc, auto_errors.StackNotFoundError):
         reason = "stack-not-found"

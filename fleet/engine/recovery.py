@@ -73,6 +73,8 @@ def release_stale_locks(stack: str, backend: str, say: Callable[[str], Any]) -> 
 
 def resolve_pending(stack: auto.Stack, backend: str, say: Callable[[str], Any]) -> int:
     """Resolve the pending operations a crash left in the state with one refresh; returns how many there were."""
+    if not Ledger(backend).pending_operations(stack.name):
+        return 0  # the common case, read from the checkpoint without an engine call
     deployment = stack.export_stack().deployment or {}
     pending = deployment.get("pending_operations") or []
     if not pending:
@@ -126,9 +128,19 @@ def start_run() -> tuple[str, Path]:
     return run, record
 
 
-def end_run(run: str, record: Optional[Path] = None) -> int:
-    """End every process of a run but the caller (plugins of a killed engine included); forget the run."""
+def end_run(run: str, record: Optional[Path] = None, *, engine_grace: float = 0.0) -> int:
+    """End every process of a run but the caller (plugins of a killed engine included); forget the run.
+
+    `engine_grace`: an engine still running is first asked to stop as Ctrl-C does (it cancels and saves its
+    checkpoint) and given this long, so that it is never cut off in the middle of writing the state."""
     members = _members(run, spare=os.getpid())
+    engines = [pid for pid in members if _is_engine(pid)]
+    if engines and engine_grace > 0:
+        for pid in engines:
+            _signal(pid, signal.SIGINT)
+        deadline = time.monotonic() + engine_grace
+        while time.monotonic() < deadline and any(_alive(pid) for pid in engines):
+            time.sleep(0.2)
     for pid in members:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
@@ -155,7 +167,7 @@ def end_orphaned_runs(say: Callable[[str], Any]) -> int:
             continue
         if run.get("host") != socket.gethostname() or _alive(run.get("leader")):
             continue
-        count = end_run(str(run.get("run")), path)
+        count = end_run(str(run.get("run")), path, engine_grace=120)
         if count:
             ended += count
             say(f"ended {count} process(es) a crashed run left behind (its engine or plugins)")
@@ -173,6 +185,13 @@ def _members(run: str, spare: Optional[int] = None) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def _is_engine(pid: int) -> bool:
+    try:
+        return (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]) == str(ENGINE_PATH).encode()
+    except OSError:
+        return False
 
 
 def _alive(pid: Any) -> bool:

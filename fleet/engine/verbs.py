@@ -22,9 +22,10 @@ from fleet.engine.plugins import required_packages
 from fleet.engine.targets import deployed_tenants, tenant_targets
 from fleet.errors import FleetError
 from fleet.model import derive
-from fleet.offline.mocks import Evaluation
-from fleet.offline.plan import plan_stack
-from fleet.offline.policies import check_stack, format_violations, has_mandatory, load_stack_fleet, write_policy_config
+from fleet.model.spec import Fleet
+from fleet.offline.mocks import Evaluation, evaluate_once
+from fleet.offline.plan import plan_stack, stack_config
+from fleet.offline.policies import check, format_violations, has_mandatory, load_stack_fleet, write_policy_config
 from fleet.offline.report import print_plan_table
 from fleet.paths import PROJECT_ROOT
 from fleet.program import fleet_program
@@ -200,7 +201,7 @@ def run_fleet_verb(
         )
     platform_options: dict[str, Any] = {}
     if verb in ("up", "preview") and (changes.changed or changes.platform):
-        code = _police(verb, environment, root, sorted(changes.changed), out)
+        code = _police(verb, environment, root, sorted(changes.changed), fleet, out)
         if code != EXIT_OK:
             return code
         if changes.platform:
@@ -266,9 +267,11 @@ def run_fleet_verb(
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _police(verb: str, environment: str, root: Path, tenants: list[str], out) -> int:
-    """The changed tenants, offline: plugins there, and no mandatory policy violated; nothing runs otherwise."""
-    evaluation = plan_stack(environment, root, selection=tenants)
+def _police(verb: str, environment: str, root: Path, tenants: list[str], fleet: Fleet, out) -> int:
+    """The changed tenants, offline: plugins there, and no mandatory policy violated; nothing runs otherwise.
+
+    The whole environment was validated already, so the program reads just these tenants' files (a shard)."""
+    evaluation = evaluate_once(stack_config(environment, root), environment, root / "tenants", tenants, shard=tenants)
     driver.check_engine()
     missing = plugins.missing_plugins(plugins.required_plugin_versions(sorted(required_packages(evaluation))))
     if missing:
@@ -276,7 +279,7 @@ def _police(verb: str, environment: str, root: Path, tenants: list[str], out) ->
         print(f"Not running `{verb}` on environment {environment}: the engine needs these plugins. The changed tenants, offline:", file=sys.stderr)
         print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
         return EXIT_NOT_DEPLOYED
-    violations = check_stack(evaluation, environment, root)
+    violations = check(evaluation, fleet)
     if has_mandatory(violations):
         print(format_violations(violations), file=sys.stderr)
         raise FleetError(f"mandatory policies fail for the changed tenants of {environment}: nothing was deployed")

@@ -117,7 +117,7 @@ def test_after_the_split_removing_a_tenant_removes_its_stack_and_marks_its_row(d
     gurupi.unlink()
     try:
         out = io.StringIO()
-        assert verbs.run_fleet_verb("up", ENV, json_output=True, root=root, backend=str(backend), out=out) == EXIT_OK
+        assert verbs.run_fleet_verb("up", ENV, json_output=True, yes=True, root=root, backend=str(backend), out=out) == EXIT_OK
         document = json.loads(out.getvalue())
         assert [(r["stack"], r["op"]) for r in document["results"]] == [(f"{ENV}.gurupi", "remove")]
         with psycopg.connect(server.dsn("fleet_registry", user="postgres", password=PASSWORD)) as connection:

@@ -39,7 +39,7 @@ def shared(tmp_path_factory, caddy_process):
 
 def fleet_cli(project: StacksProject, url: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "fleet", *args, "--stack", ENV, "--root", str(project.root), "--json"],
+        [sys.executable, "-m", "fleet", *args, "--stack", ENV, "--root", str(project.root), "--json", "--yes"],
         env={**os.environ, "PULUMI_BACKEND_URL": url},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
