@@ -25,3 +25,16 @@ DEFAULT_BACKEND_DIR = PROJECT_ROOT / "state"
 """Local state. Not a cache: it lives outside .cache so that wiping the cache never forgets what is deployed."""
 VERSION_FILE = PROJECT_ROOT / "engine" / "VERSION"
 """The engine version the project pins."""
+PROGRAM_SOURCES = (
+    "components",
+    "fleet/model",
+    "fleet/postgres",
+    "fleet/program.py",
+    "fleet/sdk_internals.py",
+    "fleet/errors.py",
+    "fleet/paths.py",
+    "policies",
+    "__main__.py",
+    "requirements.txt",
+)
+"""What a deploy runs, relative to the project root: a change to any of these may change what a stack declares."""

@@ -17,19 +17,8 @@ from typing import Any, Iterable
 import yaml
 
 from fleet.model.spec import Fleet, TenantSpec
+from fleet.paths import PROGRAM_SOURCES
 
-PROGRAM_SOURCES = (
-    "components",
-    "fleet/model",
-    "fleet/postgres",
-    "fleet/program.py",
-    "fleet/sdk_internals.py",
-    "fleet/errors.py",
-    "fleet/paths.py",
-    "policies",
-    "requirements.txt",
-)
-"""What a deploy runs: a change to any of these may change what a stack declares, so every stack runs again."""
 FINGERPRINT_VERSION = 1
 """Bumped when the recipe below changes, so that every stack is deployed once under the new one."""
 

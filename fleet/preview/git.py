@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import FleetError
-
-# Files whose change alters what the program declares (compared to the base, with this code on both sides).
-PROGRAM_PATHS = ("components/", "fleet/program.py", "fleet/derive.py", "fleet/spec.py", "__main__.py", "requirements.txt")
-
+from fleet.paths import PROGRAM_SOURCES
 
 # ---------------------------------------------------------------- git: the base's files
 
@@ -67,4 +64,4 @@ def program_changes(root: Path, commit: str) -> list[str]:
         changed += git(root, "ls-files", "--others", "--exclude-standard").split()
     except BaseError:
         return []
-    return sorted({path for path in changed if path.startswith(PROGRAM_PATHS)})
+    return sorted({path for path in changed if any(path == entry or path.startswith(entry + "/") for entry in PROGRAM_SOURCES)})

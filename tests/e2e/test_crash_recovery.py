@@ -26,7 +26,7 @@ from fleet.model import derive
 from fleet.model.load import load_fleet
 from fleet.paths import ENGINE_PATH, PROJECT_ROOT
 from tests.support.fixtures import running
-from tests.unit.graph import FleetWorkspace
+from tests.unit.graph import FleetWorkspace, proxy_only_config
 
 STACK = "chaos"
 TIMELINE: list[dict] = []  # one row per kill point, printed at the end (the closing note's table)
@@ -37,15 +37,7 @@ class ChaosProject:
         self.root, self.caddy = root, caddy
         self.backend = root / "state"
         self.workspace = FleetWorkspace(root)
-        config = {key: value for key, value in self.workspace.config.items() if key != "server_passwords"}
-        config["layers"] = ["proxy"]
-        config["proxy"] = {
-            "admin_url": caddy.admin_url,
-            "server": "fleet",
-            "listen": [f"127.0.0.1:{free_port()}"],
-            "automatic_https": False,
-            "external_upstreams": {role: server.address for role, server in upstreams.items()},
-        }
+        config = proxy_only_config(self.workspace.config, caddy, upstreams, free_port())
         (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": {f"fleet:{k}": v for k, v in config.items()}}))
         self.config = config
         for index in range(15):

@@ -8,7 +8,6 @@ engine's own event stream.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from fleet.engine import driver as engine
 from fleet.offline.plan import evaluate
 from fleet.program import fleet_program
 from tests.support.fixtures import running
-from tests.unit.graph import FleetWorkspace
+from tests.unit.graph import FleetWorkspace, proxy_only_config
 
 ROUTE_TYPE = "pulumi-python:dynamic/caddy:CaddyRoute"
 
@@ -30,15 +29,7 @@ class ProxyStack:
         self.workspace = FleetWorkspace(root)
         self.caddy = caddy
         self.port = free_port()
-        config = copy.deepcopy(self.workspace.config)
-        config["layers"] = ["proxy"]
-        config["proxy"] = {
-            "admin_url": caddy.admin_url,
-            "server": "fleet",
-            "listen": [f"127.0.0.1:{self.port}"],
-            "automatic_https": False,
-            "external_upstreams": {role: server.address for role, server in upstreams.items()},
-        }
+        config = proxy_only_config(self.workspace.config, caddy, upstreams, self.port)
         self.config = config
         self.backend = backend
         self.events: list = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,32 +21,22 @@ from fleet.engine.ledger import FINGERPRINT_TAG, Ledger
 from fleet.errors import EXIT_FAILED, EXIT_OK
 from fleet.paths import PROJECT_ROOT
 from tests.support.fixtures import running
-from tests.unit.graph import FleetWorkspace
+from tests.unit.graph import FleetWorkspace, proxy_only_config
 
 ENV = "stk"
 TENANTS = ("catasaltas", "gurupi", "novaroma", "pirapora", "santarita")
 
 
 class StacksProject:
-    """A project root with tenants/, policies/ and Pulumi.stk.yaml (per-tenant stacks), deployed to a test Caddy."""
+    """A project root with tenants/ and Pulumi.stk.yaml (per-tenant stacks), deployed to a test Caddy."""
 
     def __init__(self, root: Path, caddy, upstreams: dict):
         self.root = root
         self.backend = root / "state"
         self.caddy = caddy
         self.workspace = FleetWorkspace(root)
-        shutil.copytree(PROJECT_ROOT / "policies", root / "policies")
         self.port = free_port()
-        config = {key: value for key, value in self.workspace.config.items() if key != "server_passwords"}
-        config["layers"] = ["proxy"]
-        config["stacks"] = "per-tenant"
-        config["proxy"] = {
-            "admin_url": caddy.admin_url,
-            "server": "fleet",
-            "listen": [f"127.0.0.1:{self.port}"],
-            "automatic_https": False,
-            "external_upstreams": {role: server.address for role, server in upstreams.items()},
-        }
+        config = proxy_only_config(self.workspace.config, caddy, upstreams, self.port, stacks="per-tenant")
         self.config = config
         self.write_config()
 

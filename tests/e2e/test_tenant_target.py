@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -19,32 +18,22 @@ import yaml
 from fleet.bench.servers import UpstreamHTTPServer, free_port
 from fleet.engine import verbs as operations
 from fleet.errors import FleetError
-from fleet.paths import PROJECT_ROOT
 from tests.support.fixtures import running
-from tests.unit.graph import FleetWorkspace
+from tests.unit.graph import FleetWorkspace, proxy_only_config
 
 STACK = "tenanttarget"
 
 
 class FrontDoorStack:
-    """A project root (tenants/, Pulumi.<stack>.yaml, policies/) deployed as a proxy-only stack to a test Caddy."""
+    """A project root (tenants/, Pulumi.<stack>.yaml) deployed as a proxy-only stack to a test Caddy."""
 
     def __init__(self, root: Path, backend: Path, caddy, upstreams: dict):
         self.root = root
         self.backend = backend
         self.caddy = caddy
         self.workspace = FleetWorkspace(root)
-        shutil.copytree(PROJECT_ROOT / "policies", root / "policies")
         self.port = free_port()
-        config = {key: value for key, value in self.workspace.config.items() if key != "server_passwords"}
-        config["layers"] = ["proxy"]
-        config["proxy"] = {
-            "admin_url": caddy.admin_url,
-            "server": "fleet",
-            "listen": [f"127.0.0.1:{self.port}"],
-            "automatic_https": False,
-            "external_upstreams": {role: server.address for role, server in upstreams.items()},
-        }
+        config = proxy_only_config(self.workspace.config, caddy, upstreams, self.port)
         (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": {f"fleet:{k}": v for k, v in config.items()}}))
 
     def fleet(self, verb: str, *tenants: str, yes: bool = True) -> dict:

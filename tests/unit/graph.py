@@ -71,3 +71,18 @@ def plan_fingerprint(evaluation) -> tuple:
         evaluation.outputs,
         {name: spec.model_dump() for name, spec in evaluation.specs.items()},
     )
+
+
+def proxy_only_config(config: dict, caddy, upstreams: dict, port: int, **extra) -> dict:
+    """A copy of a stack config that manages only the proxy layer, on a test Caddy, routing to test upstreams."""
+    proxy_only = {key: value for key, value in copy.deepcopy(config).items() if key != "server_passwords"}
+    proxy_only["layers"] = ["proxy"]
+    proxy_only["proxy"] = {
+        "admin_url": caddy.admin_url,
+        "server": "fleet",
+        "listen": [f"127.0.0.1:{port}"],
+        "automatic_https": False,
+        "external_upstreams": {role: server.address for role, server in upstreams.items()},
+    }
+    proxy_only.update(extra)
+    return proxy_only
