@@ -494,8 +494,12 @@ def hostnames_allowed(args: ResourceValidationArgs, report: ReportViolation) -> 
     base = str(config.get("baseDomain") or "").lower()
     tenant = tenant_of(args)
     declared = {domain.lower() for domain in _string_list((config.get("tenantDomains") or {}).get(tenant))} if tenant else set()
+    own = {host.lower() for host in _string_list((config.get("tenantHostnames") or {}).get(tenant))} if tenant else set()
     for host in _hostnames(args):
         if base and (host == base or host.endswith("." + base)):
+            # Names under the base domain belong to the platform: a tenant serves only its own api-/app- hostnames there.
+            if tenant and "tenantHostnames" in config and host not in own:
+                report(f"{_who(args)}{args.name} serves {host!r}, under the base domain {base!r}, which is not one of its own hostnames ({', '.join(sorted(own))}).", None)
             continue
         if host in declared:
             continue
@@ -851,6 +855,7 @@ ALL_POLICIES = [
             properties={
                 "baseDomain": {"type": "string"},
                 "tenantDomains": {"type": "object", "description": "Custom domains declared per tenant."},
+                "tenantHostnames": {"type": "object", "description": "The hostnames under the base domain that each tenant owns (api-, app-)."},
             },
             required=["baseDomain", "tenantDomains"],
         ),

@@ -55,12 +55,25 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+MAX_FILE_BYTES = 256 * 1024
+"""A tenant file, the plan catalog or a stack config larger than this is refused before it is parsed."""
+MAX_PROBLEMS_PER_FILE = 20
+"""Problems listed per file; the rest are counted in one more line."""
+
+
 def read_yaml(path: Path, problems: list[Problem], display: str, tenant: Optional[str] = None) -> Any:
-    """Parse one YAML file; a syntax error, duplicate key or empty file becomes a problem and None."""
+    """Parse one YAML file; a syntax error, duplicate key, empty, oversized or non-UTF-8 file becomes a problem and None."""
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            problems.append(Problem(display, tenant, "", f"the file is {size:,} bytes; at most {MAX_FILE_BYTES:,} are read (is it the right file?)"))
+            return None
+        text = path.read_bytes().decode("utf-8")
     except OSError as error:
         problems.append(Problem(display, tenant, "", f"cannot read: {error.strerror}"))
+        return None
+    except UnicodeDecodeError as error:
+        problems.append(Problem(display, tenant, "", f"not UTF-8 text (byte {error.start}): save the file as UTF-8"))
         return None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
@@ -160,7 +173,10 @@ def load_tenant(path: Path, problems: list[Problem], root: Path, unparsed: Optio
     try:
         tenant = TenantSpec.model_validate(data)
     except ValidationError as error:
-        problems.extend(model_problems(error, display, tenant_label))
+        found = model_problems(error, display, tenant_label)
+        problems.extend(found[:MAX_PROBLEMS_PER_FILE])
+        if len(found) > MAX_PROBLEMS_PER_FILE:
+            problems.append(Problem(display, tenant_label, "", f"... and {len(found) - MAX_PROBLEMS_PER_FILE} more problem(s) in this file"))
         if unparsed is not None:
             unparsed.append((display, tenant_label, data))
         return None

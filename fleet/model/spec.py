@@ -7,8 +7,10 @@ reference and the JSON Schemas (`python -m fleet schema`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -185,6 +187,13 @@ class TenantSpec(Strict):
 # ---------------------------------------------------------------- stack config
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class PostgresServer(Strict):
     """A PostgreSQL server tenants' databases can be placed on."""
 
@@ -254,6 +263,22 @@ class Proxy(Strict):
             "e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`."
         ),
     )
+
+    @field_validator("admin_url")
+    @classmethod
+    def _admin_endpoint_not_open(cls, value: str) -> str:
+        # Whoever reaches Caddy's admin API can reroute every tenant: loopback, or https with credentials.
+        parts = urllib.parse.urlsplit(value)
+        host = (parts.hostname or "").lower()
+        loopback = host == "localhost" or _is_loopback(host)
+        if parts.scheme == "http" and loopback:
+            return value
+        if parts.scheme == "https" and (loopback or (parts.username and parts.password)):
+            return value
+        raise ValueError(
+            f"{value!r} would expose Caddy's admin API: use a loopback address (http://127.0.0.1:2019) "
+            "or https with credentials (https://user:password@proxy.internal:2019)"
+        )
 
 
 class Backups(Strict):

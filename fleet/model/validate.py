@@ -38,6 +38,7 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
 
     problems: list[Problem] = []
     owner_of_host: dict[str, str] = {}
+    base = environment.base_domain.lower()
     for tenant in tenants:
         where = file_of(tenant)
         plan = plans.get(tenant.plan)
@@ -57,6 +58,15 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         for identifier, label in derive.postgres_identifiers(tenant).items():
             if len(identifier.encode()) > PG_IDENTIFIER_MAX_BYTES:
                 problems.append(Problem(where, tenant.name, "name", f"derived {label} {identifier!r} exceeds {PG_IDENTIFIER_MAX_BYTES} bytes; choose a shorter name"))
+        for domain in tenant.domains:
+            if domain == base or domain.endswith("." + base):
+                problems.append(
+                    Problem(
+                        where, tenant.name, "domains",
+                        f"custom domain {domain} lies under the base domain {base}: names there belong to the platform (its api-/app- hostnames); "
+                        "use a domain outside it",
+                    )
+                )
         for host in derive.hostnames(tenant, environment):
             label = host.split(".")[0]
             if len(label) > 63:

@@ -90,7 +90,11 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
     }
     config: dict[str, dict[str, Any]] = {
         pack.CONTAINER_LIMITS_MATCH_PLAN: {"tenants": expected, "plans": {plan["name"]: {"max": plan["max"]} for plan in plan_catalog}},
-        pack.HOSTNAMES_ALLOWED: {"baseDomain": environment.base_domain, "tenantDomains": {tenant.name: list(tenant.domains) for tenant in fleet.tenants}},
+        pack.HOSTNAMES_ALLOWED: {
+            "baseDomain": environment.base_domain,
+            "tenantDomains": {tenant.name: list(tenant.domains) for tenant in fleet.tenants},
+            "tenantHostnames": {tenant.name: [derive.api_hostname(tenant, environment), derive.app_hostname(tenant, environment)] for tenant in fleet.tenants},
+        },
         pack.HOSTNAMES_UNIQUE: {"claimedHostnames": {host: tenant.name for tenant in fleet.tenants for host in derive.hostnames(tenant, environment)}},
         pack.DOCKER_HOST_CAPACITY: {"hosts": hosts},
         pack.POSTGRES_CONNECTION_CAPACITY: {"servers": servers},

@@ -77,7 +77,7 @@ def test_a_sharded_plan_is_the_single_run_plan(tmp_path, small_shards):
 @pytest.mark.parametrize(
     "changes",
     [
-        {2: {"plan": "platinum"}, 9: {"domains": ["app-t00001.fleet.localhost"]}},  # a shard's own problem, and one across shards
+        {2: {"plan": "platinum"}, 9: {"domains": ["precos.t00000.example.gov.br"]}},  # a shard's own problem, and one across shards
         {10: {"domains": ["precos.t00000.example.gov.br"]}},  # only across shards: each shard alone is valid
     ],
 )

@@ -608,3 +608,17 @@ def test_props_reach_the_pack_as_after_a_protobuf_struct_round_trip(dev_plan):
 
     for resource in dev_plan.resources:
         assert _as_engine_sends(resource.raw_inputs) == _through_struct(resource.raw_inputs), resource.name
+
+
+def test_a_route_may_serve_under_the_base_domain_only_its_own_hostnames():
+    config = {
+        "baseDomain": "fleet.localhost",
+        "tenantDomains": {"gurupi": []},
+        "tenantHostnames": {"gurupi": ["api-gurupi.fleet.localhost", "app-gurupi.fleet.localhost"]},
+    }
+    parent = parent_urn("TenantRoutes", "gurupi-proxy")
+    own = resource_args(ROUTE, "gurupi-route-frontend", {"hosts": ["app-gurupi.fleet.localhost"]}, parent=parent, config=config)
+    assert reports(pack.hostnames_allowed, own) == []
+    squat = resource_args(ROUTE, "gurupi-route-frontend", {"hosts": ["app-gurupi.fleet.localhost", "app-santarita.fleet.localhost"]}, parent=parent, config=config)
+    (message,) = reports(pack.hostnames_allowed, squat)
+    assert "serves 'app-santarita.fleet.localhost', under the base domain 'fleet.localhost', which is not one of its own hostnames" in message

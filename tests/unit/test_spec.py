@@ -152,3 +152,66 @@ def test_cli_reports_invalid_spec_without_traceback_and_exits_2(workspace):
     assert "gurupi.yaml: tenant gurupi: status:" in result.stderr
     assert "gurupi.yaml: tenant gurupi: plan: unknown plan 'platinum'" in result.stderr
     assert result.stdout == ""
+
+
+# ---------------------------------------------------------------- hostile and careless input (hardening)
+
+
+@pytest.mark.parametrize("domain", ["fleet.localhost", "evil.fleet.localhost", "x.app-gurupi.fleet.localhost", "app-itabira.fleet.localhost"])
+def test_a_custom_domain_under_the_base_domain_is_refused(workspace, domain):
+    # The base domain itself, any name under it, and a future tenant's app-/api- name: all the platform's.
+    workspace.edit("santarita", domains=[domain])
+    problems = problems_of(workspace)
+    assert any(
+        p.startswith("tenants/santarita.yaml: tenant santarita: domains: custom domain") and f"{domain} lies under the base domain fleet.localhost" in p
+        for p in problems
+    ), problems
+
+
+def test_a_squatted_name_is_pinned_on_the_squatter_not_on_the_tenant_that_comes_later(workspace):
+    workspace.edit("santarita", domains=["app-itabira.fleet.localhost"])
+    workspace.write("itabira", {"name": "itabira", "display_name": "Itabira", "plan": "basic", "database": {"server": "shared-1"}})
+    problems = problems_of(workspace)
+    assert problems and all(p.startswith("tenants/santarita.yaml") or "already used" in p for p in problems), problems
+    assert any(p.startswith("tenants/santarita.yaml: tenant santarita: domains: custom domain") for p in problems)
+
+
+def test_a_file_that_is_not_utf8_is_a_problem_naming_it(workspace):
+    workspace.tenant_file("gurupi").write_bytes("name: gurupi\ndisplay_name: Prefeitura de Gurupi \xe9\n".encode("latin-1"))
+    assert problems_of(workspace) == ["tenants/gurupi.yaml: tenant gurupi: not UTF-8 text (byte 48): save the file as UTF-8"]
+
+
+def test_an_oversized_file_is_refused_before_it_is_parsed(workspace):
+    workspace.tenant_file("gurupi").write_text("name: gurupi\n" + "# padding\n" * 40000)
+    (problem,) = problems_of(workspace)
+    assert problem.startswith("tenants/gurupi.yaml: tenant gurupi: the file is") and "at most 262,144 are read" in problem
+
+
+def test_a_hostile_file_gets_a_bounded_list_of_problems(workspace):
+    data = workspace.read("gurupi")
+    data.update({f"junk{index}": index for index in range(2000)})
+    workspace.write("gurupi", data)
+    problems = problems_of(workspace)
+    assert len(problems) == 21
+    assert problems[-1] == "tenants/gurupi.yaml: tenant gurupi: ... and 1980 more problem(s) in this file"
+
+
+@pytest.mark.parametrize(
+    ("admin_url", "accepted"),
+    [
+        ("http://127.0.0.1:2019", True),
+        ("http://localhost:2019", True),
+        ("http://[::1]:2019", True),
+        ("https://fleet:s3cret@proxy.internal:2019", True),
+        ("http://10.0.0.5:2019", False),
+        ("http://proxy.internal:2019", False),
+        ("https://proxy.internal:2019", False),  # https, but anyone may call it
+    ],
+)
+def test_the_proxy_admin_endpoint_must_be_loopback_or_authenticated(workspace, admin_url, accepted):
+    workspace.config["proxy"] = {**workspace.config.get("proxy", {}), "admin_url": admin_url}
+    if accepted:
+        workspace.evaluate()
+    else:
+        problems = problems_of(workspace)
+        assert any("fleet:proxy.admin_url" in p and "would expose Caddy's admin API" in p for p in problems), problems
