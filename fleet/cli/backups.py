@@ -22,7 +22,7 @@ from fleet.cli.common import (
     print_json,
     progress,
 )
-from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError
+from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError, InputError
 from fleet.ops import backups, restore
 
 # ---------------------------------------------------------------- backup
@@ -126,16 +126,26 @@ def _backup_job(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a dump into a fresh database (or, confirmed, in place of the live one) and compare row counts."""
 
+    if args.replace and args.into is not None:
+        raise InputError("--replace restores into the live database's name; don't combine it with --into")
+    dump = Path(getattr(args, "from"))
+    if dump.is_dir():
+        raise InputError(f"{dump} is a folder, not a dump file: name one of the .dump files in it")
+    if not dump.is_file():
+        raise InputError(f"{dump}: no such file")
     inventory = load(args)
     entry = inventory.tenant(args.tenant)
-    dump = Path(getattr(args, "from"))
-    if not dump.is_file():
-        raise FleetError(f"{dump}: no such file")
+    if args.into is not None:
+        problem = restore.restore_target_problem(args.into, entry.name, entry.database, (other.database for other in inventory.select()))
+        if problem:
+            raise InputError(problem)
     if args.replace and not args.yes:
         _confirm_replace(entry)
     show = progress(args.json)
     try:
-        result = restore.restore_backup(inventory, entry.name, dump, into=args.into, replace=args.replace, on_step=lambda text: show(f"{entry.name}: {text}"))
+        result = restore.restore_backup(
+            inventory, entry.name, dump, into=args.into, replace=args.replace, force=args.force, on_step=lambda text: show(f"{entry.name}: {text}")
+        )
     except backups.BackupError as error:
         raise FleetError(str(error)) from None
     if args.json:
@@ -192,4 +202,5 @@ def register(verbs) -> None:
     restore.add_argument("--into", metavar="NAME", help="name of the new database (default: <database>_restored_<time>)")
     restore.add_argument("--replace", action="store_true", help="then swap it in for the live database (the live one is renamed aside, kept)")
     restore.add_argument("--yes", action="store_true", help="don't ask to confirm --replace")
+    restore.add_argument("--force", action="store_true", help="restore a dump whose objects belong to neither this tenant's role nor another tenant's")
     restore.set_defaults(handler=cmd_restore)

@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -92,6 +93,31 @@ def compare_counts(expected: dict[str, int], actual: dict[str, int]) -> list[str
     return problems
 
 
+RESERVED_DATABASES = frozenset({"postgres", "template0", "template1"})
+_DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def restore_target_problem(name: str, tenant: str, live_database: str, other_databases: Iterable[str]) -> Optional[str]:
+    """Why `name` can't be the fresh database of a restore (None when it can): a plain identifier of at most 63
+    bytes, not reserved, not the live database, and not another tenant's (`tenant_<other>...`)."""
+    if not name:
+        return "--into needs a database name"
+    if not _DATABASE_NAME.match(name):
+        return f"--into {name!r} is not a plain database name (lowercase letters, digits and _, not starting with a digit)"
+    if len(name.encode()) > PG_IDENTIFIER_MAX_BYTES:
+        return f"--into {name!r} exceeds {PG_IDENTIFIER_MAX_BYTES} bytes"
+    if name in RESERVED_DATABASES:
+        return f"--into {name!r} is one of the server's own databases"
+    if name == live_database:
+        return f"{name} is {tenant}'s live database: restore into a fresh one, or use --replace"
+    # The database a name looks like is the longest tenant database it extends (tenant_santa vs tenant_santa_rita).
+    owners = [database for database in {*other_databases, live_database} if name == database or name.startswith(database + "_")]
+    owner = max(owners, key=len, default=None)
+    if owner is not None and owner != live_database:
+        return f"--into {name!r} looks like another tenant's database ({owner}): name it after {tenant} ({live_database}_...)"
+    return None
+
+
 def restore_backup(
     inventory,
     tenant: str,
@@ -99,6 +125,7 @@ def restore_backup(
     *,
     into: Optional[str] = None,
     replace: bool = False,
+    force: bool = False,
     clock: Clock = utc_now,
     on_step: Optional[Callable[[str], None]] = None,
 ) -> RestoreResult:
@@ -123,12 +150,14 @@ def restore_backup(
     foreign = {owner for owner in contents.owners if owner != entry.role and _TENANT_ROLE.match(owner)}
     if foreign and entry.role not in contents.owners:
         raise BackupError(f"{dump} holds tables of {', '.join(sorted(foreign))}, not of {tenant}'s role {entry.role}: another tenant's backup?")
+    strangers = sorted(owner for owner in contents.owners if owner != entry.role)
+    if strangers and entry.role not in contents.owners and not force:
+        raise BackupError(f"{dump}'s objects belong to {', '.join(strangers)}, not to {tenant}'s role {entry.role}: not restoring it (--force if you are sure)")
     access = inventory.admin_access(entry.server_key)
     target = default_restore_name(entry.database, when, "incoming" if replace else "restored") if into is None else into
-    if target == entry.database:
-        raise BackupError(f"{target} is {tenant}'s live database: restore into a fresh one, or use --replace")
-    if len(target.encode()) > PG_IDENTIFIER_MAX_BYTES:
-        raise BackupError(f"database name {target!r} exceeds {PG_IDENTIFIER_MAX_BYTES} bytes")
+    problem = restore_target_problem(target, tenant, entry.database, (other.database for other in inventory.select()))
+    if problem:
+        raise BackupError(problem)
     if catalog.database_exists(access, target):
         raise BackupError(f"database {target} already exists on {access.label}: a restore goes into a fresh database")
     step(f"creating {target} on {entry.server_key}")

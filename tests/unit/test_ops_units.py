@@ -396,3 +396,40 @@ def test_the_program_declares_the_registry_with_addresses_from_each_placement_an
     assert placement.urn in rows["registry-row-pirapora"].options["dependencies"]  # follows a move only once it succeeded
     assert rows["registry-row-novaroma"].raw_inputs["status"] == "purged"
     assert rows["registry-row-catasaltas"].raw_inputs["status"] == "suspended"
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("", "needs a database name"),
+        ("Robert'); drop", "not a plain database name"),
+        ("postgres", "the server's own databases"),
+        ("tenant_gurupi", "live database"),
+        ("tenant_novaroma_copy", "looks like another tenant's database (tenant_novaroma)"),
+        ("x" * 64, "exceeds 63 bytes"),
+    ],
+)
+def test_a_restore_target_must_be_a_fresh_plain_name_of_this_tenant(name, problem):
+    found = restore.restore_target_problem(name, "gurupi", "tenant_gurupi", ["tenant_gurupi", "tenant_novaroma", "tenant_santa"])
+    assert found is not None and problem in found
+
+
+def test_a_restore_target_may_extend_the_tenants_own_name_even_when_another_name_prefixes_it():
+    databases = ["tenant_santa", "tenant_santa_rita"]
+    assert restore.restore_target_problem("tenant_santa_rita_restored_20261129", "santa-rita", "tenant_santa_rita", databases) is None
+    assert "tenant_santa_rita" in restore.restore_target_problem("tenant_santa_rita_copy", "santa", "tenant_santa", databases)
+    assert restore.restore_target_problem("scratch_copy", "santa", "tenant_santa", databases) is None
+
+
+def test_restore_refuses_bad_input_before_touching_a_server(tmp_path, capsys):
+    from fleet.cli.main import main
+
+    (tmp_path / "folder").mkdir()
+    dump = tmp_path / "gurupi.dump"
+    dump.write_bytes(b"PGDMP")
+    assert main(["restore", "gurupi", "--from", str(tmp_path / "folder")]) == 2
+    assert "is a folder, not a dump file" in capsys.readouterr().err
+    assert main(["restore", "gurupi", "--from", str(dump), "--replace", "--into", "x"]) == 2  # before any question
+    assert "don't combine it with --into" in capsys.readouterr().err
+    assert main(["restore", "gurupi", "--from", str(tmp_path / "missing.dump")]) == 2
+    assert "no such file" in capsys.readouterr().err
