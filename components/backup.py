@@ -100,7 +100,8 @@ class ScheduledBackup(pulumi.ComponentResource):
                 command=backup_command(tenant, plan, args.schedule),
                 envs=secret_envs,
                 labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
-                mounts=[docker.ContainerMountArgs(type="bind", source=args.backup_dir, target=CONTAINER_BACKUP_DIR)],
+                # Only this tenant's folder: a job can read its own backups and no neighbour's.
+                mounts=[docker.ContainerMountArgs(type="bind", source=f"{args.backup_dir}/{tenant.name}", target=f"{CONTAINER_BACKUP_DIR}/{tenant.name}")],
                 memory=MEMORY_MB,
                 memory_swap=MEMORY_MB,
                 cpus=CPUS,

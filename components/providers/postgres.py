@@ -701,7 +701,7 @@ def purge_tenant(
                 "counts": dict(sorted(counts.items())),
                 **entry,
             }
-            dump_file.path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+            dumps.write_private(dump_file.path.with_suffix(".json"), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
             report.backups.append(entry)
     except BaseException as error:  # noqa: BLE001 - nothing is dropped: reopen what was blocked
         problems = []

@@ -19,6 +19,7 @@ from fleet.errors import FleetError
 from fleet.model.derive import next_run
 from fleet.postgres import dumps
 from fleet.postgres.access import PgCommandError, PgToolsError, ServerAccess, pg_tool
+from fleet.postgres.dumps import write_private
 
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".json"
@@ -347,13 +348,6 @@ def backup_many(
         if on_done:
             on_done(result)
     return results
-
-
-def write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
 
 
 def run_daily(

@@ -217,3 +217,12 @@ def restore(
     started = time.monotonic()
     run_tool(command, access.tool_env(), f"pg_restore of {Path(path).name} into {database!r} on {access.label}", timeout)
     return round(time.monotonic() - started, 3)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), as every dump and manifest is: they hold or describe a tenant's data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when the file was there already
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)

@@ -266,7 +266,8 @@ def test_the_backup_job_a_purge_and_the_ops_commands_use_one_backup_folder(confi
     evaluation = declared(program)
     (job,) = [r for r in evaluation.resources if r.type == "docker:index/container:Container"]
     (purge,) = [r for r in evaluation.resources if r.type.endswith("TenantPurge")]
-    assert job.raw_inputs["mounts"][0]["source"] == purge.raw_inputs["backup_dir"] == str(expected)
+    assert purge.raw_inputs["backup_dir"] == str(expected)
+    assert job.raw_inputs["mounts"][0]["source"] == f"{expected}/{tenant.name}"  # the job sees only its tenant's folder of it
     assert load_inventory(config=config, secrets=StaticSecrets({})).backups_dir == expected
 
 
@@ -308,7 +309,8 @@ def test_every_active_tenant_gets_a_daily_backup_job_with_its_plans_retention():
         assert env[PASSWORD_ENV] == f"pw-of-{tenant}"
         target = json.loads(env[TARGET_ENV])
         assert target["user"] == f"tenant_{tenant}_app" and target["database"] == f"tenant_{tenant}" and "password" not in target
-        assert inputs["mounts"] == [{"type": "bind", "source": "/srv/fleet-backups", "target": "/backups"}]
+        # Only the tenant's own folder is mounted: a job can't read a neighbour's backups.
+        assert inputs["mounts"] == [{"type": "bind", "source": f"/srv/fleet-backups/{tenant}", "target": f"/backups/{tenant}"}]
         labels = {label["label"]: label["value"] for label in inputs["labels"]}
         assert labels == {"tenant": tenant, "plan": fleet.tenant(tenant).plan, "component": "backup", "managed-by": "tenant-fleet"}
         assert job.provider and "docker-host" in job.provider
@@ -433,3 +435,14 @@ def test_restore_refuses_bad_input_before_touching_a_server(tmp_path, capsys):
     assert "don't combine it with --into" in capsys.readouterr().err
     assert main(["restore", "gurupi", "--from", str(tmp_path / "missing.dump")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_manifests_and_final_backup_sidecars_are_private_even_over_an_older_open_file(tmp_path):
+    from fleet.postgres.dumps import write_private
+
+    path = tmp_path / "acme" / "acme-final-20261129T000000Z.json"
+    path.parent.mkdir()
+    path.write_text("{}")
+    path.chmod(0o644)
+    write_private(path, '{"reason": "contract ended"}\n')
+    assert path.stat().st_mode & 0o777 == 0o600 and "contract ended" in path.read_text()
