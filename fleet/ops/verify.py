@@ -88,7 +88,13 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
             [databases],
         ).fetchall()
         role_rows = connection.execute(
-            "select rolname, rolconnlimit, rolcanlogin from pg_roles where rolname = any(%s)", [roles]
+            """
+            select r.rolname, r.rolconnlimit, r.rolcanlogin,
+                   r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls,
+                   array(select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid where m.member = r.oid order by 1)
+            from pg_roles r where r.rolname = any(%s)
+            """,
+            [roles],
         ).fetchall()
         grants = connection.execute(
             """
@@ -98,8 +104,19 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
             [roles, databases],
         ).fetchall()
     by_database = {name: {"owner": owner, "public_connect": connect, "public_temporary": temporary} for name, owner, connect, temporary in database_rows}
-    by_role = {name: {"connection_limit": limit, "login": login} for name, limit, login in role_rows}
+    by_role = {
+        name: {"connection_limit": limit, "login": login, "attributes": _attributes(flags), "member_of": list(member_of)}
+        for name, limit, login, *flags, member_of in role_rows
+    }
     return by_database, by_role, {(role, database) for role, database in grants}
+
+
+ROLE_ATTRIBUTES = ("SUPERUSER", "CREATEROLE", "CREATEDB", "REPLICATION", "BYPASSRLS")
+"""Attributes a tenant's role must never have: each lets it reach past its own database."""
+
+
+def _attributes(flags: list[bool]) -> list[str]:
+    return [name for name, on in zip(ROLE_ATTRIBUTES, flags) if on]
 
 
 def verify_databases(inventory, tenants, *, workers: int = 8) -> list[Check]:
@@ -156,6 +173,24 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
             "connection limit",
             "pass" if limit == entry.connection_limit else "fail",
             f"role {entry.role} limit {limit}" + ("" if limit == entry.connection_limit else f", plan {entry.plan_name} says {entry.connection_limit}"),
+        )
+    )
+    attributes = role.get("attributes") or []
+    checks.append(
+        Check(
+            entry.name,
+            "role attributes",
+            "fail" if attributes else "pass",
+            f"role {entry.role} has {', '.join(attributes)}" if attributes else f"role {entry.role} has none of {', '.join(ROLE_ATTRIBUTES)}",
+        )
+    )
+    member_of = role.get("member_of") or []
+    checks.append(
+        Check(
+            entry.name,
+            "role memberships",
+            "fail" if member_of else "pass",
+            f"role {entry.role} is a member of {', '.join(member_of)}" if member_of else f"role {entry.role} is a member of no other role",
         )
     )
     if role["login"] != entry.active:

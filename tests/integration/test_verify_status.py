@@ -303,4 +303,28 @@ def test_isolation_grant_made_through_a_group_role_is_caught_too(fleet):
             admin.execute("DROP OWNED BY support_readers")
             admin.execute("DROP ROLE support_readers")
     failed = [check.line() for check in checks if check.outcome == "fail"]
-    assert failed == ["gurupi: isolation santarita: role tenant_gurupi_app connected to database tenant_santarita"]
+    assert sorted(failed) == [
+        "gurupi: isolation santarita: role tenant_gurupi_app connected to database tenant_santarita",
+        "gurupi: role memberships: role tenant_gurupi_app is a member of support_readers",
+    ]
+
+
+def test_verify_names_every_privilege_drift_of_a_tenant_role(fleet):
+    """The probe's attack: a's role gains CREATEROLE and CREATEDB, then grants itself b's role to read b's rows."""
+    shared = fleet.clusters["shared-1"]
+    with shared.connect() as admin:
+        admin.execute("ALTER ROLE tenant_gurupi_app CREATEROLE CREATEDB BYPASSRLS")
+        admin.execute("GRANT tenant_novaroma_app TO tenant_gurupi_app")
+    try:
+        checks = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
+    finally:
+        with shared.connect() as admin:
+            admin.execute("REVOKE tenant_novaroma_app FROM tenant_gurupi_app")
+            admin.execute("ALTER ROLE tenant_gurupi_app NOCREATEROLE NOCREATEDB NOBYPASSRLS")
+    failed = [check.line() for check in checks if check.outcome == "fail"]
+    assert "gurupi: role attributes: role tenant_gurupi_app has CREATEROLE, CREATEDB, BYPASSRLS" in failed
+    assert "gurupi: role memberships: role tenant_gurupi_app is a member of tenant_novaroma_app" in failed
+    assert "gurupi: isolation novaroma: role tenant_gurupi_app connected to database tenant_novaroma" in failed
+    assert all(line.startswith("gurupi:") for line in failed)
+    clean = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
+    assert not [check for check in clean if check.outcome == "fail"]
