@@ -12,7 +12,9 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from fleet.errors import EXIT_OK, FleetError, SpecError
+import psycopg
+
+from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError, SpecError
 
 COMMANDS = (
     "fleet.cli.plan",
@@ -50,6 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FleetError as error:
         print(f"Error: {error}", file=sys.stderr)
         return error.exit_code
+    except psycopg.OperationalError as error:  # a server down or refusing us: expected, and said in one line
+        print(f"Error: a PostgreSQL server could not be used: {str(error).strip().splitlines()[0] if str(error).strip() else error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -57,3 +62,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # The reader went away (`fleet plan --json | head`): not an error of ours.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return EXIT_OK
+    except OSError as error:  # a file that can't be read or written, a port in use: expected, and said in one line
+        print(f"Error: {error}", file=sys.stderr)
+        return EXIT_FAILED
