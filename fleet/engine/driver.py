@@ -166,10 +166,6 @@ def _pulumi_command() -> auto.PulumiCommand:
     return auto.PulumiCommand(root=str(ENGINE_ROOT))
 
 
-CHECKPOINT_READ_ATTEMPTS = 5
-"""Reads of a checkpoint that came back empty while another engine was finishing its write."""
-
-
 def stack_for(
     stack_name: str,
     program: Callable[[], None],
@@ -211,15 +207,7 @@ def stack_for(
     try:
         # `create`: True for a stack known not to exist yet, False for one known to exist (one engine call saved).
         make = {None: auto.create_or_select_stack, True: auto.create_stack, False: auto.select_stack}[create]
-        for attempt in range(CHECKPOINT_READ_ATTEMPTS):
-            try:
-                stack = make(stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=options)
-                break
-            except auto_errors.CommandError as exc:
-                # An engine that was just stopped may still be writing the checkpoint: read it again shortly.
-                if "failed to load checkpoint: EOF" not in str(exc) or attempt == CHECKPOINT_READ_ATTEMPTS - 1:
-                    raise
-                time.sleep(1 + attempt)
+        stack = make(stack_name=stack_name, project_name=PROJECT_NAME, program=program, opts=options)
         values: dict[str, auto.ConfigValue] = {}
         for key, value in (config or {}).items():
             values[key] = auto.ConfigValue(value=_config_text(value), secret=False)

@@ -146,6 +146,8 @@ def run_task(task: StackTask) -> StackResult:
             def program() -> None:
                 fleet_program(None, root / "tenants")
 
+            if task.exists is not False:
+                recovery.prepare(task.stack, task.backend, notes.append)
             stack = driver.stack_for(task.stack, program, work_dir=work, backend_dir=task.backend, create=None if task.exists is None else not task.exists)
             if task.exists is not False:
                 recovery.recover(stack, task.backend, notes.append)

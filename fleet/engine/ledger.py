@@ -92,6 +92,25 @@ class Ledger:
             return []
         return ((checkpoint.get("checkpoint") or {}).get("latest") or {}).get("pending_operations") or []
 
+    def repair(self, stack: str) -> list[str]:
+        """Undo what a write cut off by a kill leaves in a file backend: an empty attributes sidecar (which the
+        engine then fails to read: "failed to load checkpoint: EOF") and half-written temporary files. Call it
+        only when no live run holds the stack's lock. Returns the files removed."""
+        if self.scheme != "file":
+            return []
+        folder = self._file_root() / STACKS_PREFIX
+        removed = []
+        for path in sorted(folder.glob(f"{stack}.json*.attrs")):
+            try:
+                json.loads(path.read_text(encoding="utf-8") or "not json")
+            except (ValueError, OSError):
+                path.unlink(missing_ok=True)  # the blob store treats a missing sidecar as default attributes
+                removed.append(path.name)
+        for path in sorted(folder.glob(f"{stack}.json.*.tmp")):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        return removed
+
     def remove(self, key: str) -> None:
         """Delete one blob (a stale lock) from the backend's storage."""
         if self.scheme == "file":

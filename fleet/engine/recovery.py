@@ -105,9 +105,17 @@ def resolve_pending(stack: auto.Stack, backend: str, say: Callable[[str], Any]) 
     return len(pending)
 
 
+def prepare(stack: str, backend: str, say: Callable[[str], Any]) -> None:
+    """Before the engine touches a stack: release a dead run's lock (a live one raises), then repair what a write cut
+    off by a kill left in the storage (the engine can't even select the stack otherwise)."""
+    release_stale_locks(stack, backend, say)
+    removed = Ledger(backend).repair(stack)
+    if removed:
+        say(f"{stack}: removed {len(removed)} file(s) a killed write left half-done in the state ({', '.join(removed)})")
+
+
 def recover(stack: auto.Stack, backend: str, say: Callable[[str], Any]) -> None:
-    """Everything above, before an engine operation on `stack`."""
-    release_stale_locks(stack.name, backend, say)
+    """After selecting the stack: resolve what a crashed run left pending (see `prepare` for before)."""
     resolve_pending(stack, backend, say)
 
 

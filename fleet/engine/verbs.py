@@ -95,8 +95,12 @@ def run_engine_verb(
     with stack_workspace(stack_name, root) as work_dir:
         try:
             # Always the whole stack: a program without a tenant's resources would delete them.
+            def say(note: str) -> None:
+                print(note, file=sys.stderr)
+
+            recovery.prepare(stack_name, driver.backend_url(backend_dir), say)
             stack = driver.stack_for(stack_name, program, work_dir=work_dir, backend_dir=backend_dir)
-            recovery.recover(stack, driver.backend_url(backend_dir), lambda note: print(note, file=sys.stderr))
+            recovery.recover(stack, driver.backend_url(backend_dir), say)
             if chosen is not None:
                 policy_options["target"] = _targets_of(stack, stack_name, evaluation, chosen)
             if verb == "up" and not yes:

@@ -88,8 +88,9 @@ def test_a_move_killed_mid_copy_is_finished_by_the_next_up_without_losing_a_row(
     assert failure and isinstance(failure[0], engine.EngineError) and failure[0].reason == "engine-killed", failure
 
     # What `fleet up` does next: recover, then up.
-    stack = moving.stack()
     notes: list[str] = []
+    recovery.prepare("e2e-lifecycle", engine.backend_url(moving.backend), notes.append)
+    stack = moving.stack()
     recovery.recover(stack, engine.backend_url(moving.backend), notes.append)
     summary = engine.run("up", stack, on_output=None)
     assert summary["outputs"]["server"] == "new", (notes, summary)

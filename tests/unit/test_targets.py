@@ -23,3 +23,18 @@ def test_children_belong_to_their_tenant_even_when_one_name_prefixes_another():
         "santa": {santa["urn"], own["urn"], row["urn"]},
         "santa-rita": {santa_rita["urn"], routes["urn"], route["urn"]},
     }
+
+
+def test_a_write_cut_off_by_a_kill_is_repaired_in_a_file_backend(tmp_path):
+    """An empty attributes sidecar makes the engine fail every select ("failed to load checkpoint: EOF")."""
+    from fleet.engine.ledger import Ledger
+
+    folder = tmp_path / ".pulumi" / "stacks" / "tenant-fleet"
+    folder.mkdir(parents=True)
+    (folder / "dev.json").write_text('{"version": 3}')
+    (folder / "dev.json.attrs").write_text("")  # truncated by the kill
+    (folder / "dev.json.bak.attrs").write_text('{"user.metadata": null}')  # whole: kept
+    (folder / "dev.json.18eca6865f4faa82.tmp").write_text('{"version"')  # a rename that never happened
+    (folder / "other.json.attrs").write_text("")  # another stack's: not ours to touch
+    assert Ledger(f"file://{tmp_path}").repair("dev") == ["dev.json.attrs", "dev.json.18eca6865f4faa82.tmp"]
+    assert sorted(path.name for path in folder.iterdir()) == ["dev.json", "dev.json.bak.attrs", "other.json.attrs"]
