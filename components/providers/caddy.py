@@ -8,8 +8,12 @@ Tenant routes go ahead of a terminal 404 catch-all; `read` notices routes a rest
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import re
+import tempfile
 import threading
 import time
 import urllib.error
@@ -166,15 +170,16 @@ _NO_BODY = object()
 
 # Methods whose repetition after a lost answer does no harm. (PUT inserts, POST appends, DELETE /id
 # removes whichever object holds the @id by then.)
-_REPEATABLE = frozenset({"GET", "PATCH"})
+_REPEATABLE = frozenset({"GET", "PATCH", "DELETE"})
 _ATTEMPTS = 3
 
 
 def _admin(admin_url: str, method: str, path: str, payload: Any = _NO_BODY) -> Any:
     """One admin-API request; returns the decoded JSON answer (None when empty).
 
-    A refused connection (nothing was sent) is retried for every method, a reset one only for GET and
-    PATCH: Caddy restarts its admin endpoint on every config change, which resets requests in flight.
+    A refused connection (nothing was sent) is retried for every method, a reset one only for GET, PATCH and
+    DELETE (a repeated DELETE finds the object gone: callers take that as done): Caddy restarts its admin
+    endpoint on every config change, which resets requests in flight.
     """
     url = admin_url.rstrip("/") + path
     data = None
@@ -211,20 +216,28 @@ def _admin(admin_url: str, method: str, path: str, payload: Any = _NO_BODY) -> A
 # Caddy resolves /id/<id> to an array index, releases its lock, then applies the change at that index.
 # A concurrent insert or delete in between shifts the array, and the change lands on another tenant's
 # route (seen with 8 parallel operations: routes lost and duplicated). So every provider operation
-# holds a per-Caddy lock for its whole sequence of requests. This covers one provider process, which
-# serves all dynamic resources of a `pulumi up`; two stacks must not change the same Caddy at once.
+# holds a per-Caddy lock for its whole sequence of requests: a thread lock within one provider process
+# (which serves all dynamic resources of a `pulumi up`) and a file lock across processes, since a fleet of
+# stacks runs several engines, each with its own provider process, against the same Caddy at once.
+# Deploys from two hosts against one Caddy are not covered: they are serialized by the stacks' own locks
+# only when they touch the same stack.
 _LOCKS_GUARD = threading.Lock()
 _LOCKS: dict[str, threading.Lock] = {}
 
 
 @contextlib.contextmanager
 def _exclusive(admin_url: str) -> Iterator[None]:
-    """Hold the lock of one Caddy (by admin URL) for the duration of the block."""
+    """Hold the lock of one Caddy (by admin URL) for the duration of the block, in this process and across processes."""
     key = urllib.parse.urlsplit(admin_url.rstrip("/")).geturl().lower()
     with _LOCKS_GUARD:
         lock = _LOCKS.setdefault(key, threading.Lock())
-    with lock:
-        yield
+    path = os.path.join(tempfile.gettempdir(), f"tenant-fleet-caddy-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock")
+    with lock, open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

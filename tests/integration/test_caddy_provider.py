@@ -17,6 +17,7 @@ from components.providers.caddy import (
     catch_all_id,
 )
 from fleet.bench.servers import free_port
+from fleet.paths import PROJECT_ROOT
 
 SERVER = "fleet"
 NOT_FOUND = "tenant not found"
@@ -441,3 +442,37 @@ def test_check_rejects_inputs_caddy_would_misread(caddy):
     assert failing(upstreams=["no-port"]) == ["upstreams"]
     assert failing(admin_url="127.0.0.1:2019") == ["admin_url"]
     assert CaddyServerProvider().check({}, server_props(caddy, listen=[])).failures[0].property == "listen"
+
+
+def test_provider_processes_running_at_once_keep_every_route_intact(caddy, server, upstream_factory):
+    # A fleet of stacks runs several engines, each with its own provider process, against one Caddy.
+    import json as json_module
+    import subprocess
+    import sys
+
+    upstream = upstream_factory("shared")
+    script = (
+        "import json, sys\n"
+        "from components.providers.caddy import CaddyRouteProvider\n"
+        "props_list = json.loads(sys.argv[1])\n"
+        "provider = CaddyRouteProvider()\n"
+        "for index, props in enumerate(props_list):\n"
+        "    outs = provider.create(props).outs\n"
+        "    outs = provider.update(props['route_id'], outs, {**props, 'hosts': props['hosts'] + ['www.' + props['hosts'][0]]}).outs\n"
+        "    if index % 4 == 0:\n"
+        "        provider.delete(props['route_id'], outs)\n"
+    )
+    batches = [[route_props(caddy, f"p{worker}x{index}", [f"p{worker}x{index}.example.test"], [upstream]) for index in range(12)] for worker in range(3)]
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, json_module.dumps(batch)], cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True)
+        for batch in batches
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    kept = {f"tenant-p{worker}x{index}" for worker in range(3) for index in range(12) if index % 4}
+    ids = route_ids(caddy)
+    assert sorted(ids[:-1]) == sorted(kept) and ids[-1] == catch_all_id(SERVER)
+    for worker in range(3):
+        route = caddy.admin("GET", f"/id/tenant-p{worker}x5")
+        assert route["match"] == [{"host": [f"p{worker}x5.example.test", f"www.p{worker}x5.example.test"]}]
