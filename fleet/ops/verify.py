@@ -7,8 +7,10 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import psycopg
@@ -332,7 +334,34 @@ def verify_fleet(
     """Every check for the chosen tenants (default: all), sorted by tenant; a failed check never stops the others."""
     chosen = inventory.select(tenants)
     checks = verify_databases(inventory, chosen, workers=workers)
+    checks.extend(verify_backup_folders(Path(inventory.backups_dir), chosen))
     if http:
         checks.extend(verify_http(inventory, chosen, address=proxy, insecure=insecure, workers=workers))
     order = {name: index for index, name in enumerate(entry.name for entry in chosen)}
     return sorted(checks, key=lambda check: (order.get(check.tenant, 0), check.check, check.target or ""))
+
+
+def verify_backup_folders(folder: Path, tenants) -> list[Check]:
+    """Per tenant: its backups folder and every file in it readable by their owner only (a dump holds its data)."""
+    checks = []
+    for entry in tenants:
+        tenant_folder = folder / entry.name
+        if not tenant_folder.is_dir():
+            checks.append(Check(entry.name, "backup files", "skip", f"no backups folder {tenant_folder} yet"))
+            continue
+        exposed = [
+            f"{path.relative_to(folder)} ({stat.S_IMODE(path.stat().st_mode):o})"
+            for path in [tenant_folder, *sorted(tenant_folder.iterdir())]
+            if stat.S_IMODE(path.stat().st_mode) & 0o077
+        ]
+        checks.append(
+            Check(
+                entry.name,
+                "backup files",
+                "fail" if exposed else "pass",
+                f"readable by others: {', '.join(exposed[:5])}" + (f" and {len(exposed) - 5} more" if len(exposed) > 5 else "")
+                if exposed
+                else f"{tenant_folder} and its files are readable by their owner only",
+            )
+        )
+    return checks

@@ -135,7 +135,8 @@ def dump(
     The file is created mode 0600: it holds a tenant's data.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    final.parent.chmod(0o700)  # the tenant's folder: its dumps are its data
     partial = final.with_name(final.name + ".partial")
     command = [str(pg_tool("pg_dump", pg_bin)), "--format=custom", "--no-password", f"--file={partial}"]
     if compress is not None:

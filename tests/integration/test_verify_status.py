@@ -238,7 +238,9 @@ def test_status_figures_match_what_the_servers_report(fleet, capsys, docker, tmp
     for tenant, taken in (("gurupi", T0), ("gurupi", now - timedelta(hours=5)), ("santarita", T0)):
         path = backup.backup_path(folder, tenant, taken)
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700)  # as `fleet backup` leaves them: private
         path.write_bytes(b"PGDMP")
+        path.chmod(0o600)
     try:
         rows, servers = status.fleet_status(fleet.inventory(), clock=clock_at(now))
         with shared.connect() as admin:

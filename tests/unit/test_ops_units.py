@@ -446,3 +446,23 @@ def test_manifests_and_final_backup_sidecars_are_private_even_over_an_older_open
     path.chmod(0o644)
     write_private(path, '{"reason": "contract ended"}\n')
     assert path.stat().st_mode & 0o777 == 0o600 and "contract ended" in path.read_text()
+
+
+def test_verify_fails_a_backups_folder_or_file_others_can_read(tmp_path):
+    from types import SimpleNamespace
+
+    folder = tmp_path / "backups"
+    (folder / "gurupi").mkdir(parents=True, mode=0o700)
+    (folder / "gurupi").chmod(0o700)
+    (folder / "gurupi" / "gurupi-20261129T000000Z.dump").write_bytes(b"PGDMP")
+    (folder / "gurupi" / "gurupi-20261129T000000Z.dump").chmod(0o600)
+    (folder / "novaroma").mkdir(mode=0o755)
+    (folder / "novaroma").chmod(0o755)
+    (folder / "novaroma" / "novaroma-final-20261129T000000Z.json").write_text("{}")
+    (folder / "novaroma" / "novaroma-final-20261129T000000Z.json").chmod(0o644)
+    tenants = [SimpleNamespace(name=name) for name in ("gurupi", "novaroma", "santarita")]
+    checks = {check.tenant: check for check in verify.verify_backup_folders(folder, tenants)}
+    assert checks["gurupi"].outcome == "pass"
+    assert checks["novaroma"].outcome == "fail"
+    assert checks["novaroma"].detail == "readable by others: novaroma (755), novaroma/novaroma-final-20261129T000000Z.json (644)"
+    assert checks["santarita"].outcome == "skip"
