@@ -21,7 +21,7 @@ def urn_name(urn: str) -> str:
 
 
 def _registry_row_names(tenants: Collection[str]) -> set[str]:
-    return {f"{derive.REGISTRY_COMPONENT_NAME}-row-{name}" for name in tenants}
+    return {derive.registry_row_prefix() + name for name in tenants}
 
 
 def declared_targets(evaluation: Evaluation, tenants: Collection[str]) -> set[str]:
@@ -48,8 +48,8 @@ def deployed_tenants(resources: Iterable[Mapping[str, Any]]) -> dict[str, set[st
                 return None
             if resource.get("type") == TENANT_TYPE:
                 owners[urn] = urn_name(urn)
-            elif resource.get("type") == REGISTRY_ROW and urn_name(urn).startswith(f"{derive.REGISTRY_COMPONENT_NAME}-row-"):
-                owners[urn] = urn_name(urn).removeprefix(f"{derive.REGISTRY_COMPONENT_NAME}-row-")
+            elif resource.get("type") == REGISTRY_ROW and urn_name(urn).startswith(derive.registry_row_prefix()):
+                owners[urn] = urn_name(urn).removeprefix(derive.registry_row_prefix())
             elif resource.get("parent"):
                 owners[urn] = owner(resource["parent"])
         return owners[urn]

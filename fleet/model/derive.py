@@ -257,9 +257,14 @@ def registry_table_name(component: str = REGISTRY_COMPONENT_NAME) -> str:
     return f"{component}-table"
 
 
+def registry_row_prefix(component: str = REGISTRY_COMPONENT_NAME) -> str:
+    """What every registry row's logical name starts with; the tenant's name follows."""
+    return f"{component}-row-"
+
+
 def registry_row_name(tenant: TenantSpec, component: str = REGISTRY_COMPONENT_NAME) -> str:
     """Logical name of a tenant's registry row."""
-    return f"{component}-row-{tenant.name}"
+    return registry_row_prefix(component) + tenant.name
 
 
 DOCKER_PROVIDER_NAME = "docker-host"
