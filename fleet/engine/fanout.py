@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import os
 import shutil
 import signal
 import tempfile
@@ -25,6 +24,7 @@ from fleet.engine.ledger import FINGERPRINT_TAG, Ledger
 from fleet.errors import FleetError
 from fleet.model import derive
 from fleet.model.spec import Fleet
+from fleet.offline import shards
 from fleet.program import fleet_program
 
 
@@ -191,10 +191,7 @@ def _worker_signals() -> None:
 
 def default_parallel() -> int:
     """As many stacks at once as there are cores."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return shards.cores()
 
 
 def results_document(results: list[StackResult]) -> list[dict[str, Any]]:
