@@ -63,20 +63,18 @@ def run_engine_verb(
     evaluation = plan_stack(stack_name, root)  # raises SpecError: exit 2, nothing deployed
     try:
         driver.check_engine()
-        required = plugins.required_plugin_versions(sorted(required_packages(evaluation)))
-        missing = plugins.missing_plugins(required)
+        missing = _missing_plugins(evaluation)
     except (driver.EngineMissing, driver.EngineError) as error:
         raise FleetError(str(error)) from None
     if missing:
-        print(plugins.missing_plugins_message(missing), file=sys.stderr)
-        print(
+        shown = evaluation if chosen is None else plan_stack(stack_name, root, selection=chosen & set(evaluation.specs))
+        return _offline_instead(
+            missing,
             f"Not running `{verb}` on stack {stack_name}: the engine needs these plugins even to preview. "
             "Install them (commands above) and run again; meanwhile, this is what the stack declares (offline plan):",
-            file=sys.stderr,
+            shown,
+            out,
         )
-        shown = evaluation if chosen is None else plan_stack(stack_name, root, selection=chosen & set(evaluation.specs))
-        print_plan_table(shown, {name: spec.plan for name, spec in shown.specs.items()}, out)
-        return EXIT_NOT_DEPLOYED
 
     if verb == "destroy" and not yes:
         what = f"tenant(s) {', '.join(sorted(chosen))}" if chosen else "the stack"
@@ -118,6 +116,19 @@ def run_engine_verb(
         scope = f" (tenant {', '.join(sorted(chosen))} only)" if chosen else ""
         print(f"{verb} of stack {stack_name}{scope}: {describe(summary)} ({summary['duration_s']:.1f} s)", file=out)
     return EXIT_OK
+
+
+def _missing_plugins(evaluation: Evaluation) -> list[str]:
+    """The official provider plugins the evaluated program needs and this machine lacks."""
+    return plugins.missing_plugins(plugins.required_plugin_versions(sorted(required_packages(evaluation))))
+
+
+def _offline_instead(missing: list[str], headline: str, shown: Evaluation, out) -> int:
+    """Name the missing plugins and show the offline plan in place of an engine run."""
+    print(plugins.missing_plugins_message(missing), file=sys.stderr)
+    print(headline, file=sys.stderr)
+    print_plan_table(shown, {name: spec.plan for name, spec in shown.specs.items()}, out)
+    return EXIT_NOT_DEPLOYED
 
 
 def _targets_of(stack, stack_name: str, evaluation: Evaluation, chosen: set[str]) -> list[str]:
@@ -277,12 +288,10 @@ def _police(verb: str, environment: str, root: Path, tenants: list[str], fleet: 
     The whole environment was validated already, so the program reads just these tenants' files (a shard)."""
     evaluation = evaluate_once(stack_config(environment, root), environment, root / "tenants", tenants, shard=tenants)
     driver.check_engine()
-    missing = plugins.missing_plugins(plugins.required_plugin_versions(sorted(required_packages(evaluation))))
+    missing = _missing_plugins(evaluation)
     if missing:
-        print(plugins.missing_plugins_message(missing), file=sys.stderr)
-        print(f"Not running `{verb}` on environment {environment}: the engine needs these plugins. The changed tenants, offline:", file=sys.stderr)
-        print_plan_table(evaluation, {name: spec.plan for name, spec in evaluation.specs.items()}, out)
-        return EXIT_NOT_DEPLOYED
+        headline = f"Not running `{verb}` on environment {environment}: the engine needs these plugins. The changed tenants, offline:"
+        return _offline_instead(missing, headline, evaluation, out)
     violations = check(evaluation, fleet)
     if has_mandatory(violations):
         print(format_violations(violations), file=sys.stderr)
