@@ -153,7 +153,7 @@ class Ledger:
         return [(key, base64.b64decode(json.loads(data)["data"]) if data else None) for key, data in rows]
 
     def _file_blobs(self) -> Iterable[tuple[str, Optional[bytes]]]:
-        root = Path(urllib.parse.unquote(urllib.parse.urlsplit(self.backend_url).path))
+        root = self._file_root()
         folder = root / STACKS_PREFIX
         if not folder.is_dir():
             return []
