@@ -57,6 +57,7 @@ IMAGES_PINNED = "images-pinned"
 DATABASE_PROTECTED = "database-protected-from-deletion"
 DATABASE_PUBLIC_REVOKED = "database-public-connect-revoked"
 ROLE_CONNECTION_LIMIT = "role-connection-limit"
+DATABASE_OWNER_NOLOGIN = "database-owned-by-nologin-role"
 GENERATED_SECRETS_STRONG = "generated-secrets-strong"
 CREDENTIALS_FROM_GENERATED_SECRETS = "credentials-from-generated-secrets"
 HOSTNAMES_ALLOWED = "hostnames-allowed"
@@ -387,6 +388,34 @@ def database_public_connect_revoked(args: StackValidationArgs, report: ReportVio
             report(
                 f"{_who(database)}database {database.name} ({name!r}) has no Grant revoking PUBLIC's CONNECT "
                 "(postgresql.Grant(role='public', object_type='database', privileges=[])): any role on the server could connect.",
+                database.urn,
+            )
+
+
+def database_owned_by_nologin_role(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every database is owned by a NOLOGIN role of the stack: a login role owning it could DROP it, lift its
+    connection limit or grant it to a neighbour (the app's role gets its privileges by grants instead)."""
+    roles = {(_provider_urn(r), _get(r.props, "name")): r for r in args.resources if r.resource_type == ROLE}
+    for database in (r for r in args.resources if r.resource_type == DATABASE):
+        owner_name = _get(database.props, "owner")
+        if owner_name is UNKNOWN:  # a preview of a new role: the engine's wiring says which
+            wired = [r for r in (database.property_dependencies.get("owner") or []) if r.resource_type == ROLE]
+            owner = wired[0] if wired else None
+            if owner is None:
+                continue
+        else:
+            owner = roles.get((_provider_urn(database), owner_name))
+        name = _get(database.props, "name")
+        if owner is None:
+            report(
+                f"{_who(database)}database {database.name} ({name!r}) is owned by {_fmt(owner_name) if owner_name else 'the provider admin'}, "
+                "not by a NOLOGIN owner role of this stack.",
+                database.urn,
+            )
+        elif _get(owner.props, "login") is not False:
+            report(
+                f"{_who(database)}database {database.name} ({name!r}) is owned by login role {owner.name}: "
+                "the app could DROP it or grant it to a neighbour; give it a NOLOGIN owner role and grant the app its privileges.",
                 database.urn,
             )
 
@@ -826,6 +855,12 @@ ALL_POLICIES = [
         name=DATABASE_PUBLIC_REVOKED,
         description="Every tenant database has PUBLIC's CONNECT revoked.",
         validate=database_public_connect_revoked,
+        enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name=DATABASE_OWNER_NOLOGIN,
+        description="Every tenant database is owned by a NOLOGIN role, never by the app's login role.",
+        validate=database_owned_by_nologin_role,
         enforcement_level=MANDATORY,
     ),
     ResourceValidationPolicy(
