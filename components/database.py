@@ -1,4 +1,4 @@
-"""TenantDatabase: a tenant's login role, its database, the isolation grant and its placement, on one PostgreSQL server.
+"""TenantDatabase: a tenant's owner and login roles, its database, their grants and its placement, on one PostgreSQL server.
 
 Also the purge of a purged tenant (`tenant_purge`): the final backup and drop of its database and role.
 """
@@ -12,13 +12,14 @@ import pulumi
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
+from components.providers.handover import OwnerHandover, OwnerHandoverArgs
 from components.providers.postgres import (
     DatabasePlacement,
     DatabasePlacementArgs,
     TenantPurge,
     TenantPurgeArgs,
 )
-from fleet.model import derive, type_tokens
+from fleet.model import derive, privileges, type_tokens
 from fleet.model.spec import Environment, Plan, TenantSpec
 
 
@@ -57,14 +58,16 @@ class TenantDatabaseArgs:
 
 
 class TenantDatabase(pulumi.ComponentResource):
-    """A login role with a generated password, a database it owns, PUBLIC's CONNECT/TEMPORARY revoked, and
-    the placement that records (and on a server change, moves) where the data is.
+    """A NOLOGIN owner role that owns the database and its objects, a login role for the app with a generated
+    password and only the privileges of fleet.model.privileges (docs/isolation.md), PUBLIC's CONNECT/TEMPORARY
+    revoked, and the placement that records (and on a server change, moves) where the data is.
 
-    The role and database are kept on the server when they leave the program (retain_on_delete), and
-    the role's delete would not drop anything even if it ran (skip_drop_role, skip_reassign_owned):
-    removing a tenant file never drops its data. A server change declares a new role and database on
+    The roles and database are kept on the server when they leave the program (retain_on_delete), and
+    the roles' delete would not drop anything even if it ran (skip_drop_role, skip_reassign_owned):
+    removing a tenant file never drops its data. A server change declares new roles and a new database on
     the target (the server key is in their names); the placement copies the data into them and only
-    then do `host`, `port` and `database_url` (what the app uses) change.
+    then do `host`, `port` and `database_url` (what the app uses) change. The OwnerHandover before the
+    database gives the database of a tenant created before the owner/app split to its owner role.
     """
 
     host: pulumi.Output[str]
@@ -72,6 +75,7 @@ class TenantDatabase(pulumi.ComponentResource):
     server: pulumi.Output[str]
     database_name: pulumi.Output[str]
     role_name: pulumi.Output[str]
+    owner_role_name: pulumi.Output[str]
     password: pulumi.Output[str]
     database_url: pulumi.Output[str]
     placement: DatabasePlacement
@@ -84,6 +88,7 @@ class TenantDatabase(pulumi.ComponentResource):
         server = environment.servers[server_key]
         on_server = pulumi.ResourceOptions(parent=self, provider=args.provider)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
+        servers = server_access(environment, args.server_passwords)
 
         password = random.RandomPassword(
             names.password,
@@ -91,6 +96,15 @@ class TenantDatabase(pulumi.ComponentResource):
             special=False,  # goes into a connection URL unescaped
             keepers={"rotation": str(tenant.rotation)},
             opts=pulumi.ResourceOptions(parent=self),
+        )
+        owner = postgresql.Role(
+            names.owner_role(server_key),
+            name=derive.owner_role_name(tenant),
+            login=False,
+            connection_limit=0,  # never logs in; 0 keeps it so should LOGIN ever be switched on by hand
+            skip_drop_role=True,
+            skip_reassign_owned=True,
+            opts=pulumi.ResourceOptions.merge(on_server, keep),
         )
         role = postgresql.Role(
             names.role(server_key),
@@ -103,36 +117,75 @@ class TenantDatabase(pulumi.ComponentResource):
             skip_reassign_owned=True,
             opts=pulumi.ResourceOptions.merge(on_server, keep),
         )
+        handover = OwnerHandover(
+            names.handover(server_key),
+            OwnerHandoverArgs(
+                tenant=tenant.name,
+                database=derive.database_name(tenant),
+                owner=owner.name,
+                role=role.name,
+                server=server_key,
+                servers=servers,
+            ),
+            # Before the Database: an existing tenant's database changes owner here, in one transaction with the
+            # app role's new grants, and the Database's owner update then finds nothing left to do.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[owner, role]),
+        )
         database = postgresql.Database(
             names.database(server_key),
             name=derive.database_name(tenant),
-            owner=role.name,
+            owner=owner.name,
             # Set once: a change to any of these forces a new database.
             template="template0",
             encoding="UTF8",
             lc_collate=server.locale,
             lc_ctype=server.locale,
             allow_connections=True,
-            opts=pulumi.ResourceOptions.merge(on_server, keep),
+            opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[handover]))),
         )
+        # Grants go with their database when it leaves the program (moved away, removed, purged) without a
+        # REVOKE: the retained database keeps its access as it was. A drifted grant replaced create-then-delete
+        # ends up deleted (pulumi-postgresql#233), hence delete_before_replace.
+        grant_options = pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions(delete_before_replace=True, deleted_with=database))
         grant = postgresql.Grant(
             names.revoke_public(server_key),
             database=database.name,
             role="public",
             object_type="database",
             privileges=[],
-            opts=pulumi.ResourceOptions.merge(
-                on_server,
-                pulumi.ResourceOptions(
-                    # A drifted grant replaced create-then-delete ends up deleted (pulumi-postgresql#233).
-                    delete_before_replace=True,
-                    # When the database leaves the program (moved away, removed, purged) the grant goes with it
-                    # without a REVOKE: the retained database keeps PUBLIC locked out, and after a purge there is
-                    # no database left to connect to for one.
-                    deleted_with=database,
-                ),
-            ),
+            opts=grant_options,
         )
+        app_grants = [
+            postgresql.Grant(
+                names.app_grant(server_key, "database"),
+                database=database.name,
+                role=role.name,
+                object_type="database",
+                privileges=list(privileges.APP_DATABASE_PRIVILEGES),
+                opts=grant_options,
+            ),
+            postgresql.Grant(
+                names.app_grant(server_key, "schema"),
+                database=database.name,
+                role=role.name,
+                schema="public",
+                object_type="schema",
+                privileges=list(privileges.APP_SCHEMA_PRIVILEGES),
+                opts=grant_options,
+            ),
+            *(
+                postgresql.DefaultPrivileges(
+                    names.app_default_privileges(server_key, object_type),
+                    database=database.name,
+                    owner=owner.name,
+                    role=role.name,
+                    object_type=object_type,
+                    privileges=list(granted),
+                    opts=grant_options,
+                )
+                for object_type, granted in privileges.DEFAULT_PRIVILEGES.items()
+            ),
+        ]
         placement = DatabasePlacement(
             derive.names(tenant).placement,
             DatabasePlacementArgs(
@@ -142,12 +195,13 @@ class TenantDatabase(pulumi.ComponentResource):
                 server=server_key,
                 host=server.app_host or server.host,
                 port=server.port,
-                servers=server_access(environment, args.server_passwords),
+                servers=servers,
                 pg_bin=environment.backups.pg_bin,
+                owner=owner.name,
             ),
-            # After the target's role, database and grant exist; a failed move fails this resource, and
+            # After the target's roles, database and grants exist; a failed move fails this resource, and
             # everything that reads its outputs (the app's DATABASE_URL) stays as it was.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role, database, grant]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[owner, role, database, grant, *app_grants]),
         )
 
         self.placement = placement
@@ -156,6 +210,7 @@ class TenantDatabase(pulumi.ComponentResource):
         self.port = placement.port
         self.database_name = database.name
         self.role_name = role.name
+        self.owner_role_name = owner.name
         self.password = pulumi.Output.secret(password.result)
         self.database_url = pulumi.Output.secret(
             pulumi.Output.all(password.result, placement.host, placement.port).apply(
@@ -169,6 +224,7 @@ class TenantDatabase(pulumi.ComponentResource):
                 "server": self.server,
                 "database_name": self.database_name,
                 "role_name": self.role_name,
+                "owner_role_name": self.owner_role_name,
                 "password": self.password,
             }
         )
@@ -199,6 +255,7 @@ def tenant_purge(
             backup_dir=backup_dir,
             reason=tenant.purge.reason,
             pg_bin=environment.backups.pg_bin,
+            owner=derive.owner_role_name(tenant),
         ),
         opts=opts,
     )

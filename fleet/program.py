@@ -17,6 +17,7 @@ import pulumi_postgresql as postgresql
 
 from components.proxy import proxy_server
 from components.registry import declare_registry, tenant_stack_registry_row
+from components.server import ServerLockdown
 from components.tenant import Platform, Tenant, TenantArgs
 from fleet.errors import EXIT_INVALID, FleetError, SpecError
 from fleet.model import derive
@@ -58,7 +59,10 @@ def environment_from_config() -> dict[str, Any]:
 def build_platform(
     environment: Environment, server_passwords: Optional[pulumi.Output], *, servers: Optional[Collection[str]] = None, proxy_server_too: bool = True
 ) -> Platform:
-    """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages."""
+    """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages.
+
+    Each server's lockdown belongs to the stack that declares every server (the platform, or a single stack),
+    never to a tenant's stack: it is declared once per server."""
 
     postgres: dict[str, pulumi.ProviderResource] = {}
     docker_provider = dns_provider = proxy = None
@@ -81,6 +85,8 @@ def build_platform(
                 superuser=server.superuser,
                 connect_timeout=15,
             )
+            if servers is None:
+                ServerLockdown(key, server, postgres[key])
     if environment.manages("app"):
         docker_provider = docker.Provider(derive.DOCKER_PROVIDER_NAME, host=environment.docker_host.url)
     if environment.manages("dns") and environment.dns.mode == "cloudflare":

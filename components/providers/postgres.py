@@ -38,7 +38,7 @@ from components.providers import (
     resource_label,
 )
 from fleet.errors import FleetError
-from fleet.postgres import catalog, drops, dumps, sessions
+from fleet.postgres import catalog, drops, dumps, privileges, sessions
 from fleet.postgres.access import (
     PgToolsError,
     ServerAccess,
@@ -186,6 +186,7 @@ def move_database(
     *,
     source_key: str,
     target_key: str,
+    owner: Optional[str] = None,
     pg_bin: Optional[str] = None,
     checksum_max_bytes: int = catalog.CHECKSUM_MAX_BYTES,
     work_dir: Optional[str] = None,
@@ -195,11 +196,15 @@ def move_database(
     """Copy `database` from `source` to the empty database of the same name on `target`, verified, with the
     source blocked from the first write-refusal to the end; see the module docstring for the steps.
 
+    `role` is the app's login role (blocked on the source meanwhile); everything restored is owned by `owner`
+    (`role` for a tenant placed before the owner/app split).
+
     Raises MoveError when anything fails; by then the source is reopened as it was and the target emptied
     again (the error says if either of those failed too). `on_phase(name)` is called as each phase starts
     (tests use it to inject failures and to observe the blocked window).
     """
     report = MoveReport(database, source_key, target_key, _iso(_utc_now()))
+    owner = owner or role
     phase_started = time.monotonic()
 
     def phase(name: str) -> None:
@@ -226,8 +231,9 @@ def move_database(
         _preflight_servers(source, target, source_key, target_key)
         if not catalog.database_exists(target, database):
             raise MoveError(f"target database {database!r} does not exist on {target_key} ({target.label}); its Database resource creates it before the move")
-        if not catalog.role_exists(target, role):
-            raise MoveError(f"owner role {role!r} does not exist on {target_key} ({target.label}); its Role resource creates it before the move")
+        for needed, what in ((owner, "owner role"), (role, "login role")):
+            if not catalog.role_exists(target, needed):
+                raise MoveError(f"{what} {needed!r} does not exist on {target_key} ({target.label}); its Role resource creates it before the move")
         if not catalog.database_exists(source, database):
             raise MoveError(f"source database {database!r} does not exist on {source_key} ({source.label}): nothing to move")
         tools = check_tool_versions(pg_bin, source, target)
@@ -237,7 +243,7 @@ def move_database(
             # happens only after a verified move), so whatever that attempt restored there can go.
             report.recovered = f"reopened the source, blocked for {interrupted['purpose']} since {interrupted['at']}"
             if interrupted["purpose"] == f"move to {target_key}":
-                drops.drop_owned_objects(target, database, role, keep_extensions=catalog.extensions(target, database))
+                drops.drop_owned_objects(target, database, owner, keep_extensions=catalog.extensions(target, database))
                 report.recovered += f", and emptied {target_key} of its unverified copy"
         marker = parse_moved_comment(catalog.database_comment(source, database))
         leftovers = catalog.user_objects(target, database)
@@ -290,7 +296,10 @@ def move_database(
                 dump_file = dumps.dump(source, database, Path(scratch) / f"{database}.dump", pg_bin=tools, compress=0)
                 report.dump_bytes = dump_file.bytes
                 restored = True  # from its first statement on, the target may hold something of ours
-                dumps.restore(target, database, dump_file.path, role, pg_bin=tools)
+                dumps.restore(target, database, dump_file.path, owner, pg_bin=tools)
+                if owner != role:
+                    # The restore carries no privileges: the app role's come from the model, as on the source.
+                    privileges.apply_tenant_access(target, database, owner, role)
             source_facts = source_facts_future.result()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -310,7 +319,7 @@ def move_database(
         catalog.set_database_comment(source, database, moved_comment(target_key, target, _utc_now(), block.comment))
     except BaseException as error:  # noqa: BLE001 - whatever happened, put the source back
         end_phases()
-        raise _undo(error, where, source, target, database, role, block, restored, target_extensions) from error
+        raise _undo(error, where, source, target, database, owner, block, restored, target_extensions) from error
     end_phases()
     report.blocked_seconds = round(time.monotonic() - blocked_at, 3)
     return report
@@ -418,7 +427,7 @@ class DatabasePlacementArgs:
     database: pulumi.Input[str]
     """The tenant's database name, the same on every server; pass the target `Database.name` so the placement comes after it."""
     role: pulumi.Input[str]
-    """The tenant's role, owner of the database and of everything restored into it."""
+    """The tenant's login role (blocked while a move copies the data)."""
     server: pulumi.Input[str]
     """Key of the server the database is on (`database.server`); changing it MOVES the data (an update, never a replacement)."""
     host: pulumi.Input[str]
@@ -432,12 +441,14 @@ class DatabasePlacementArgs:
     """Folder with pg_dump/pg_restore (Backups.pg_bin); default: found on the machine running `pulumi up`."""
     checksum_max_bytes: pulumi.Input[int] = catalog.CHECKSUM_MAX_BYTES
     """Tables up to this size get a content checksum in the move's verification (all get exact row counts)."""
+    owner: pulumi.Input[Optional[str]] = None
+    """The tenant's owner role: owns everything a move restores. None (tenants placed before the owner/app split): `role`."""
 
 
 class DatabasePlacementProvider(ResourceProvider):
     """Records where a tenant's database lives; an update to another server moves it (see the module docstring)."""
 
-    _TRACKED = ("tenant", "database", "role", "server", "host", "port")
+    _TRACKED = ("tenant", "database", "role", "owner", "server", "host", "port")
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
@@ -486,6 +497,7 @@ class DatabasePlacementProvider(ResourceProvider):
                     news["role"],
                     source_key=old_server,
                     target_key=new_server,
+                    owner=news.get("owner") or None,
                     pg_bin=news.get("pg_bin") or None,
                     checksum_max_bytes=int(news.get("checksum_max_bytes") or catalog.CHECKSUM_MAX_BYTES),
                 )
@@ -508,6 +520,7 @@ class DatabasePlacementProvider(ResourceProvider):
             "tenant": props["tenant"],
             "database": props["database"],
             "role": props["role"],
+            "owner": props.get("owner"),
             "server": props["server"],
             "host": props["host"],
             "port": int(props["port"]),
@@ -577,6 +590,7 @@ class DatabasePlacement(FleetDynamicResource, module="postgres", name="DatabaseP
             "servers": pulumi.Output.secret(args.servers),
             "pg_bin": args.pg_bin,
             "checksum_max_bytes": args.checksum_max_bytes,
+            "owner": args.owner,
             "admin": None,
             "moved_at": None,
             "moves": None,
@@ -601,7 +615,9 @@ class PurgeReport:
     dropped_databases: list[str] = field(default_factory=list)
     """Server keys the database was dropped on."""
     dropped_roles: list[str] = field(default_factory=list)
-    """Server keys the role was dropped on."""
+    """Server keys the login role was dropped on."""
+    dropped_owner_roles: list[str] = field(default_factory=list)
+    """Server keys the owner role was dropped on."""
     kept: list[str] = field(default_factory=list)
     """Things deliberately left alone, with why."""
 
@@ -620,6 +636,7 @@ def purge_tenant(
     role: str,
     backup_dir: str | Path,
     *,
+    owner: Optional[str] = None,
     reason: str = "",
     pg_bin: Optional[str] = None,
     on_phase: Optional[Callable[[str], None]] = None,
@@ -628,7 +645,8 @@ def purge_tenant(
 
     Former copies (databases named `database` on other servers that carry the moved-away marker) are
     backed up and dropped too; a same-named database without the marker is not ours and is left alone.
-    Every other server must be reachable to check for such copies, or nothing happens.
+    Every other server must be reachable to check for such copies, or nothing happens. The login `role` is
+    dropped, then the `owner` role (tenants created before the owner/app split have none).
     """
     at = _utc_now()
     report = PurgeReport(tenant, database, role, _iso(at))
@@ -723,13 +741,14 @@ def purge_tenant(
             report.dropped_databases.append(key)
     for key in [key for key, _, current in copies if not current] + [current_server]:
         access = servers[key]
-        try:
-            if drops.drop_role(access, role):
-                report.dropped_roles.append(key)
-        except psycopg.errors.DependentObjectsStillExist as error:
-            if key == current_server:
-                raise PgToolsError(f"role {role!r} on {key} still owns or may use other objects: {error}") from error
-            report.kept.append(f"{key}: role {role!r} kept, it still owns or may use other objects there")
+        for name, dropped in ((role, report.dropped_roles), *(((owner, report.dropped_owner_roles),) if owner else ())):
+            try:
+                if drops.drop_role(access, name):
+                    dropped.append(key)
+            except psycopg.errors.DependentObjectsStillExist as error:
+                if key == current_server:
+                    raise PgToolsError(f"role {name!r} on {key} still owns or may use other objects: {error}") from error
+                report.kept.append(f"{key}: role {name!r} kept, it still owns or may use other objects there")
     return report
 
 
@@ -744,7 +763,7 @@ class TenantPurgeArgs:
     database: pulumi.Input[str]
     """The tenant's database name."""
     role: pulumi.Input[str]
-    """The tenant's role name."""
+    """The tenant's login role name."""
     server: pulumi.Input[str]
     """Key of the server the database is on now."""
     servers: pulumi.Input[dict[str, Any]]
@@ -755,6 +774,8 @@ class TenantPurgeArgs:
     """Why (`purge.reason`), written next to the backup."""
     pg_bin: pulumi.Input[Optional[str]] = None
     """Folder with pg_dump/pg_restore; default: found on the machine."""
+    owner: pulumi.Input[Optional[str]] = None
+    """The tenant's owner role name, dropped after the login role."""
 
 
 class TenantPurgeProvider(ResourceProvider):
@@ -787,6 +808,7 @@ class TenantPurgeProvider(ResourceProvider):
                 props["database"],
                 props["role"],
                 props["backup_dir"],
+                owner=props.get("owner") or None,
                 reason=props.get("reason") or "",
                 pg_bin=props.get("pg_bin") or None,
             )
@@ -803,6 +825,7 @@ class TenantPurgeProvider(ResourceProvider):
             "backups": report.backups,
             "dropped_databases": report.dropped_databases,
             "dropped_roles": report.dropped_roles,
+            "dropped_owner_roles": report.dropped_owner_roles,
             "kept": report.kept,
         }
         return CreateResult(f"{props['tenant']}:purged:{report.purged_at}", outs)
@@ -826,6 +849,7 @@ class TenantPurge(FleetDynamicResource, module="postgres", name="TenantPurge"):
     """Per server: path, bytes, sha256, tables, rows of the final backup."""
     dropped_databases: pulumi.Output[list]
     dropped_roles: pulumi.Output[list]
+    dropped_owner_roles: pulumi.Output[list]
     kept: pulumi.Output[list]
 
     def __init__(self, name: str, args: TenantPurgeArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -835,6 +859,7 @@ class TenantPurge(FleetDynamicResource, module="postgres", name="TenantPurge"):
             "confirm": args.confirm,
             "database": args.database,
             "role": args.role,
+            "owner": args.owner,
             "server": args.server,
             "servers": pulumi.Output.secret(args.servers),
             "backup_dir": args.backup_dir,
@@ -844,6 +869,7 @@ class TenantPurge(FleetDynamicResource, module="postgres", name="TenantPurge"):
             "backups": None,
             "dropped_databases": None,
             "dropped_roles": None,
+            "dropped_owner_roles": None,
             "kept": None,
         }
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["servers"]))

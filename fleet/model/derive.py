@@ -35,13 +35,20 @@ def database_name(tenant: TenantSpec) -> str:
 
 
 def role_name(tenant: TenantSpec) -> str:
-    """Name of the tenant's login role (owner of its database)."""
+    """Name of the tenant's login role, the one its app uses (it does not own the database)."""
     return f"tenant_{_sql_stem(tenant)}_app"
+
+
+def owner_role_name(tenant: TenantSpec) -> str:
+    """Name of the tenant's NOLOGIN owner role (`dbo`: database owner), which owns its database and objects.
+
+    As long as the login role's name, so no tenant name that was valid before the split becomes too long."""
+    return f"tenant_{_sql_stem(tenant)}_dbo"
 
 
 def postgres_identifiers(tenant: TenantSpec) -> dict[str, str]:
     """Every PostgreSQL identifier derived from a tenant, with what it names (checked against the 63-byte limit)."""
-    return {database_name(tenant): "database name", role_name(tenant): "role name"}
+    return {database_name(tenant): "database name", role_name(tenant): "role name", owner_role_name(tenant): "owner role name"}
 
 
 # ---------------------------------------------------------------- hostnames and URLs
@@ -174,8 +181,21 @@ class Names:
         # The server key is part of the name so that a move declares a new role and database on the target.
         return f"{self.tenant}-role-{server}"
 
+    def owner_role(self, server: str) -> str:
+        return f"{self.tenant}-owner-role-{server}"
+
+    def handover(self, server: str) -> str:
+        return f"{self.tenant}-db-{server}-handover"
+
     def database(self, server: str) -> str:
         return f"{self.tenant}-db-{server}"
+
+    def app_grant(self, server: str, on: str) -> str:
+        """The app role's grant on the database (`on="database"`) or on the `public` schema (`on="schema"`)."""
+        return f"{self.tenant}-db-{server}-app-{on}"
+
+    def app_default_privileges(self, server: str, object_type: str) -> str:
+        return f"{self.tenant}-db-{server}-app-default-{object_type}"
 
     def revoke_public(self, server: str) -> str:
         return f"{self.tenant}-db-{server}-revoke-public"
@@ -227,6 +247,11 @@ def names(tenant: TenantSpec) -> Names:
 def postgres_provider_name(server: str) -> str:
     """Logical name of the shared PostgreSQL provider of a server."""
     return f"pg-{server}"
+
+
+def server_lockdown_name(server: str) -> str:
+    """Logical name of a server's ServerLockdown (PUBLIC shut out of `postgres` and `template1`); its grants start with it."""
+    return f"pg-{server}-lockdown"
 
 
 STACK_SEPARATOR = "."

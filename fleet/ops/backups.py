@@ -27,7 +27,8 @@ STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _BACKUP_NAME = re.compile(r"^(?P<tenant>[a-z][a-z0-9-]*)-(?P<stamp>\d{8}T\d{6}Z)\.dump$")
 _DATA_HEADER = re.compile(rb"^-- Data for Name: (?P<name>.*); Type: TABLE DATA; Schema: (?P<schema>.*); Owner: .*$")
 _END_OF_COPY = b"\\."
-_TENANT_ROLE = re.compile(r"^tenant_[a-z0-9_]+_app$")
+_TENANT_ROLE = re.compile(r"^tenant_[a-z0-9_]+_(app|dbo)$")
+"""A tenant's login (`_app`) or owner (`_dbo`) role, as fleet.model.derive names them."""
 PG_IDENTIFIER_MAX_BYTES = 63
 
 Clock = Callable[[], datetime]

@@ -50,6 +50,8 @@ class TenantEntry:
     """Its database (fleet.model.derive.database_name)."""
     role: str
     """Its login role (fleet.model.derive.role_name)."""
+    owner: str
+    """Its NOLOGIN owner role, owner of its database (fleet.model.derive.owner_role_name)."""
     hostnames: tuple[str, ...]
     """api-, app- and custom domains (fleet.model.derive.hostnames)."""
     api_hostname: str
@@ -89,6 +91,7 @@ class TenantEntry:
             "port": self.server.port,
             "database": self.database,
             "role": self.role,
+            "owner": self.owner,
             "hostnames": list(self.hostnames),
         }
 
@@ -102,6 +105,7 @@ def tenant_entry(tenant: TenantSpec, plan: Plan, environment: Environment) -> Te
         server=environment.servers[tenant.database.server],
         database=derive.database_name(tenant),
         role=derive.role_name(tenant),
+        owner=derive.owner_role_name(tenant),
         hostnames=tuple(derive.hostnames(tenant, environment)),
         api_hostname=derive.api_hostname(tenant, environment),
         frontend_hostnames=tuple(derive.frontend_hostnames(tenant, environment)),

@@ -24,7 +24,7 @@ from fleet.ops.backups import (
     stamp,
     utc_now,
 )
-from fleet.postgres import catalog, drops, dumps, sessions
+from fleet.postgres import catalog, drops, dumps, privileges, sessions
 from fleet.postgres.access import PgToolsError, ServerAccess
 
 # ---------------------------------------------------------------- restoring
@@ -147,12 +147,14 @@ def restore_backup(
         raise BackupError(f"{dump} is a backup of tenant {manifest.get('tenant')}, not {tenant}")
     step(f"checking {dump.name}")
     contents = check_dump(dump, pg_bin=inventory.pg_bin, expected_sha256=(manifest or {}).get("sha256"))
-    foreign = {owner for owner in contents.owners if owner != entry.role and _TENANT_ROLE.match(owner)}
-    if foreign and entry.role not in contents.owners:
-        raise BackupError(f"{dump} holds tables of {', '.join(sorted(foreign))}, not of {tenant}'s role {entry.role}: another tenant's backup?")
-    strangers = sorted(owner for owner in contents.owners if owner != entry.role)
-    if strangers and entry.role not in contents.owners and not force:
-        raise BackupError(f"{dump}'s objects belong to {', '.join(strangers)}, not to {tenant}'s role {entry.role}: not restoring it (--force if you are sure)")
+    ours = {entry.role, entry.owner}  # dumps taken before the owner/app split hold the login role's objects
+    theirs = " or ".join(sorted(ours))
+    foreign = {owner for owner in contents.owners if owner not in ours and _TENANT_ROLE.match(owner)}
+    if foreign and not ours & contents.owners:
+        raise BackupError(f"{dump} holds tables of {', '.join(sorted(foreign))}, not of {tenant}'s roles {theirs}: another tenant's backup?")
+    strangers = sorted(owner for owner in contents.owners if owner not in ours)
+    if strangers and not ours & contents.owners and not force:
+        raise BackupError(f"{dump}'s objects belong to {', '.join(strangers)}, not to {tenant}'s roles {theirs}: not restoring it (--force if you are sure)")
     access = inventory.admin_access(entry.server_key)
     target = default_restore_name(entry.database, when, "incoming" if replace else "restored") if into is None else into
     problem = restore_target_problem(target, tenant, entry.database, (other.database for other in inventory.select()))
@@ -160,11 +162,15 @@ def restore_backup(
         raise BackupError(problem)
     if catalog.database_exists(access, target):
         raise BackupError(f"database {target} already exists on {access.label}: a restore goes into a fresh database")
+    # A tenant not yet deployed since the owner/app split has no owner role: its login role still owns its data.
+    owner = entry.owner if catalog.role_exists(access, entry.owner) else entry.role
     step(f"creating {target} on {entry.server_key}")
-    create_database(access, target, entry.role, entry.server.locale)
+    create_database(access, target, owner, entry.server.locale)
     step(f"restoring {contents.rows} rows in {len(contents.tables)} tables")
     try:
-        dumps.restore(access, target, dump, owner_role=entry.role, pg_bin=inventory.pg_bin)
+        dumps.restore(access, target, dump, owner_role=owner, pg_bin=inventory.pg_bin)
+        if owner != entry.role:
+            privileges.apply_tenant_access(access, target, owner, entry.role)
     except PgToolsError as error:
         # The restore ran in one transaction, so the database is as empty as we created it: remove it.
         drops.drop_database(access, target)

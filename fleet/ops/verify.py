@@ -15,6 +15,8 @@ from typing import Any, Literal, Optional
 
 import psycopg
 
+from fleet.postgres.privileges import shared_databases_open_to_public
+
 Outcome = Literal["pass", "fail", "skip"]
 FLAG_THRESHOLD = 0.8
 """A tenant is flagged when a figure reaches this share of its limit."""
@@ -33,7 +35,8 @@ class Check:
 
     tenant: str
     check: str
-    """`login`, `isolation`, `public connect`, `public temporary`, `connection limit`, `owner`, `http`."""
+    """`login`, `isolation`, `public connect`, `public temporary`, `connection limit`, `owner`, `owner role`,
+    `shared databases`, `role attributes`, `role memberships`, `http`, ..."""
     outcome: Outcome
     detail: str
     target: Optional[str] = None
@@ -80,6 +83,7 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
     """(databases by name, roles by name, (role, database) pairs with CONNECT) for the tenants of one server."""
     databases = [entry.database for entry in tenants]
     roles = [entry.role for entry in tenants]
+    owners = [entry.owner for entry in tenants]
     with access.connect() as connection:
         database_rows = connection.execute(
             """
@@ -96,7 +100,7 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
                    array(select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid where m.member = r.oid order by 1)
             from pg_roles r where r.rolname = any(%s)
             """,
-            [roles],
+            [roles + owners],
         ).fetchall()
         grants = connection.execute(
             """
@@ -133,11 +137,13 @@ def verify_databases(inventory, tenants, *, workers: int = 8) -> list[Check]:
         try:
             admin = inventory.admin_access(server_key)
             databases, roles, grants = _database_facts(admin, neighbours)
+            shared_open = shared_databases_open_to_public(admin)
         except Exception as error:  # noqa: BLE001 - a server we can't read fails its tenants, not the run
             checks.extend(Check(entry.name, "server", "fail", f"cannot read server {server_key}: {error}") for entry in chosen)
             continue
         for entry in chosen:
             checks.extend(_catalog_checks(entry, databases, roles))
+            checks.append(_shared_databases_check(entry, shared_open))
         checks.extend(_login_checks(inventory, chosen, neighbours, grants, workers))
     return checks
 
@@ -149,15 +155,8 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
         return [Check(entry.name, "database", "fail", f"database {entry.database} does not exist on {entry.server_key}")]
     if role is None:
         return [Check(entry.name, "role", "fail", f"role {entry.role} does not exist on {entry.server_key}")]
-    owner_ok = database["owner"] == entry.role
-    checks.append(
-        Check(
-            entry.name,
-            "owner",
-            "pass" if owner_ok else "fail",
-            f"database {entry.database} is owned by {database['owner']}" + ("" if owner_ok else f", expected {entry.role}"),
-        )
-    )
+    checks.append(_owner_check(entry, database["owner"]))
+    checks.extend(_owner_role_checks(entry, roles.get(entry.owner)))
     for privilege in ("connect", "temporary"):
         granted = database[f"public_{privilege}"]
         checks.append(
@@ -198,6 +197,36 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
     if role["login"] != entry.active:
         checks.append(Check(entry.name, "role login", "fail", f"role {entry.role} has {'LOGIN' if role['login'] else 'NOLOGIN'} but the tenant is {entry.spec.status}"))
     return checks
+
+
+def _owner_check(entry, owner: str) -> Check:
+    if owner == entry.owner:
+        return Check(entry.name, "owner", "pass", f"database {entry.database} is owned by {owner}")
+    if owner == entry.role:
+        return Check(
+            entry.name, "owner", "fail",
+            f"database {entry.database} is owned by its login role {entry.role}: the app could DROP it or grant it away; "
+            f"`fleet up` hands it to {entry.owner}",
+        )
+    return Check(entry.name, "owner", "fail", f"database {entry.database} is owned by {owner}, expected {entry.owner}")
+
+
+def _owner_role_checks(entry, owner: Optional[dict]) -> list[Check]:
+    """The owner role exists, never logs in, and has no attribute or membership that reaches past its database."""
+    if owner is None:
+        return [Check(entry.name, "owner role", "fail", f"role {entry.owner} does not exist on {entry.server_key}")]
+    problems = [*(owner.get("attributes") or []), *(["LOGIN"] if owner["login"] else [])]
+    problems += [f"member of {role}" for role in owner.get("member_of") or []]
+    if problems:
+        return [Check(entry.name, "owner role", "fail", f"role {entry.owner} has {', '.join(problems)}")]
+    return [Check(entry.name, "owner role", "pass", f"role {entry.owner} is NOLOGIN, with no attributes or memberships")]
+
+
+def _shared_databases_check(entry, shared_open: dict[str, list[str]]) -> Check:
+    if shared_open:
+        opened = "; ".join(f"{', '.join(what)} on {name}" for name, what in sorted(shared_open.items()))
+        return Check(entry.name, "shared databases", "fail", f"PUBLIC has {opened} of server {entry.server_key}: every tenant's role can reach them")
+    return Check(entry.name, "shared databases", "pass", f"PUBLIC has neither CONNECT nor TEMPORARY on the shared databases of {entry.server_key}")
 
 
 def _login_checks(inventory, chosen, neighbours, grants: set[tuple[str, str]], workers: int) -> list[Check]:

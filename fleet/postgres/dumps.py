@@ -200,7 +200,9 @@ def restore(
     Runs as the admin with `--no-owner --role=<owner_role>` (so the admin must be able to SET ROLE to it:
     a superuser, or a member), stops at the first error, and by default in one transaction: a failed
     restore leaves the database as it was. Subscriptions and security labels are not restored (a copied
-    subscription would start replicating on the target). Returns the seconds it took.
+    subscription would start replicating on the target), nor are privileges (`--no-acl`): a dump's GRANTs
+    could name any role, a neighbour's included, so the caller applies the tenant's access afterwards
+    (fleet.postgres.privileges). Returns the seconds it took.
     """
     command = [
         str(pg_tool("pg_restore", pg_bin)),
@@ -208,6 +210,7 @@ def restore(
         "--exit-on-error",
         "--no-owner",
         f"--role={owner_role}",
+        "--no-acl",
         "--no-subscriptions",
         "--no-security-labels",
         f"--dbname={access.dsn(database)}",

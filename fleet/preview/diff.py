@@ -17,8 +17,10 @@ from fleet.model.type_tokens import (
     CADDY_SERVER,
     CONTAINER,
     DATABASE,
+    DEFAULT_PRIVILEGES,
     DNS_RECORD,
     GRANT,
+    HANDOVER,
     NETWORK,
     PASSWORD,
     PLACEMENT,
@@ -69,6 +71,7 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
     DATABASE: ReplaceRule(replace=frozenset({"name", "template", "encoding", "lcCollate", "lcCtype"})),
     ROLE: ReplaceRule(),  # name, password, login, connection limit: ALTER ROLE in place
     GRANT: ReplaceRule(in_place=frozenset()),
+    DEFAULT_PRIVILEGES: ReplaceRule(in_place=frozenset()),
     PASSWORD: ReplaceRule(in_place=frozenset()),  # keepers, length, special...: a new value
     DNS_RECORD: ReplaceRule(replace=frozenset({"zoneId", "type"})),
     # The same as CaddyRouteProvider._REPLACE / CaddyServerProvider._REPLACE (a test keeps them equal).
@@ -76,7 +79,9 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
     CADDY_SERVER: ReplaceRule(replace=frozenset({"admin_url", "server"})),
     # A server change is an UPDATE that moves the data; admin passwords and other servers' entries are
     # not compared (DatabasePlacementProvider._TRACKED; a test keeps them equal).
-    PLACEMENT: ReplaceRule(compared=frozenset({"tenant", "database", "role", "server", "host", "port"})),
+    PLACEMENT: ReplaceRule(compared=frozenset({"tenant", "database", "role", "owner", "server", "host", "port"})),
+    # Runs again (an update) when the database, a role or the server changes (components.providers.handover._TRACKED).
+    HANDOVER: ReplaceRule(compared=frozenset({"database", "owner", "role", "server"})),
     # A purge happens once: its diff never reports a change.
     PURGE: ReplaceRule(compared=frozenset()),
 }

@@ -33,16 +33,14 @@ from components.providers.postgres import move_database  # noqa: E402
 from fleet.bench.servers import PostgresCluster  # noqa: E402
 from fleet.postgres import catalog  # noqa: E402
 from fleet.postgres.access import ServerAccess  # noqa: E402
+from tests.support.tenant_db import cluster_access, owner_of, provision_tenant_database  # noqa: E402
 
 DATABASE, ROLE, PASSWORD = "tenant_bench", "tenant_bench_app", "bench-tenant-password"
 
 
 def provision(cluster: PostgresCluster) -> None:
-    """The role and the empty database, as the official provider creates them."""
-    with cluster.connect() as admin:
-        admin.execute(f"create role {ROLE} login password '{PASSWORD}' connection limit 10")
-        admin.execute(f"create database {DATABASE} owner {ROLE} template template0 encoding 'UTF8'")
-        admin.execute(f"revoke connect, temporary on database {DATABASE} from public")
+    """The roles and the empty database, as the official provider creates them."""
+    provision_tenant_database(cluster_access(cluster), DATABASE, ROLE, PASSWORD)
 
 
 def load(cluster: PostgresCluster, size_mb: int) -> None:
@@ -127,7 +125,7 @@ def main() -> int:
         time.sleep(1.0)  # the writer is busy on the source
         phases: dict[str, float] = {}
         report = move_database(
-            source_access, target_access, DATABASE, ROLE, source_key="source", target_key="target",
+            source_access, target_access, DATABASE, ROLE, source_key="source", target_key="target", owner=owner_of(ROLE),
             checksum_max_bytes=options.checksum_max_mb * 2**20,
             on_phase=lambda name: phases.setdefault(name, time.monotonic()),
         )

@@ -82,6 +82,22 @@ def test_full_stack_deploys_and_isolates_every_tenant_on_the_live_servers(full_s
     assert set(driver.run("preview", stack(), on_output=None)["changes"]) == {"same"}
 
 
+def test_each_database_is_owned_by_its_nologin_owner_role_and_the_app_cannot_drop_it(full_stack):
+    stack = full_stack["stack"]
+    cluster = full_stack["clusters"]["dedicated-1"]
+    with cluster.connect() as admin:
+        owner, can_login = admin.execute(
+            "select r.rolname, r.rolcanlogin from pg_database d join pg_roles r on r.oid = d.datdba where d.datname = 'tenant_pirapora'"
+        ).fetchone()
+        assert (owner, can_login) == ("tenant_pirapora_dbo", False)
+        for shared in ("postgres", "template1"):
+            assert admin.execute("select has_database_privilege('public', %s, 'CONNECT')", [shared]).fetchone()[0] is False
+    with psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", _password(stack, "pirapora")), autocommit=True) as own:
+        own.execute("create table if not exists owned_check (id int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            own.execute("alter database tenant_pirapora connection limit -1")
+
+
 def test_removing_a_tenant_keeps_its_database_and_role(full_stack):
     stack, workspace = full_stack["stack"], full_stack["workspace"]
     cluster = full_stack["clusters"]["shared-1"]

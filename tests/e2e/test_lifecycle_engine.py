@@ -92,7 +92,7 @@ class LifecycleStack:
             purge = TenantPurge(
                 f"{TENANT}-purge",
                 TenantPurgeArgs(
-                    tenant=TENANT, confirm=TENANT, database=tenant.database, role=tenant.role, server=self.server,
+                    tenant=TENANT, confirm=TENANT, database=tenant.database, role=tenant.role, owner=tenant.owner, server=self.server,
                     servers=server_access(environment, passwords), backup_dir=str(environment.backups.folder(PROJECT_ROOT)), reason="e2e: contract ended",
                 ),
             )
@@ -102,7 +102,7 @@ class LifecycleStack:
         placement = DatabasePlacement(
             f"{TENANT}-db-placement",
             DatabasePlacementArgs(
-                tenant=TENANT, database=tenant.database, role=tenant.role, server=self.server,
+                tenant=TENANT, database=tenant.database, role=tenant.role, owner=tenant.owner, server=self.server,
                 host=server.app_host or server.host, port=server.port, servers=server_access(environment, passwords),
             ),
         )

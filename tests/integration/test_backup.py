@@ -30,7 +30,9 @@ from fleet.ops.inventory import load_inventory
 from fleet.ops.secrets import StaticSecrets
 from fleet.postgres import catalog, drops, dumps
 from fleet.postgres.access import ServerAccess
+from fleet.postgres.privileges import lock_shared_databases
 from tests.support.fixtures import running
+from tests.support.tenant_db import cluster_access, provision_tenant_database
 from tests.unit.graph import FleetWorkspace
 
 STACK = "ops-test"
@@ -76,26 +78,19 @@ class FleetOnServers:
         path.chmod(0o600)
         return path
 
-    def provision(self, names=None) -> None:
-        """Create each tenant's role and database as the official provider would (idempotent: brings them to the spec)."""
+    def provision(self, names=None, *, legacy: bool = False) -> None:
+        """Create each tenant's roles and database as the official provider would (idempotent: brings them to the spec).
+
+        `legacy`: as tenants created before the owner/app split are (the login role owns the database)."""
         inventory = self.inventory(StaticSecrets(self.server_passwords))
+        for cluster in {id(cluster): cluster for cluster in self.clusters.values()}.values():
+            lock_shared_databases(cluster_access(cluster))  # the platform's ServerLockdown
         for entry in inventory.select(names):
             password = self.passwords.setdefault(entry.name, f"pw-{entry.name}-{os.urandom(6).hex()}")
-            with self.clusters[entry.server_key].connect() as admin:
-                role, database = sql.Identifier(entry.role), sql.Identifier(entry.database)
-                login = sql.SQL("LOGIN" if entry.active else "NOLOGIN")
-                exists = admin.execute("select 1 from pg_roles where rolname = %s", [entry.role]).fetchone()
-                verb = sql.SQL("ALTER" if exists else "CREATE")
-                admin.execute(
-                    sql.SQL("{} ROLE {} {} PASSWORD {} CONNECTION LIMIT {}").format(
-                        verb, role, login, sql.Literal(password), sql.Literal(entry.connection_limit)
-                    )
-                )
-                if admin.execute("select 1 from pg_database where datname = %s", [entry.database]).fetchone() is None:
-                    admin.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'").format(database, role)
-                    )
-                admin.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(database))
+            provision_tenant_database(
+                cluster_access(self.clusters[entry.server_key]), entry.database, entry.role, password,
+                connection_limit=entry.connection_limit, login=entry.active, legacy=legacy,
+            )
 
     def seed(self, tenant: str, tables: dict[str, int]) -> None:
         """Create tables with the given row counts as the tenant's own role (as its app would); rows include tabs and newlines."""
@@ -313,9 +308,13 @@ def test_restore_goes_into_a_fresh_isolated_database_with_equal_row_counts(fleet
             ).fetchone()
         with access.connect(result.database) as restored:
             table_owners = {owner for (owner,) in restored.execute("select tableowner from pg_tables where schemaname = 'public'")}
-        assert owner == "tenant_pirapora_app" and public_connect is False and table_owners == {"tenant_pirapora_app"}
+        # Owned by the owner role, as the live database is; the app gets its grants before it could see it.
+        assert owner == "tenant_pirapora_dbo" and public_connect is False and table_owners == {"tenant_pirapora_dbo"}
         with ServerAccess("127.0.0.1", access.port, "tenant_pirapora_app", fleet.passwords["pirapora"], "disable").connect(result.database) as app:
             assert app.execute("select count(*) from items").fetchone()[0] == before["public.items"]
+            app.execute("insert into items (body) values ('written after the restore')")  # its sequence too
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute(f"drop database {result.database}")
 
         # A restore never goes over an existing database, nor into the live one.
         with pytest.raises(backups.BackupError, match="already exists"):
@@ -333,7 +332,7 @@ def test_restore_refuses_another_tenants_backup(fleet, folder, tmp_path):
         restore.restore_backup(inventory, "santarita", Path(made.path))
     stray = tmp_path / "copied-by-hand.dump"  # no manifest beside it: the tables' owner gives it away
     stray.write_bytes(Path(made.path).read_bytes())
-    with pytest.raises(backups.BackupError, match="holds tables of tenant_gurupi_app, not of santarita's role tenant_santarita_app"):
+    with pytest.raises(backups.BackupError, match="holds tables of tenant_gurupi_app, not of santarita's roles tenant_santarita_app or tenant_santarita_dbo"):
         restore.restore_backup(inventory, "santarita", stray)
 
 

@@ -37,6 +37,7 @@ from fleet.paths import PROJECT_ROOT
 from fleet.postgres import catalog, dumps, sessions
 from fleet.postgres.access import ServerAccess
 from tests.support.fixtures import running
+from tests.support.tenant_db import cluster_access, owner_of, provision_tenant_database
 
 _NAMES = itertools.count(1)
 
@@ -60,6 +61,10 @@ class TenantOnServers:
     def role(self) -> str:
         return f"tenant_{self.name}_app"
 
+    @property
+    def owner(self) -> str:
+        return owner_of(self.role)
+
     def access(self, key: str, **changes: Any) -> ServerAccess:
         cluster = self.clusters[key]
         values = {"host": cluster.host, "port": cluster.port, "admin_user": cluster.admin_user, "admin_password": cluster.admin_password, "sslmode": "disable"}
@@ -75,18 +80,9 @@ class TenantOnServers:
         return psycopg.connect(self.clusters[key].dsn(self.database, self.role, self.password, connect_timeout=3), autocommit=True, **options)
 
 
-def provision(cluster: PostgresCluster, database: str, role: str, password: str, *, connection_limit: int = 10, login: bool = True) -> None:
-    """The role and the empty database as the official provider creates them (owner, template0, PUBLIC revoked)."""
-    from psycopg import sql
-
-    with cluster.connect() as admin:
-        admin.execute(
-            sql.SQL("create role {} {} password {} connection limit {}").format(
-                sql.Identifier(role), sql.SQL("login" if login else "nologin"), sql.Literal(password), sql.Literal(connection_limit)
-            )
-        )
-        admin.execute(sql.SQL("create database {} owner {} template template0 encoding 'UTF8'").format(sql.Identifier(database), sql.Identifier(role)))
-        admin.execute(sql.SQL("revoke connect, temporary on database {} from public").format(sql.Identifier(database)))
+def provision(cluster: PostgresCluster, database: str, role: str, password: str, *, connection_limit: int = 10, login: bool = True, legacy: bool = False) -> None:
+    """The roles and the empty database as the official provider creates them (tests/support/tenant_db.py)."""
+    provision_tenant_database(cluster_access(cluster), database, role, password, connection_limit=connection_limit, login=login, legacy=legacy)
 
 
 def load_sample(connection: psycopg.Connection, rows: int = 3000) -> None:
@@ -197,6 +193,7 @@ def placement_props(tenant: TenantOnServers, server: str, **servers_overrides: d
         "tenant": tenant.name,
         "database": tenant.database,
         "role": tenant.role,
+        "owner": tenant.owner,
         "server": server,
         "host": cluster.host,
         "port": cluster.port,
@@ -241,10 +238,11 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
     assert catalog.table_checksums(target, tenant.database) == catalog.table_checksums(source, tenant.database)
     assert catalog.schema_signature(target, tenant.database) == catalog.schema_signature(source, tenant.database)
 
-    # The app's role owns everything on the target and carries on there, sequences included.
+    # The owner role owns everything on the target (the app created the tables on the source, so it owned
+    # them there); the app carries on through its grants, sequences, views and functions included.
     with tenant.connect("new") as app:
         owners = {owner for (owner,) in app.execute("select distinct relowner::regrole::text from pg_class where relnamespace = 'public'::regnamespace")}
-        assert owners == {tenant.role}
+        assert owners == {tenant.owner}
         (new_id,) = app.execute("insert into events (payload) values ('after the move') returning id").fetchone()
         assert new_id > max(writer.committed)
         assert app.execute("select order_count(1)").fetchone()[0] == 3
@@ -303,11 +301,11 @@ def test_a_restore_error_reopens_the_source_exactly_and_leaves_the_target_empty(
     with old.connect() as admin:
         admin.execute(f"create role {tenant.name}_reporting nologin")  # exists on the source only
         admin.execute(f"alter database {tenant.database} connection limit 7")
-    with old.connect(tenant.database) as admin:
-        admin.execute(f"grant select on orders to {tenant.name}_reporting")
+    with old.connect(tenant.database) as admin:  # a row-level policy names the role (privileges are not copied)
+        admin.execute(f"create policy reporting_reads on orders for select to {tenant.name}_reporting using (true)")
     counts = catalog.table_counts(tenant.access("old"), tenant.database)
     with pytest.raises(MoveError) as failure:
-        move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
+        move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner)
     message = str(failure.value)
     assert "pg_restore" in message and f'role "{tenant.name}_reporting" does not exist' in message
     assert "source reopened, target emptied; the app keeps using the source" in message
@@ -360,7 +358,7 @@ def test_a_failure_in_any_phase_after_the_block_puts_everything_back(clusters, f
             raise RuntimeError(f"injected failure at {phase}")
 
     with pytest.raises(MoveError, match=f"injected failure at {failing_phase}; source reopened"):
-        move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", on_phase=fail_at)
+        move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner, on_phase=fail_at)
     assert seen[-1] == failing_phase and seen[:2] == ["preflight", "block"]
     assert_source_serves_unchanged(tenant, counts)
     assert catalog.user_objects(tenant.access("new"), tenant.database) == []
@@ -384,7 +382,7 @@ def test_a_move_killed_while_the_source_is_blocked_is_recovered_by_the_next_one(
         "source, target = (ServerAccess(**json.loads(arg)) for arg in sys.argv[1:3])\n"
         "def die(phase):\n"
         "    if phase == 'verify': os.kill(os.getpid(), signal.SIGKILL)\n"
-        f"move_database(source, target, {tenant.database!r}, {tenant.role!r}, source_key='old', target_key='new', on_phase=die)\n"
+        f"move_database(source, target, {tenant.database!r}, {tenant.role!r}, source_key='old', target_key='new', owner={tenant.owner!r}, on_phase=die)\n"
     )
     accesses = [json.dumps(tenant.access(key).to_mapping()) for key in ("old", "new")]
     result = subprocess.run([sys.executable, "-c", code, *accesses], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
@@ -403,7 +401,7 @@ def test_a_move_killed_while_the_source_is_blocked_is_recovered_by_the_next_one(
 
     # ... and the next move (the next `up`) recovers by itself: reopen, empty the target, move.
     sessions.block_connections(source, tenant.database, tenant.role, comment=lambda state: blocked_comment("move to new", datetime.now(timezone.utc), state))
-    report = move_database(source, tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
+    report = move_database(source, tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner)
     assert report.recovered.startswith("reopened the source, blocked for move to new") and "emptied new" in report.recovered
     assert catalog.table_counts(tenant.access("new"), tenant.database) == counts
     comment = catalog.database_comment(source, tenant.database)
@@ -416,7 +414,7 @@ def test_a_non_empty_target_is_refused(tenant):
         connection.execute("create table stray (id int)")
     counts = catalog.table_counts(tenant.access("old"), tenant.database)
     with pytest.raises(MoveError, match=r"target database .* is not empty \(table public\.stray\)"):
-        move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
+        move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner)
     assert_source_serves_unchanged(tenant, counts)
 
 
@@ -424,7 +422,7 @@ def test_a_suspended_tenant_moves_and_its_role_stays_unable_to_log_in(tenant):
     old = tenant.clusters["old"]
     with old.connect() as admin:
         admin.execute(f"alter role {tenant.role} nologin")
-    move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
+    move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner)
     assert admin_scalar(old, "select rolcanlogin from pg_roles where rolname = %s", [tenant.role]) is False
 
 

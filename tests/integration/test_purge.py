@@ -37,6 +37,7 @@ def purge_props(tenant: TenantOnServers, server: str, backup_dir: Path, **change
         "confirm": tenant.name,
         "database": tenant.database,
         "role": tenant.role,
+        "owner": tenant.owner,
         "server": server,
         "servers": tenant.servers(),
         "backup_dir": str(backup_dir),
@@ -59,7 +60,7 @@ def restored_counts(tenant: TenantOnServers, key: str, dump_path: str) -> dict[s
 
 def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tmp_path):
     # The tenant moved from old to new (old keeps a marked, blocked copy), then wrote more on new.
-    move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new")
+    move_database(tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner)
     with tenant.connect("new") as app:
         app.execute("insert into events (payload) select 'after the move' from generate_series(1, 25)")
     counts = {key: catalog.table_counts(tenant.access(key), tenant.database) for key in ("old", "new")}
@@ -72,6 +73,7 @@ def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tm
     outs = result.outs
 
     assert outs["dropped_databases"] == ["old", "new"] and outs["dropped_roles"] == ["old", "new"] and outs["kept"] == []
+    assert outs["dropped_owner_roles"] == ["old", "new"]
     backups = {entry["server"]: entry for entry in outs["backups"]}
     stamp = outs["purged_at"].replace("-", "").replace(":", "")
     assert Path(backups["new"]["path"]) == tmp_path / tenant.name / f"{tenant.name}-final-{stamp}.dump"
@@ -86,6 +88,7 @@ def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tm
     for key in ("old", "new"):
         assert not catalog.database_exists(tenant.access(key), tenant.database)
         assert not catalog.role_exists(tenant.access(key), tenant.role)
+        assert not catalog.role_exists(tenant.access(key), tenant.owner)
 
     # Each backup restores into a fresh database with the same row counts.
     for key in ("old", "new"):

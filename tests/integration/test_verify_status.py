@@ -28,8 +28,10 @@ from fleet.cli.main import main
 from fleet.model import derive
 from fleet.ops import backups as backup
 from fleet.ops import status, verify
+from fleet.postgres.privileges import apply_tenant_access
 from tests.integration.test_backup import STACK, T0, FleetOnServers, clock_at
 from tests.support.fixtures import running
+from tests.support.tenant_db import cluster_access
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +332,32 @@ def test_verify_names_every_privilege_drift_of_a_tenant_role(fleet):
     assert all(line.startswith("gurupi:") for line in failed)
     clean = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
     assert not [check for check in clean if check.outcome == "fail"]
+
+
+def test_verify_names_ownership_drift_and_shared_databases_opened_to_public(fleet):
+    """The owner/app split undone by hand, the owner role given LOGIN and a membership, and PUBLIC let back into postgres."""
+    shared = fleet.clusters["shared-1"]
+    with shared.connect() as admin:
+        admin.execute("ALTER DATABASE tenant_gurupi OWNER TO tenant_gurupi_app")
+        admin.execute("ALTER ROLE tenant_gurupi_dbo LOGIN CREATEDB")
+        admin.execute("GRANT tenant_novaroma_dbo TO tenant_gurupi_dbo")
+        admin.execute("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+    try:
+        checks = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
+    finally:
+        with shared.connect() as admin:
+            admin.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+            admin.execute("REVOKE tenant_novaroma_dbo FROM tenant_gurupi_dbo")
+            admin.execute("ALTER ROLE tenant_gurupi_dbo NOLOGIN NOCREATEDB")
+        # What `fleet up` (its Database and Grant resources) puts back: the owner, and the app's grants with it.
+        apply_tenant_access(cluster_access(shared), "tenant_gurupi", "tenant_gurupi_dbo", "tenant_gurupi_app")
+    failed = sorted(check.line() for check in checks if check.outcome == "fail")
+    assert failed == [
+        "gurupi: owner role: role tenant_gurupi_dbo has CREATEDB, LOGIN, member of tenant_novaroma_dbo",
+        "gurupi: owner: database tenant_gurupi is owned by its login role tenant_gurupi_app: the app could DROP it or grant it away; "
+        "`fleet up` hands it to tenant_gurupi_dbo",
+        "gurupi: shared databases: PUBLIC has CONNECT on postgres of server shared-1: every tenant's role can reach them",
+    ]
+    clean = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
+    assert not [check for check in clean if check.outcome == "fail"]
+    assert {check.check for check in clean} >= {"owner", "owner role", "shared databases"}

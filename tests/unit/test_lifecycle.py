@@ -20,7 +20,9 @@ from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import (
     CONTAINER,
     DATABASE,
+    DEFAULT_PRIVILEGES,
     GRANT,
+    HANDOVER,
     PASSWORD,
     ROLE,
     ROUTE,
@@ -56,6 +58,26 @@ def only(tenant: str, found: dict[str, set]) -> dict[str, set[tuple[str, str]]]:
 def one(evaluation, type_: str, tenant: str):
     (resource,) = of_type(evaluation, type_, tenant)
     return resource
+
+
+def login_role(evaluation, tenant: str):
+    """The tenant's login (app) role; its other Role is the NOLOGIN owner."""
+    (resource,) = [r for r in of_type(evaluation, ROLE, tenant) if "-role-" in r.name and "-owner-role-" not in r.name]
+    return resource
+
+
+def database_layer(tenant: str, server: str) -> set[tuple[str, str]]:
+    """(type, logical name) of everything a tenant's database declares on one server (URN contracts)."""
+    return {
+        (ROLE, f"{tenant}-role-{server}"),
+        (ROLE, f"{tenant}-owner-role-{server}"),
+        (HANDOVER, f"{tenant}-db-{server}-handover"),
+        (DATABASE, f"{tenant}-db-{server}"),
+        (GRANT, f"{tenant}-db-{server}-revoke-public"),
+        (GRANT, f"{tenant}-db-{server}-app-database"),
+        (GRANT, f"{tenant}-db-{server}-app-schema"),
+        *((DEFAULT_PRIVILEGES, f"{tenant}-db-{server}-app-default-{kind}") for kind in ("table", "sequence", "function")),
+    }
 
 
 @pytest.fixture
@@ -102,7 +124,7 @@ def test_upgrade_resizes_only_that_tenants_containers_and_connection_limit(works
         (CONTAINER, "gurupi-backend-0"), (CONTAINER, "gurupi-frontend-0"), (ROLE, "gurupi-role-shared-1"),
         (ROUTE, "gurupi-route-backend"), (ROUTE, "gurupi-route-frontend"),
     }
-    assert one(after, ROLE, "gurupi").raw_inputs["connectionLimit"] == 40
+    assert login_role(after, "gurupi").raw_inputs["connectionLimit"] == 40
     # Database, grant, placement and secrets untouched.
     for type_ in (DATABASE, GRANT, PLACEMENT, PASSWORD, NETWORK):
         assert [r.raw_inputs for r in of_type(after, type_, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, type_, "gurupi")]
@@ -119,7 +141,7 @@ def test_downgrade_removes_replicas_and_lowers_the_connection_limit(workspace, d
         (ROUTE, "pirapora-route-backend"), (ROUTE, "pirapora-route-frontend"),  # one upstream each now
     }
     assert [len(route.raw_inputs["upstreams"]) for route in of_type(after, ROUTE, "pirapora")] == [1, 1]
-    assert one(after, ROLE, "pirapora").raw_inputs["connectionLimit"] == 10
+    assert login_role(after, "pirapora").raw_inputs["connectionLimit"] == 10
     backend = next(c for c in of_type(after, CONTAINER, "pirapora") if c.name == "pirapora-backend-0")
     assert (backend.raw_inputs["cpus"], backend.raw_inputs["memory"]) == ("0.5", 512)
 
@@ -134,7 +156,7 @@ def test_suspend_stops_the_app_refuses_login_and_shows_maintenance_keeping_data_
     assert found["create"] == set()
     assert found["delete"] == {(CONTAINER, "santarita-backend-0"), (CONTAINER, "santarita-frontend-0")}
     assert found["update"] == {(ROLE, "santarita-role-shared-1"), (ROUTE, "santarita-route-backend"), (ROUTE, "santarita-route-frontend")}
-    assert one(suspended, ROLE, "santarita").raw_inputs["login"] is False
+    assert login_role(suspended, "santarita").raw_inputs["login"] is False
     assert {route.raw_inputs["maintenance"] for route in of_type(suspended, ROUTE, "santarita")} == {True}
     for type_ in (DATABASE, GRANT, PLACEMENT, PASSWORD, "docker:index/network:Network"):
         assert [r.raw_inputs for r in of_type(suspended, type_, "santarita")] == [r.raw_inputs for r in of_type(dev_plan, type_, "santarita")]
@@ -172,7 +194,7 @@ def test_rotation_issues_new_secrets_that_the_role_and_containers_pick_up_in_the
     for password in of_type(after, PASSWORD, "novaroma"):
         assert password.raw_inputs["keepers"] == {"rotation": "1"}  # a keepers change replaces it: a new value
 
-    role = one(after, ROLE, "novaroma")
+    role = login_role(after, "novaroma")
     assert role.raw_inputs["password"].startswith("mock-novaroma-db-password-r1-")
     backend = next(c for c in of_type(after, CONTAINER, "novaroma") if c.name == "novaroma-backend-0")
     env = env_of(backend)
@@ -195,29 +217,31 @@ def test_move_declares_role_and_database_on_the_target_and_updates_the_placement
     workspace.edit("santarita", database={"server": "dedicated-1"})
     after = workspace.evaluate()
     found = only("santarita", changes(dev_plan, after))
-    assert found["create"] == {(ROLE, "santarita-role-dedicated-1"), (DATABASE, "santarita-db-dedicated-1"), (GRANT, "santarita-db-dedicated-1-revoke-public")}
-    assert found["delete"] == {(ROLE, "santarita-role-shared-1"), (DATABASE, "santarita-db-shared-1"), (GRANT, "santarita-db-shared-1-revoke-public")}
+    assert found["create"] == database_layer("santarita", "dedicated-1")
+    assert found["delete"] == database_layer("santarita", "shared-1")
     # The placement (same URN: no server in its name) is updated, and the backend follows its outputs.
     assert found["update"] == {(PLACEMENT, "santarita-db-placement"), (CONTAINER, "santarita-backend-0")}
 
-    # What leaves the program is kept on the old server: retained, and the grant goes without a REVOKE.
+    # What leaves the program is kept on the old server: retained, and the grants go without a REVOKE.
     for type_ in (ROLE, DATABASE):
-        assert one(dev_plan, type_, "santarita").options["retainOnDelete"]
+        assert all(r.options["retainOnDelete"] for r in of_type(dev_plan, type_, "santarita"))
     old_database = one(dev_plan, DATABASE, "santarita")
-    assert deleted_with["santarita-db-shared-1-revoke-public"] == old_database.urn
+    for type_, name in database_layer("santarita", "shared-1"):
+        if type_ in (GRANT, DEFAULT_PRIVILEGES):
+            assert deleted_with[name] == old_database.urn, name
     assert deleted_with["santarita-db-dedicated-1-revoke-public"] == one(after, DATABASE, "santarita").urn
 
     # The new role and database are on the target server, with the same password.
-    for type_ in (ROLE, DATABASE, GRANT):
-        assert "::pg-dedicated-1::" in one(after, type_, "santarita").provider
-    assert one(after, ROLE, "santarita").raw_inputs["password"] == one(dev_plan, ROLE, "santarita").raw_inputs["password"]
+    for type_ in (ROLE, DATABASE, GRANT, DEFAULT_PRIVILEGES):
+        assert all("::pg-dedicated-1::" in r.provider for r in of_type(after, type_, "santarita"))
+    assert login_role(after, "santarita").raw_inputs["password"] == login_role(dev_plan, "santarita").raw_inputs["password"]
     assert [r.raw_inputs for r in of_type(after, PASSWORD, "santarita")] == [r.raw_inputs for r in of_type(dev_plan, PASSWORD, "santarita")]
 
     placement = one(after, PLACEMENT, "santarita")
     assert after.engine_urn(placement) == dev_plan.engine_urn(one(dev_plan, PLACEMENT, "santarita"))
     assert (placement.raw_inputs["server"], placement.raw_inputs["port"]) == ("dedicated-1", 5433)
     # It comes after the target's role, database and grant, and the app comes after it.
-    target_urns = {r.urn for r in after.resources if r.tenant == "santarita" and r.type in (ROLE, DATABASE, GRANT)}
+    target_urns = {r.urn for r in after.resources if r.tenant == "santarita" and r.type in (ROLE, DATABASE, GRANT, DEFAULT_PRIVILEGES)}
     assert target_urns <= set(placement.options["dependencies"])
     backend = next(c for c in of_type(after, CONTAINER, "santarita") if c.name == "santarita-backend-0")
     assert placement.urn in backend.options["dependencies"]
@@ -241,6 +265,7 @@ def test_the_placement_carries_the_servers_admin_access_as_a_secret(dev_plan):
         "host": "127.0.0.1",
         "port": 5433,
         "checksum_max_bytes": 64 * 1024 * 1024,
+        "owner": "tenant_pirapora_dbo",
     }  # pg_bin (not configured) and the output-only properties are None, which the SDK does not send
     assert len(of_type(dev_plan, PLACEMENT)) == len(dev_plan.specs)
 
@@ -257,7 +282,7 @@ def test_removing_a_tenant_file_drops_its_app_and_routes_and_keeps_its_data(work
     assert found["delete"] == {(r.type, r.name) for r in dev_plan.resources if r.tenant == "pirapora"}
     # The engine retains what holds data, and the grant goes with its database (no REVOKE).
     for type_ in (ROLE, DATABASE):
-        assert one(dev_plan, type_, "pirapora").options["retainOnDelete"]
+        assert all(r.options["retainOnDelete"] for r in of_type(dev_plan, type_, "pirapora"))
     assert deleted_with["pirapora-db-dedicated-1-revoke-public"] == one(dev_plan, DATABASE, "pirapora").urn
     # The placement's delete touches no database (tests/integration/test_move.py runs it against a server).
     assert DatabasePlacementProvider().delete("id", {}) is None
@@ -289,6 +314,7 @@ def test_purge_declares_only_the_final_backup_and_drop(workspace, dev_plan):
         "confirm": "santarita",
         "database": "tenant_santarita",
         "role": "tenant_santarita_app",
+        "owner": "tenant_santarita_dbo",
         "server": "shared-1",
         "backup_dir": str(PROJECT_ROOT / "backups"),
         "reason": "contract ended 2025-06",

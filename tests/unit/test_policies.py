@@ -116,7 +116,7 @@ def test_each_policy_passes_on_the_shipped_fleet(policy, dev_plan, dev_fleet):
 
 def test_the_pack_has_a_clear_name_description_and_level_per_policy():
     names = [policy.name for policy in pack.ALL_POLICIES]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 16
     for policy in pack.ALL_POLICIES:
         assert policy.description and policy.enforcement_level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
     advisory = {policy.name for policy in pack.ALL_POLICIES if policy.enforcement_level == EnforcementLevel.ADVISORY}
@@ -251,6 +251,29 @@ def test_public_connect_must_be_revoked_on_every_database(dev_plan, dev_fleet):
     assert [(v.tenant, v.resource) for v in violations] == [("gurupi", "gurupi-db-shared-1"), ("santarita", "santarita-db-shared-1")]
     assert "has no Grant revoking PUBLIC's CONNECT" in violations[0].message
     assert "grants PUBLIC privileges through santarita-db-shared-1-revoke-public" in violations[1].message
+
+
+@fails(pack.DATABASE_OWNER_NOLOGIN)
+def test_a_database_owned_by_a_login_role_or_by_nobody_declared_fails(dev_plan, dev_fleet):
+    evaluation = mutated(dev_plan, "gurupi-db-shared-1", inputs={"owner": "tenant_gurupi_app"})  # the app's login role
+    evaluation = mutated(evaluation, "pirapora-db-dedicated-1", drop=("owner",))  # the provider's admin
+    evaluation = mutated(evaluation, "santarita-owner-role-shared-1", inputs={"login": True})
+    violations = run(evaluation, dev_fleet, pack.DATABASE_OWNER_NOLOGIN)
+    assert [(v.tenant, v.resource) for v in violations] == [
+        ("gurupi", "gurupi-db-shared-1"), ("pirapora", "pirapora-db-dedicated-1"), ("santarita", "santarita-db-shared-1"),
+    ]
+    assert "is owned by login role gurupi-role-shared-1: the app could DROP it" in violations[0].message
+    assert "is owned by the provider admin, not by a NOLOGIN owner role of this stack" in violations[1].message
+    assert "is owned by login role santarita-owner-role-shared-1" in violations[2].message
+
+
+def test_an_owner_role_on_another_server_does_not_count(dev_plan, dev_fleet):
+    role = dev_plan.find(ROLE, "novaroma-owner-role-shared-1")
+    other_server = dev_plan.find(ROLE, "pirapora-role-dedicated-1").provider
+    evaluation = dataclasses.replace(
+        dev_plan, resources=[dataclasses.replace(r, provider=other_server) if r is role else r for r in dev_plan.resources]
+    )
+    assert [v.resource for v in run(evaluation, dev_fleet, pack.DATABASE_OWNER_NOLOGIN)] == ["novaroma-db-shared-1"]
 
 
 def test_a_revoke_on_another_server_does_not_count(dev_plan, dev_fleet):
@@ -516,12 +539,12 @@ def test_violations_are_reported_grouped_by_tenant(workspace):
     assert lines[1] == "  [mandatory] images-pinned: container gurupi-backend-0 image 'nginx:latest' uses the floating tag `latest`; pin a version tag or a digest."
     assert [line for line in lines if not line.startswith("  ")] == [
         "tenant gurupi", "tenant novaroma", "tenant pirapora", "tenant santarita", SHARED,
-        "Policies: 6 mandatory and 1 advisory violation(s) over 15 policies; a deploy would be refused.",
+        "Policies: 6 mandatory and 1 advisory violation(s) over 16 policies; a deploy would be refused.",
     ]
     assert "  [mandatory] docker-host-capacity: docker host docker-host: containers need 5 CPUs" in text
     document = violations_document(violations)
     assert document[0].keys() == {"policy", "enforcement", "tenant", "resource", "message"}
-    assert format_violations([]) == "Policies: all 15 passed."
+    assert format_violations([]) == "Policies: all 16 passed."
 
 
 def test_policy_config_is_the_engine_config_file(dev_plan, dev_fleet):

@@ -265,7 +265,7 @@ def test_multi_change_pr_as_json(fresh):
     novaroma = document["tenants"]["novaroma"]
     assert novaroma["counts"]["delete"] == len(novaroma["resources"]) and novaroma["counts"]["create"] == 0
     retained = {r["name"] for r in novaroma["resources"] if r.get("retained")}
-    assert retained == {"novaroma-db-shared-1", "novaroma-role-shared-1"}
+    assert retained == {"novaroma-db-shared-1", "novaroma-role-shared-1", "novaroma-owner-role-shared-1"}
     assert document["policies"]["checked"] and not [v for v in document["policies"]["violations"] if v["enforcement"] == "mandatory"]
     assert "mock-" not in out
 
@@ -374,6 +374,9 @@ def test_replace_table_agrees_with_the_projects_own_providers():
     placement = diff.REPLACE_RULES[type_tokens.PLACEMENT]
     assert placement.compared == frozenset(DatabasePlacementProvider._TRACKED) and not placement.forces_replace("server")
     assert diff.REPLACE_RULES[type_tokens.PURGE].compared == frozenset()
+    from components.providers import handover
+
+    assert diff.REPLACE_RULES[type_tokens.HANDOVER].compared == frozenset(handover._TRACKED)
     container = diff.REPLACE_RULES[type_tokens.CONTAINER]
     assert not container.forces_replace("memory") and not container.forces_replace("restart")
     assert all(container.forces_replace(key) for key in ("envs", "labels", "networksAdvanced", "ports", "image", "cpus", "command", "healthcheck"))
@@ -396,3 +399,32 @@ def test_engine_preview_guard_fails_on_a_database_replacement(tmp_path):
     assert main(["guard", str(tmp_path / "bad.json")]) == 1
     (tmp_path / "broken.json").write_text("{not json")
     assert main(["guard", str(tmp_path / "broken.json")]) == 2
+
+
+def test_the_owner_split_reaches_an_existing_fleet_as_creates_and_in_place_updates(dev_plan):
+    """The program before the owner/app split, rebuilt from today's graph: the login role owned the database and
+    the placement had no owner. Moving to today's program replaces nothing and deletes nothing."""
+    import dataclasses
+
+    new_types = {type_tokens.HANDOVER, type_tokens.DEFAULT_PRIVILEGES}
+    before = []
+    for resource in dev_plan.resources:
+        if resource.type in new_types or "-owner-role-" in resource.name or "-app-database" in resource.name or "-app-schema" in resource.name:
+            continue
+        if resource.name.startswith("pg-") and "-lockdown" in resource.name:
+            continue
+        inputs = dict(resource.raw_inputs)
+        if resource.type == type_tokens.DATABASE:
+            inputs["owner"] = inputs["owner"].removesuffix("_dbo") + "_app"
+        if resource.type == type_tokens.PLACEMENT:
+            inputs.pop("owner")
+        before.append(dataclasses.replace(resource, raw_inputs=inputs))
+    changes = diff.compare_resources(dataclasses.replace(dev_plan, resources=before), dev_plan)
+    by_op: dict[str, set] = {}
+    for change in changes:
+        by_op.setdefault(change.op, set()).add(change.type)
+    assert set(by_op) == {"create", "update"}
+    assert by_op["update"] == {type_tokens.DATABASE, type_tokens.PLACEMENT}
+    assert by_op["create"] == {type_tokens.ROLE, type_tokens.HANDOVER, type_tokens.GRANT, type_tokens.DEFAULT_PRIVILEGES}
+    databases = [change for change in changes if change.type == type_tokens.DATABASE]
+    assert len(databases) == 5 and all(change.keys == ("owner",) and not change.replace_keys for change in databases)

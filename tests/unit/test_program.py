@@ -9,8 +9,10 @@ from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import (
     CONTAINER,
     DATABASE,
+    DEFAULT_PRIVILEGES,
     DNS_RECORD,
     GRANT,
+    HANDOVER,
     PASSWORD,
     ROLE,
     ROUTE,
@@ -84,23 +86,51 @@ def test_secrets_are_generated_long_and_rotatable(dev_plan):
         assert password.raw_inputs["keepers"] == {"rotation": "0"}
 
 
-def test_each_tenant_has_role_database_and_public_revoked_on_its_server(dev_plan):
+def test_each_tenant_has_owner_and_login_roles_a_database_and_grants_on_its_server(dev_plan):
     for tenant, spec in dev_plan.specs.items():
         server = spec.database.server
-        (role,) = of_type(dev_plan, ROLE, tenant)
+        roles = {role.raw_inputs["name"]: role for role in of_type(dev_plan, ROLE, tenant)}
         (database,) = of_type(dev_plan, DATABASE, tenant)
-        (grant,) = of_type(dev_plan, GRANT, tenant)
+        grants = {grant.name: grant.raw_inputs for grant in of_type(dev_plan, GRANT, tenant)}
+        defaults = {d.name: d.raw_inputs for d in of_type(dev_plan, DEFAULT_PRIVILEGES, tenant)}
+        (handover,) = of_type(dev_plan, HANDOVER, tenant)
         stem = tenant.replace("-", "_")
-        assert (role.name, role.raw_inputs["name"]) == (f"{tenant}-role-{server}", f"tenant_{stem}_app")
-        assert role.raw_inputs["connectionLimit"] == {"basic": 5, "pro": 10, "enterprise": 40}[spec.plan]
-        assert "password" in role.secret_inputs
-        assert (database.name, database.raw_inputs["name"], database.raw_inputs["owner"]) == (f"{tenant}-db-{server}", f"tenant_{stem}", f"tenant_{stem}_app")
+        db, app, owner = f"tenant_{stem}", f"tenant_{stem}_app", f"tenant_{stem}_dbo"
+        assert set(roles) == {app, owner}
+        assert roles[app].name == f"{tenant}-role-{server}" and roles[owner].name == f"{tenant}-owner-role-{server}"
+        assert roles[app].raw_inputs["connectionLimit"] == {"basic": 5, "pro": 10, "enterprise": 40}[spec.plan]
+        assert "password" in roles[app].secret_inputs
+        # The owner never logs in and has no password; the app's role owns nothing.
+        assert roles[owner].raw_inputs["login"] is False and roles[owner].raw_inputs["connectionLimit"] == 0
+        assert "password" not in roles[owner].raw_inputs
+        assert (database.name, database.raw_inputs["name"], database.raw_inputs["owner"]) == (f"{tenant}-db-{server}", db, owner)
         assert database.raw_inputs["template"] == "template0" and database.raw_inputs["encoding"] == "UTF8"
         assert database.raw_inputs["lcCollate"] == database.raw_inputs["lcCtype"] == "C.UTF-8"
-        assert grant.raw_inputs == {"database": f"tenant_{stem}", "role": "public", "objectType": "database", "privileges": []}
-        assert grant.options["deleteBeforeReplace"]
-        for resource in (role, database, grant):
+        assert grants == {
+            f"{tenant}-db-{server}-revoke-public": {"database": db, "role": "public", "objectType": "database", "privileges": []},
+            f"{tenant}-db-{server}-app-database": {"database": db, "role": app, "objectType": "database", "privileges": ["CONNECT", "TEMPORARY"]},
+            f"{tenant}-db-{server}-app-schema": {"database": db, "role": app, "schema": "public", "objectType": "schema", "privileges": ["USAGE", "CREATE"]},
+        }
+        assert defaults == {
+            f"{tenant}-db-{server}-app-default-table": {
+                "database": db, "owner": owner, "role": app, "objectType": "table",
+                "privileges": ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES"],
+            },
+            f"{tenant}-db-{server}-app-default-sequence": {"database": db, "owner": owner, "role": app, "objectType": "sequence", "privileges": ["USAGE", "SELECT", "UPDATE"]},
+            f"{tenant}-db-{server}-app-default-function": {"database": db, "owner": owner, "role": app, "objectType": "function", "privileges": ["EXECUTE"]},
+        }
+        for grant in of_type(dev_plan, GRANT, tenant) + of_type(dev_plan, DEFAULT_PRIVILEGES, tenant):
+            assert grant.options["deleteBeforeReplace"], grant.name
+        for resource in (*roles.values(), database, *of_type(dev_plan, GRANT, tenant), *of_type(dev_plan, DEFAULT_PRIVILEGES, tenant)):
             assert f"::pg-{server}::" in resource.provider
+        # The handover comes after both roles and before the database, so an existing tenant's database
+        # changes owner (with the app's grants, in one transaction) before the Database resource looks at it.
+        assert {roles[app].urn, roles[owner].urn} <= set(handover.options["dependencies"])
+        assert handover.urn in database.options["dependencies"]
+        assert {k: v for k, v in handover.raw_inputs.items() if k != "servers"} == {
+            "resource_name": f"{tenant}-db-{server}-handover", "tenant": tenant, "database": db, "owner": owner, "role": app, "server": server,
+        }
+        assert "servers" in handover.secret_inputs
 
 
 def test_removing_a_tenant_can_never_drop_its_data(dev_plan):
@@ -114,8 +144,7 @@ def test_removing_a_tenant_can_never_drop_its_data(dev_plan):
 def test_suspended_tenant_keeps_data_but_runs_nothing_and_cannot_log_in(dev_plan):
     assert dev_plan.specs["catasaltas"].status == "suspended"
     assert of_type(dev_plan, CONTAINER, "catasaltas") == []
-    (role,) = of_type(dev_plan, ROLE, "catasaltas")
-    assert role.raw_inputs["login"] is False
+    assert [role.raw_inputs["login"] for role in of_type(dev_plan, ROLE, "catasaltas")] == [False, False]  # app and owner
     assert len(of_type(dev_plan, DATABASE, "catasaltas")) == 1
     routes = of_type(dev_plan, ROUTE, "catasaltas")
     assert routes and all(route.raw_inputs["maintenance"] is True for route in routes)
@@ -203,8 +232,8 @@ def test_changing_one_plan_changes_only_that_tenant(workspace, dev_plan):
     assert changed == {(CONTAINER, "gurupi-backend-1"), (CONTAINER, "gurupi-frontend-1")}
     for type_ in (DATABASE, PASSWORD):
         assert [r.raw_inputs for r in of_type(after, type_, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, type_, "gurupi")]
-    (role,) = of_type(after, ROLE, "gurupi")
-    assert role.raw_inputs["connectionLimit"] == 40
+    limits = {role.raw_inputs["name"]: role.raw_inputs["connectionLimit"] for role in of_type(after, ROLE, "gurupi")}
+    assert limits == {"tenant_gurupi_app": 40, "tenant_gurupi_dbo": 0}
     # the network carries no plan: an upgrade must not replace it
     network = "docker:index/network:Network"
     assert [r.raw_inputs for r in of_type(after, network, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, network, "gurupi")]
@@ -226,3 +255,57 @@ def test_proxy_only_stack_routes_to_apps_running_elsewhere(workspace):
     routes = {r.name: r.raw_inputs for r in of_type(evaluation, ROUTE, "gurupi")}
     assert routes["gurupi-route-backend"]["upstreams"] == ["backend.gurupi.svc:8080"]
     assert routes["gurupi-route-frontend"]["upstreams"] == ["frontend.gurupi.svc:80"]
+
+
+# ---------------------------------------------------------------- each server's shared databases
+
+
+def _lockdown_grants(evaluation) -> dict[str, dict]:
+    return {grant.name: grant for grant in of_type(evaluation, GRANT) if grant.name.startswith("pg-")}
+
+
+def test_public_is_shut_out_of_each_servers_shared_databases_once_per_server(dev_plan):
+    grants = _lockdown_grants(dev_plan)
+    assert set(grants) == {f"pg-{server}-lockdown-{db}-revoke-public" for server in ("shared-1", "dedicated-1") for db in ("postgres", "template1")}
+    for name, grant in grants.items():
+        server, database = name.removeprefix("pg-").split("-lockdown-")[0], name.split("-lockdown-")[1].removesuffix("-revoke-public")
+        assert grant.raw_inputs == {"database": database, "role": "public", "objectType": "database", "privileges": []}
+        assert f"::pg-{server}::" in grant.provider and grant.options["deleteBeforeReplace"]
+        assert grant.tenant is None  # the platform's, not any tenant's
+
+
+def test_a_managed_server_keeps_its_admin_connected_before_public_is_shut_out(workspace):
+    workspace.config["servers"]["dedicated-1"]["superuser"] = False
+    grants = _lockdown_grants(workspace.evaluate())
+    admin = grants["pg-dedicated-1-lockdown-postgres-admin"]
+    assert admin.raw_inputs == {"database": "postgres", "role": "postgres", "objectType": "database", "privileges": ["CONNECT", "TEMPORARY"]}
+    assert admin.urn in grants["pg-dedicated-1-lockdown-postgres-revoke-public"].options["dependencies"]
+    assert not any(name.startswith("pg-shared-1") and name.endswith("-admin") for name in grants)
+
+
+def _evaluate_as_stack(workspace, stack: str):
+    """The program as `pulumi up` of `stack` runs it (its own layout, not the offline plan's whole view)."""
+    import json
+
+    import pulumi
+
+    from fleet.offline.mocks import Evaluation, run_under_mocks
+    from fleet.program import CONFIG_NAMESPACE, fleet_program
+
+    evaluation = Evaluation(stack=stack)
+    config = {f"{CONFIG_NAMESPACE}:{key}": json.dumps(value) for key, value in workspace.config.items()}
+    config[f"{CONFIG_NAMESPACE}:server_passwords"] = json.dumps({})
+
+    def program() -> None:
+        pulumi.runtime.set_all_config(config, [f"{CONFIG_NAMESPACE}:server_passwords"])
+        fleet_program(None, workspace.tenants_dir)
+
+    run_under_mocks(program, evaluation, stack)
+    return evaluation
+
+
+def test_a_tenant_stack_leaves_the_lockdown_to_the_platform_stack(workspace):
+    workspace.config["stacks"] = "per-tenant"
+    assert len(_lockdown_grants(_evaluate_as_stack(workspace, "dev"))) == 4
+    tenant = _evaluate_as_stack(workspace, "dev.gurupi")
+    assert of_type(tenant, DATABASE) and _lockdown_grants(tenant) == {}
