@@ -1,4 +1,4 @@
-"""Real servers on loopback for benchmarks and tests: PostgreSQL clusters, a Caddy process, tiny upstreams.
+"""Real servers on loopback for benchmarks and tests: PostgreSQL clusters, a Caddy process, a Redis server, tiny upstreams.
 
 Each starts the real binary in its own temporary folder on free loopback ports and removes everything on
 `stop()` (also at interpreter exit). A missing binary raises `MissingServerBinary`, naming the Debian package.
@@ -39,12 +39,13 @@ __all__ = [
     "PostgresCluster",
     "CaddyServerProcess",
     "UpstreamHTTPServer",
+    "RedisServerProcess",
     "find_postgres_bindir",
     "find_caddy",
 ]
 
 LOOPBACK = "127.0.0.1"
-INSTALL_HINT = "apt-get install postgresql-15 caddy"
+INSTALL_HINT = "apt-get install postgresql-15 caddy redis-server"
 
 
 class MissingServerBinary(FleetError):
@@ -574,6 +575,100 @@ class CaddyServerProcess:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+# ---------------------------------------------------------------- redis
+
+
+class RedisServerProcess:
+    """A private `redis-server` on a free loopback port, no persistence but an ACL file (so ACL SAVE works),
+    its `default` user protected by `admin_password`."""
+
+    def __init__(self, admin_password: str = "redis-admin-secret", *, startup_timeout: float = 15.0) -> None:
+        self.admin_password = admin_password
+        self.startup_timeout = startup_timeout
+        self.port: Optional[int] = None
+        self.base_dir: Optional[Path] = None
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def host(self) -> str:
+        return LOOPBACK
+
+    @property
+    def acl_path(self) -> Path:
+        assert self.base_dir is not None, "redis not started"
+        return self.base_dir / "users.acl"
+
+    def start(self) -> "RedisServerProcess":
+        """Start redis-server and wait until the admin can PING it; returns self."""
+        if self._process is not None and self._process.poll() is None:
+            return self
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise MissingServerBinary(f"redis-server was not found on PATH. Install it with: {INSTALL_HINT}")
+        self.base_dir = Path(tempfile.mkdtemp(prefix="fleet-redis-"))
+        atexit.register(self.stop)
+        self.acl_path.write_text(f"user default on >{self.admin_password} ~* &* +@all\n")
+        self.acl_path.chmod(0o600)
+        for _attempt in range(5):
+            self.port = free_port()
+            command = [
+                binary, "--port", str(self.port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+                "--dir", str(self.base_dir), "--aclfile", str(self.acl_path), "--logfile", str(self.base_dir / "redis.log"),
+            ]
+            self._process = subprocess.Popen(command, cwd=self.base_dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.STDOUT, start_new_session=True)
+            if self._wait_ready():
+                return self
+            if "Address already in use" not in _log_tail(self.base_dir / "redis.log"):
+                break
+        log = _log_tail(self.base_dir / "redis.log")
+        self.stop()
+        raise ServerStartError(f"redis-server did not answer within {self.startup_timeout}s; log:\n{log}")
+
+    def _wait_ready(self) -> bool:
+        import redis
+
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                return False
+            try:
+                with redis.Redis(host=LOOPBACK, port=self.port or 0, password=self.admin_password, socket_timeout=1) as client:
+                    if client.ping():
+                        return True
+            except redis.RedisError:
+                time.sleep(0.05)
+        return False
+
+    def client(self, username: Optional[str] = None, password: Optional[str] = None):
+        """A redis-py client, as the admin unless a user is given."""
+        import redis
+
+        return redis.Redis(host=LOOPBACK, port=self.port or 0, username=username, password=password or self.admin_password,
+                           socket_timeout=5, decode_responses=True)
+
+    def stop(self) -> None:
+        """Stop redis-server and remove its folder. Safe to call twice."""
+        atexit.unregister(self.stop)
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        base_dir, self.base_dir = self.base_dir, None
+        if base_dir is not None:
+            shutil.rmtree(base_dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServerProcess":
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
 
 # ---------------------------------------------------------------- upstream

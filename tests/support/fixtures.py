@@ -16,10 +16,11 @@ from fleet.bench.servers import (
     CaddyServerProcess,
     MissingServerBinary,
     PostgresCluster,
+    RedisServerProcess,
     UpstreamHTTPServer,
 )
 
-Server = TypeVar("Server", PostgresCluster, CaddyServerProcess, UpstreamHTTPServer)
+Server = TypeVar("Server", PostgresCluster, CaddyServerProcess, UpstreamHTTPServer, RedisServerProcess)
 
 
 def _start_or_fail(server):
