@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -27,6 +28,8 @@ class TenantAppArgs:
     """The docker provider of the app host."""
     database_url: pulumi.Input[str]
     """Secret connection string of the tenant's database."""
+    redis_url: Optional[pulumi.Input[str]] = None
+    """Secret REDIS_URL of the tenant's Redis user (plans with `redis: shared`)."""
 
 
 class TenantApp(pulumi.ComponentResource):
@@ -59,7 +62,12 @@ class TenantApp(pulumi.ComponentResource):
         )
 
         secret_env = {
-            "backend": {"DATABASE_URL": args.database_url, "JWT_SECRET": jwt_secret.result, "JWT_REFRESH_SECRET": jwt_refresh.result},
+            "backend": {
+                "DATABASE_URL": args.database_url,
+                "JWT_SECRET": jwt_secret.result,
+                "JWT_REFRESH_SECRET": jwt_refresh.result,
+                **({"REDIS_URL": args.redis_url} if args.redis_url is not None else {}),
+            },
             "frontend": {},
         }
         ports = {"backend": environment.images.backend_port, "frontend": environment.images.frontend_port}

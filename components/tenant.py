@@ -9,6 +9,7 @@ import pulumi
 
 from components.app import TenantApp, TenantAppArgs
 from components.backup import ScheduledBackup, ScheduledBackupArgs
+from components.cache import TenantRedis, TenantRedisArgs
 from components.database import TenantDatabase, TenantDatabaseArgs, tenant_purge
 from components.proxy import TenantRoutes, TenantRoutesArgs
 from fleet.model import derive, type_tokens
@@ -31,6 +32,8 @@ class Platform:
     """The proxy server resource."""
     server_passwords: Optional[pulumi.Input[dict]] = None
     """Admin password per server key (secret, `fleet:server_passwords`), for the fleet's own PostgreSQL resources (placement, purge)."""
+    redis_password: Optional[pulumi.Input[str]] = None
+    """The shared Redis admin's password (secret, `fleet:redis_password`), for tenants whose plan has `redis: shared`."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Tenant(pulumi.ComponentResource):
     database: Optional[TenantDatabase]
     purge: Optional[pulumi.Resource]
     """The TenantPurge of a tenant whose file asks for a purge (then `database` is None)."""
+    redis: Optional[TenantRedis]
+    """Its Redis user, when its plan has `redis: shared`."""
 
     def __init__(self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_tokens.COMPONENT_TYPE.format("Tenant"), name, None, opts)
@@ -81,13 +86,17 @@ class Tenant(pulumi.ComponentResource):
                     opts=child,
                 )
 
+        self.redis = None
+        if environment.manages("database") and plan.redis == "shared" and not purged:
+            self.redis = TenantRedis(names.redis_component, TenantRedisArgs(tenant, environment, platform.redis_password), opts=child)
+
         upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment))
         if environment.manages("app") and not purged:
             # Environment refuses app without database, and build_platform declares the docker provider with app.
             assert self.database is not None and platform.docker is not None
             app = TenantApp(
                 names.app_component,
-                TenantAppArgs(tenant, plan, environment, platform.docker, self.database.database_url),
+                TenantAppArgs(tenant, plan, environment, platform.docker, self.database.database_url, self.redis.url if self.redis else None),
                 opts=child,
             )
             upstreams = dict(app.upstreams)

@@ -26,7 +26,7 @@ from fleet.model.spec import Environment, Fleet
 from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 
 CONFIG_NAMESPACE = "fleet"
-SECRET_CONFIG_KEYS = ("server_passwords",)
+SECRET_CONFIG_KEYS = ("server_passwords", "redis_password")
 
 
 class InvalidFleetSpec(pulumi.RunError, FleetError):
@@ -57,7 +57,12 @@ def environment_from_config() -> dict[str, Any]:
 
 
 def build_platform(
-    environment: Environment, server_passwords: Optional[pulumi.Output], *, servers: Optional[Collection[str]] = None, proxy_server_too: bool = True
+    environment: Environment,
+    server_passwords: Optional[pulumi.Output],
+    *,
+    servers: Optional[Collection[str]] = None,
+    proxy_server_too: bool = True,
+    redis_password: Optional[pulumi.Output] = None,
 ) -> Platform:
     """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages.
 
@@ -102,6 +107,7 @@ def build_platform(
         dns=dns_provider,
         proxy=proxy,
         server_passwords=server_passwords,
+        redis_password=redis_password if environment.redis is not None else None,
     )
 
 
@@ -110,9 +116,9 @@ def backup_folder(environment: Environment) -> str:
     return str(environment.backups.folder(PROJECT_ROOT))
 
 
-def declare_fleet(fleet: Fleet, server_passwords: Optional[pulumi.Output] = None) -> dict[str, Any]:
+def declare_fleet(fleet: Fleet, server_passwords: Optional[pulumi.Output] = None, redis_password: Optional[pulumi.Output] = None) -> dict[str, Any]:
     """Declare the platform and every tenant of a validated fleet; returns the Tenant components by name."""
-    platform = build_platform(fleet.environment, server_passwords)
+    platform = build_platform(fleet.environment, server_passwords, redis_password=redis_password)
     return declare_tenants(fleet, platform)
 
 
@@ -189,16 +195,19 @@ def fleet_program(
     except SpecError as error:
         raise InvalidFleetSpec(error) from None
     server_passwords = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("server_passwords")
+    redis_password = pulumi.Config(CONFIG_NAMESPACE).get_secret("redis_password")
     layout, _ = ("single", None) if whole else stack_layout(fleet.environment, pulumi.get_stack())
     if layout == "tenant":
         (tenant,) = fleet.tenants
-        platform = build_platform(fleet.environment, server_passwords, servers={tenant.database.server}, proxy_server_too=False)
+        platform = build_platform(
+            fleet.environment, server_passwords, servers={tenant.database.server}, proxy_server_too=False, redis_password=redis_password
+        )
         tenants = declare_tenants(fleet, platform)
         database = tenants[tenant.name].database
         tenant_stack_registry_row(tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None)
         export_outputs(tenants)
         return tenants
-    tenants = declare_fleet(fleet, server_passwords)
+    tenants = declare_fleet(fleet, server_passwords, redis_password)
     if fleet.environment.registry is not None:
         # Rows take the database address from each placement, so they follow a move only once it succeeded.
         locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}

@@ -46,6 +46,24 @@ def owner_role_name(tenant: TenantSpec) -> str:
     return f"tenant_{_sql_stem(tenant)}_dbo"
 
 
+def redis_username(tenant: TenantSpec) -> str:
+    """The tenant's ACL user on the shared Redis."""
+    return f"tenant_{_sql_stem(tenant)}"
+
+
+def redis_prefix(tenant: TenantSpec) -> str:
+    """The key and channel prefix the tenant's Redis user is limited to (`tenant:<name>:`)."""
+    return f"tenant:{tenant.name}:"
+
+
+def redis_url(tenant: TenantSpec, environment: Environment, password: str) -> str:
+    """The backend's REDIS_URL (secret: it carries the password); database 0."""
+    server = environment.redis
+    assert server is not None, "redis_url needs fleet:redis"
+    scheme = "rediss" if server.tls else "redis"
+    return f"{scheme}://{redis_username(tenant)}:{password}@{server.app_host or server.host}:{server.port}/0"
+
+
 def postgres_identifiers(tenant: TenantSpec) -> dict[str, str]:
     """Every PostgreSQL identifier derived from a tenant, with what it names (checked against the 63-byte limit)."""
     return {database_name(tenant): "database name", role_name(tenant): "role name", owner_role_name(tenant): "owner role name"}
@@ -210,6 +228,18 @@ class Names:
         return f"{self.tenant}-purge"
 
     @property
+    def redis_component(self) -> str:
+        return f"{self.tenant}-redis"
+
+    @property
+    def redis_user(self) -> str:
+        return f"{self.tenant}-redis-user"
+
+    @property
+    def redis_password(self) -> str:
+        return f"{self.tenant}-redis-password"
+
+    @property
     def jwt_secret(self) -> str:
         return f"{self.tenant}-jwt-secret"
 
@@ -335,6 +365,7 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
             "BACKEND_URL": backend_url,
             "FRONTEND_URL": frontend_url,
             "PORT": str(environment.images.backend_port),
+            **({"REDIS_KEY_PREFIX": redis_prefix(tenant)} if plan.redis == "shared" else {}),
         }
     return {
         "TENANT": tenant.name,

@@ -84,6 +84,13 @@ class Plan(Strict):
     db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    redis: Literal["none", "shared"] = Field(
+        default="none",
+        description=(
+            "`shared`: the tenant gets an ACL user on the environment's Redis (`fleet:redis`), limited to keys and channels "
+            "`tenant:<name>:*`; the backend gets REDIS_URL (secret) and REDIS_KEY_PREFIX."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds_cover_plan(self) -> "Plan":
@@ -208,6 +215,16 @@ class PostgresServer(Strict):
     locale: str = Field(default="C.UTF-8", description="lc_collate and lc_ctype of new tenant databases; set once, changing it replaces databases.")
 
 
+class RedisServer(Strict):
+    """The environment's shared Redis (7 or later: ACL users with key and channel patterns)."""
+
+    host: str = Field(description="Address the fleet connects to as admin.")
+    port: int = Field(default=6379, ge=1, le=65535, description="Port.")
+    admin_user: str = Field(default="default", description="Admin ACL user; its password is the secret `fleet:redis_password`.")
+    app_host: Optional[str] = Field(default=None, description="Address the app containers use (default: host).")
+    tls: bool = Field(default=False, description="Connect with TLS (`rediss://` in the apps' REDIS_URL).")
+
+
 class DockerHost(Strict):
     """The Docker host that runs the tenants' app containers."""
 
@@ -323,6 +340,7 @@ class Environment(Strict):
     proxy: Proxy = Field(default_factory=Proxy, description="The shared proxy.")
     backups: Backups = Field(default_factory=Backups, description="Backup storage.")
     registry: Optional[Registry] = Field(default=None, description="Tenant registry (`{server, database}`); unset: none.")
+    redis: Optional[RedisServer] = Field(default=None, description="Shared Redis for plans with `redis: shared`; unset: none.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
     stacks: Literal["single", "per-tenant"] = Field(
@@ -336,6 +354,7 @@ class Environment(Strict):
         default_factory=dict,
         description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).",
     )
+    redis_password: str = Field(default="", description="SECRET: the Redis admin's password (`pulumi config set --secret fleet:redis_password ...`).")
 
     @field_validator("base_domain")
     @classmethod

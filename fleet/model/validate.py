@@ -43,6 +43,8 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         where = file_of(tenant)
         plan = plans.get(tenant.plan)
         problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
+        if plan is not None and plan.redis == "shared" and environment.redis is None:
+            problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has redis: shared, but the stack config sets no fleet:redis server"))
         if plan is not None:
             for part in ("backend", "frontend"):
                 override = getattr(tenant.overrides, part)

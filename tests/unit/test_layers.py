@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fleet.errors", "fleet.paths"),
     ("fleet.sdk_internals",),
     ("fleet.model",),
-    ("fleet.postgres",),
+    ("fleet.postgres", "fleet.redis_users"),  # server tooling the providers and operations share
     ("components.providers",),
     ("components",),
     ("fleet.program",),
