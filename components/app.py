@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from fleet.model import derive, type_tokens
+from fleet.model import derive, env_template, type_tokens
 from fleet.model.spec import Environment, Plan, TenantSpec
 
 
@@ -26,10 +26,11 @@ class TenantAppArgs:
     """The stack's environment (images, proxy upstream address, public URLs)."""
     provider: pulumi.ProviderResource
     """The docker provider of the app host."""
-    database_url: pulumi.Input[str]
-    """Secret connection string of the tenant's database."""
-    redis_url: Optional[pulumi.Input[str]] = None
-    """Secret REDIS_URL of the tenant's Redis user (plans with `redis: shared`)."""
+    facts: Mapping[str, pulumi.Input[str]]
+    """Every fact env templates may reference (fleet.model.env_template.FACTS) that applies to this tenant: the static
+    ones (fleet.model.derive.static_env_facts) and those from resources (db.host, db.port, db.password, db.url, redis.url)."""
+    app_secrets: Optional[pulumi.Input[dict]] = None
+    """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
 
 
 class TenantApp(pulumi.ComponentResource):
@@ -61,15 +62,17 @@ class TenantApp(pulumi.ComponentResource):
             opts=on_host,
         )
 
-        secret_env = {
+        secret_env: dict[str, dict[str, pulumi.Input[str]]] = {
             "backend": {
-                "DATABASE_URL": args.database_url,
+                "DATABASE_URL": args.facts["db.url"],
                 "JWT_SECRET": jwt_secret.result,
                 "JWT_REFRESH_SECRET": jwt_refresh.result,
-                **({"REDIS_URL": args.redis_url} if args.redis_url is not None else {}),
+                **({"REDIS_URL": args.facts["redis.url"]} if "redis.url" in args.facts else {}),
+                **declared_secrets(tenant, plan, args.app_secrets, keepers, child),
             },
             "frontend": {},
         }
+        declared_env = plan.env.merged_with(tenant.env)
         ports = {"backend": environment.images.backend_port, "frontend": environment.images.frontend_port}
         images = {"backend": environment.images.backend, "frontend": environment.images.frontend}
         health = {
@@ -80,7 +83,13 @@ class TenantApp(pulumi.ComponentResource):
         self.upstreams = {}
         for role in derive.APP_ROLES:
             size = derive.container_size(plan, tenant, role)
-            env = {**derive.plain_env(tenant, plan, environment, role)}
+            env: dict[str, str] = {**derive.plain_env(tenant, plan, environment, role)}
+            for key, template in getattr(declared_env, role).items():
+                value = rendered(template, args.facts)
+                if isinstance(value, str):
+                    env[key] = value
+                else:  # from a resource's output (or a secret): with the secrets, which are Outputs too
+                    secret_env[role][key] = value
 
             def env_lines(secrets: Mapping[str, object], env: dict[str, str] = env) -> list[str]:
                 return sorted(f"{key}={value}" for key, value in {**env, **secrets}.items())
@@ -116,6 +125,38 @@ class TenantApp(pulumi.ComponentResource):
             )
 
         self.register_outputs({"upstreams": self.upstreams})
+
+
+def rendered(template: str, facts: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[str]:
+    """A template's value: a string when every fact it references is one, else an Output (secret if any fact is)."""
+    needed = sorted(env_template.references(template))
+    if all(isinstance(facts[fact], str) for fact in needed):
+        return env_template.render(template, {fact: str(facts[fact]) for fact in needed})
+    value = pulumi.Output.all(*[facts[fact] for fact in needed]).apply(lambda values: env_template.render(template, dict(zip(needed, values))))
+    return pulumi.Output.secret(value) if set(needed) & env_template.SECRET_FACTS else value
+
+
+def declared_secrets(
+    tenant: TenantSpec, plan: Plan, app_secrets: Optional[pulumi.Input[dict]], keepers: dict[str, str], opts: pulumi.ResourceOptions
+) -> dict[str, pulumi.Input[str]]:
+    """The backend's `secrets:` (its plan's, then its own): generated per tenant, or read from `fleet:app_secrets`."""
+    values: dict[str, pulumi.Input[str]] = {}
+    for name, source in sorted(plan.secrets.merged_with(tenant.secrets).backend.items()):
+        if source.generate is not None:
+            password = random.RandomPassword(
+                derive.generated_secret_name(tenant, name), length=source.generate, special=False, keepers=keepers, opts=opts
+            )
+            values[name] = password.result
+        else:
+            key = source.config
+
+            def pick(secrets: Optional[dict], key: Optional[str] = key, name: str = name) -> str:
+                if not secrets or key not in secrets:
+                    raise KeyError(f"tenant {tenant.name}: secrets.backend.{name} reads fleet:app_secrets.{key}, which is not set")
+                return str(secrets[key])
+
+            values[name] = pulumi.Output.secret(pulumi.Output.from_input(app_secrets or {}).apply(pick))
+    return values
 
 
 def _external_port(ports) -> int:

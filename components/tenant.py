@@ -34,6 +34,8 @@ class Platform:
     """Admin password per server key (secret, `fleet:server_passwords`), for the fleet's own PostgreSQL resources (placement, purge)."""
     redis_password: Optional[pulumi.Input[str]] = None
     """The shared Redis admin's password (secret, `fleet:redis_password`), for tenants whose plan has `redis: shared`."""
+    app_secrets: Optional[pulumi.Input[dict]] = None
+    """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,22 @@ class Tenant(pulumi.ComponentResource):
     """The TenantPurge of a tenant whose file asks for a purge (then `database` is None)."""
     redis: Optional[TenantRedis]
     """Its Redis user, when its plan has `redis: shared`."""
+
+    def env_facts(self, plan: Plan, environment: Environment) -> dict[str, pulumi.Input[str]]:
+        """What the app's env templates may reference (fleet.model.env_template.FACTS), for this tenant."""
+        assert self.database is not None
+        facts: dict[str, pulumi.Input[str]] = {**derive.static_env_facts(self.spec, plan, environment)}
+        facts.update(
+            {
+                "db.host": self.database.host,
+                "db.port": self.database.port.apply(str),
+                "db.password": self.database.password,
+                "db.url": self.database.database_url,
+            }
+        )
+        if self.redis is not None:
+            facts["redis.url"] = self.redis.url
+        return facts
 
     def __init__(self, name: str, args: TenantArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_tokens.COMPONENT_TYPE.format("Tenant"), name, None, opts)
@@ -96,7 +114,7 @@ class Tenant(pulumi.ComponentResource):
             assert self.database is not None and platform.docker is not None
             app = TenantApp(
                 names.app_component,
-                TenantAppArgs(tenant, plan, environment, platform.docker, self.database.database_url, self.redis.url if self.redis else None),
+                TenantAppArgs(tenant, plan, environment, platform.docker, self.env_facts(plan, environment), platform.app_secrets),
                 opts=child,
             )
             upstreams = dict(app.upstreams)

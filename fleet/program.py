@@ -26,7 +26,7 @@ from fleet.model.spec import Environment, Fleet
 from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 
 CONFIG_NAMESPACE = "fleet"
-SECRET_CONFIG_KEYS = ("server_passwords", "redis_password")
+SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets")
 
 
 class InvalidFleetSpec(pulumi.RunError, FleetError):
@@ -43,6 +43,10 @@ def environment_from_config() -> dict[str, Any]:
     """The `fleet:` stack config as plain values (secrets are read separately, as Outputs)."""
     config = pulumi.Config(CONFIG_NAMESPACE)
     raw: dict[str, Any] = {}
+    app_secrets = pulumi.runtime.get_config(f"{CONFIG_NAMESPACE}:app_secrets")
+    if app_secrets:
+        # Their names only (values are read as secret Outputs): references to them are checked like the rest.
+        raw["app_secrets"] = {name: "[secret]" for name in json.loads(app_secrets)}
     for key in Environment.model_fields:
         if key in SECRET_CONFIG_KEYS:
             continue
@@ -63,6 +67,7 @@ def build_platform(
     servers: Optional[Collection[str]] = None,
     proxy_server_too: bool = True,
     redis_password: Optional[pulumi.Output] = None,
+    app_secrets: Optional[pulumi.Output] = None,
 ) -> Platform:
     """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages.
 
@@ -108,6 +113,7 @@ def build_platform(
         proxy=proxy,
         server_passwords=server_passwords,
         redis_password=redis_password if environment.redis is not None else None,
+        app_secrets=app_secrets,
     )
 
 
@@ -116,9 +122,11 @@ def backup_folder(environment: Environment) -> str:
     return str(environment.backups.folder(PROJECT_ROOT))
 
 
-def declare_fleet(fleet: Fleet, server_passwords: Optional[pulumi.Output] = None, redis_password: Optional[pulumi.Output] = None) -> dict[str, Any]:
+def declare_fleet(
+    fleet: Fleet, server_passwords: Optional[pulumi.Output] = None, redis_password: Optional[pulumi.Output] = None, app_secrets: Optional[pulumi.Output] = None
+) -> dict[str, Any]:
     """Declare the platform and every tenant of a validated fleet; returns the Tenant components by name."""
-    platform = build_platform(fleet.environment, server_passwords, redis_password=redis_password)
+    platform = build_platform(fleet.environment, server_passwords, redis_password=redis_password, app_secrets=app_secrets)
     return declare_tenants(fleet, platform)
 
 
@@ -196,18 +204,24 @@ def fleet_program(
         raise InvalidFleetSpec(error) from None
     server_passwords = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("server_passwords")
     redis_password = pulumi.Config(CONFIG_NAMESPACE).get_secret("redis_password")
+    app_secrets = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("app_secrets")
     layout, _ = ("single", None) if whole else stack_layout(fleet.environment, pulumi.get_stack())
     if layout == "tenant":
         (tenant,) = fleet.tenants
         platform = build_platform(
-            fleet.environment, server_passwords, servers={tenant.database.server}, proxy_server_too=False, redis_password=redis_password
+            fleet.environment,
+            server_passwords,
+            servers={tenant.database.server},
+            proxy_server_too=False,
+            redis_password=redis_password,
+            app_secrets=app_secrets,
         )
         tenants = declare_tenants(fleet, platform)
         database = tenants[tenant.name].database
         tenant_stack_registry_row(tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None)
         export_outputs(tenants)
         return tenants
-    tenants = declare_fleet(fleet, server_passwords, redis_password)
+    tenants = declare_fleet(fleet, server_passwords, redis_password, app_secrets)
     if fleet.environment.registry is not None:
         # Rows take the database address from each placement, so they follow a move only once it succeeded.
         locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}

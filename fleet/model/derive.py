@@ -379,6 +379,31 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
     }
 
 
+def static_env_facts(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, str]:
+    """The facts env templates may reference that are known before any resource exists (fleet.model.env_template.FACTS);
+    the program adds the database's address and secrets, which come from resources."""
+    server = environment.servers[tenant.database.server]
+    facts = {
+        "tenant.name": tenant.name,
+        "tenant.display_name": tenant.display_name,
+        "hostnames.api": api_hostname(tenant, environment),
+        "hostnames.app": app_hostname(tenant, environment),
+        "urls.api": public_url(api_hostname(tenant, environment), environment),
+        "urls.app": public_url(app_hostname(tenant, environment), environment),
+        "db.name": database_name(tenant),
+        "db.user": role_name(tenant),
+        "db.sslmode": server.sslmode,
+    }
+    if plan.redis == "shared":
+        facts["redis.prefix"] = redis_prefix(tenant)
+    return facts
+
+
+def generated_secret_name(tenant: TenantSpec, env_name: str) -> str:
+    """Logical name of the RandomPassword behind a `secrets: {NAME: {generate: n}}` entry."""
+    return f"{tenant.name}-secret-{env_name}"
+
+
 def database_url(tenant: TenantSpec, environment: Environment, password: str, host: Optional[str] = None, port: Optional[int] = None) -> str:
     """The app's connection string (contains the password: wrap it as a secret).
 

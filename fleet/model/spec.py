@@ -13,17 +13,20 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Iterable, Literal, Optional
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from fleet.errors import Problem, SpecError
+from fleet.model import env_template
+from fleet.model.env_template import ENV_NAME
 
 # Labels that belong to the platform itself and can never be a tenant.
 RESERVED_NAMES = frozenset(
@@ -73,6 +76,79 @@ class ComponentSizes(Strict):
     frontend: Size = Field(description="The web frontend container group.")
 
 
+RESERVED_ENV = frozenset({"DATABASE_URL", "JWT_SECRET", "JWT_REFRESH_SECRET", "REDIS_URL", "REDIS_KEY_PREFIX", "TENANT", "PORT"})
+"""Env vars the fleet sets itself; `env` and `secrets` can't redefine them (reference them as facts instead)."""
+
+
+def _env_name_problems(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    problems = []
+    bad = [name for name in names if not ENV_NAME.match(name)]
+    if bad:
+        problems.append(f"not env var names: {', '.join(bad)} (letters, digits and _, not starting with a digit)")
+    reserved = sorted(set(names) & RESERVED_ENV)
+    if reserved:
+        problems.append(f"{', '.join(reserved)} set by the fleet itself; reference facts such as ${{db.url}} under another name instead")
+    return problems
+
+
+class AppEnv(Strict):
+    """Extra env vars per container role; values may reference facts (`${db.host}`, docs/env.md)."""
+
+    backend: dict[str, str] = Field(default_factory=dict, description="Env vars of the backend: `NAME: value with ${facts}`.")
+    frontend: dict[str, str] = Field(default_factory=dict, description="Env vars of the frontend (public: never put a secret fact here).")
+
+    @field_validator("backend", "frontend")
+    @classmethod
+    def _templates(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        problems = _env_name_problems(value)
+        for name, template in value.items():
+            try:
+                facts = env_template.references(template)
+            except env_template.TemplateError as error:
+                problems.append(f"{name}: {error}")
+                continue
+            if info.field_name == "frontend" and facts & env_template.SECRET_FACTS:
+                problems.append(f"{name}: the frontend's env reaches every browser; {', '.join(sorted(facts & env_template.SECRET_FACTS))} is a secret")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def merged_with(self, other: "AppEnv") -> "AppEnv":
+        """These values with `other`'s on top (a tenant's over its plan's)."""
+        return AppEnv(backend={**self.backend, **other.backend}, frontend={**self.frontend, **other.frontend})
+
+
+class SecretSource(Strict):
+    """Where a secret env var's value comes from: generated per tenant, or a stack-config secret."""
+
+    generate: Optional[int] = Field(default=None, ge=16, le=256, description="Generate a random value of this length per tenant (rotated with `rotation:`).")
+    config: Optional[str] = Field(default=None, description="Take it from the stack's secret `fleet:app_secrets.<config>`.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretSource":
+        if (self.generate is None) == (self.config is None):
+            raise ValueError("give exactly one of generate: <length> or config: <name>")
+        return self
+
+
+class AppSecrets(Strict):
+    """Secret env vars of the backend (the frontend's env reaches every browser, so it gets none)."""
+
+    backend: dict[str, SecretSource] = Field(default_factory=dict, description="`NAME: {generate: 48}` or `NAME: {config: smtp_password}`.")
+
+    @field_validator("backend")
+    @classmethod
+    def _names(cls, value: dict[str, SecretSource]) -> dict[str, SecretSource]:
+        problems = _env_name_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def merged_with(self, other: "AppSecrets") -> "AppSecrets":
+        return AppSecrets(backend={**self.backend, **other.backend})
+
+
 class Plan(Strict):
     """A subscription plan: what a tenant on it gets, and how far an override may go."""
 
@@ -84,6 +160,8 @@ class Plan(Strict):
     db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    env: AppEnv = Field(default_factory=AppEnv, description="Env vars every tenant on the plan gets (a tenant's own `env` wins).")
+    secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars every tenant on the plan gets, each its own value.")
     redis: Literal["none", "shared"] = Field(
         default="none",
         description=(
@@ -164,7 +242,9 @@ class TenantSpec(Strict):
     domains: list[str] = Field(default_factory=list, description="Custom domains served for this tenant (besides `app-<name>.<base_domain>`).")
     branding: Branding = Field(default_factory=Branding, description="White label.")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
-    rotation: int = Field(default=0, ge=0, description="Secret rotation counter: bump it to issue a new database password and JWT secrets.")
+    env: AppEnv = Field(default_factory=AppEnv, description="Env vars of this tenant's containers, over its plan's (`${facts}` allowed, docs/env.md).")
+    secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars of this tenant's backend, over its plan's.")
+    rotation: int = Field(default=0, ge=0, description="Secret rotation counter: bump it to issue a new database password, JWT secrets and generated secrets.")
     purge: Optional[Purge] = Field(default=None, description="Drop the tenant's database and role after a final verified backup. The only way data is ever dropped.")
 
     @field_validator("name")
@@ -355,6 +435,10 @@ class Environment(Strict):
         description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).",
     )
     redis_password: str = Field(default="", description="SECRET: the Redis admin's password (`pulumi config set --secret fleet:redis_password ...`).")
+    app_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="SECRET: values for `secrets: {NAME: {config: <key>}}` (`pulumi config set --secret --path 'fleet:app_secrets.<key>' ...`).",
+    )
 
     @field_validator("base_domain")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fleet.errors import Problem
-from fleet.model import derive
+from fleet.model import derive, env_template
 from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec
 
 
@@ -33,6 +33,30 @@ def check_references(environment: Environment, plans: dict[str, Plan], unparsed:
     return problems
 
 
+def env_problems(where: str, tenant: TenantSpec, plan: Plan, environment: Environment) -> list[Problem]:
+    """A tenant's env and secrets, its plan's merged in: facts its plan provides, config secrets that exist, no name twice."""
+    problems = []
+
+    def field(kind: str, role: str, name: str) -> str:
+        own = getattr(getattr(tenant, kind), role)
+        return f"{kind}.{role}.{name}" + ("" if name in own else f" (from plan {tenant.plan})")
+
+    env = plan.env.merged_with(tenant.env)
+    secrets = plan.secrets.merged_with(tenant.secrets)
+    for role in ("backend", "frontend"):
+        for name, template in getattr(env, role).items():
+            needs_redis = {fact for fact in env_template.references(template) if fact.startswith("redis.")}
+            if needs_redis and plan.redis != "shared":
+                problems.append(Problem(where, tenant.name, field("env", role, name), f"${{{min(needs_redis)}}} needs a plan with redis: shared ({tenant.plan} has none)"))
+    for name, source in secrets.backend.items():
+        if name in env.backend:
+            problems.append(Problem(where, tenant.name, field("secrets", "backend", name), "also set in env.backend: keep one"))
+        if source.config is not None and source.config not in environment.app_secrets:
+            known = ", ".join(sorted(environment.app_secrets)) or "none"
+            problems.append(Problem(where, tenant.name, field("secrets", "backend", name), f"fleet:app_secrets has no {source.config!r} (it has: {known})"))
+    return problems
+
+
 def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[TenantSpec], file_of) -> list[Problem]:
     """Checks that need more than one tenant file: plan and server exist, bounds, hostnames unique, identifiers fit."""
 
@@ -45,6 +69,8 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
         if plan is not None and plan.redis == "shared" and environment.redis is None:
             problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has redis: shared, but the stack config sets no fleet:redis server"))
+        if plan is not None:
+            problems.extend(env_problems(where, tenant, plan, environment))
         if plan is not None:
             for part in ("backend", "frontend"):
                 override = getattr(tenant.overrides, part)

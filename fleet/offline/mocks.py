@@ -266,7 +266,7 @@ def evaluate_once(config: dict[str, Any], stack: str, tenants_dir: Path, selecti
     all_config = {f"{CONFIG_NAMESPACE}:{key}": json.dumps(value) for key, value in config.items()}
     for key in SECRET_CONFIG_KEYS:
         # As `pulumi config` holds them: an object as JSON (server_passwords), a plain string as itself (redis_password).
-        value = config.get(key, {} if key == "server_passwords" else "")
+        value = config.get(key, "" if key == "redis_password" else {})
         all_config[f"{CONFIG_NAMESPACE}:{key}"] = value if isinstance(value, str) else json.dumps(value)
     errors: list[SpecError] = []
 

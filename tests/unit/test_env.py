@@ -1,0 +1,104 @@
+"""Env vars and secrets declared in plans and tenant files: templates over derived facts, validated, secret where they must be."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fleet.errors import SpecError
+from fleet.model import env_template
+from tests.unit.graph import CONTAINER, PASSWORD, env_of, of_type
+
+
+def backend(evaluation, tenant: str):
+    return next(c for c in of_type(evaluation, CONTAINER, tenant) if c.name == f"{tenant}-backend-0")
+
+
+def frontend(evaluation, tenant: str):
+    return next(c for c in of_type(evaluation, CONTAINER, tenant) if c.name == f"{tenant}-frontend-0")
+
+
+def edit_plan(workspace, plan: str, **changes) -> None:
+    path = workspace.tenants_dir / "_plans.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["plans"][plan].update(changes)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def problems_of(workspace) -> list[str]:
+    with pytest.raises(SpecError) as raised:
+        workspace.evaluate()
+    return [str(problem) for problem in raised.value.problems]
+
+
+def test_templates_render_facts_and_a_tenant_wins_over_its_plan(workspace):
+    edit_plan(workspace, "pro", env={"backend": {"SITE_NAME": "Plan default", "DB_HOST": "${db.host}", "DB_NAME": "${db.name}"}})
+    workspace.edit("gurupi", env={"backend": {"SITE_NAME": "${tenant.display_name} ($$5/mo)"}, "frontend": {"PUBLIC_API": "${urls.api}/v1"}})
+    evaluation = workspace.evaluate()
+    env = env_of(backend(evaluation, "gurupi"))
+    assert env["SITE_NAME"] == "Prefeitura de Gurupi ($5/mo)"
+    assert env["DB_HOST"] == "127.0.0.1" and env["DB_NAME"] == "tenant_gurupi"
+    assert env_of(frontend(evaluation, "gurupi"))["PUBLIC_API"] == "http://api-gurupi.fleet.localhost/v1"
+    assert env_of(backend(evaluation, "santarita"))["SITE_NAME"] == "Plan default"  # same plan, no override
+    assert "SITE_NAME" not in env_of(backend(evaluation, "novaroma"))  # another plan
+
+
+def test_a_value_built_from_a_secret_fact_is_a_secret_and_separate_db_variables_are_possible(workspace):
+    workspace.edit("gurupi", env={"backend": {"DB_USER": "${db.user}", "DB_PASS": "${db.password}", "DIRECT_URL": "${db.url}"}})
+    evaluation = workspace.evaluate()
+    container = backend(evaluation, "gurupi")
+    env = env_of(container)
+    assert env["DB_USER"] == "tenant_gurupi_app"
+    assert env["DIRECT_URL"] == env["DATABASE_URL"] and env["DB_PASS"] in env["DATABASE_URL"]
+    assert "envs" in container.secret_inputs and container.inputs["envs"] == "[secret]"
+
+
+def test_generated_and_config_secrets_are_per_tenant_secrets_that_rotate(workspace):
+    edit_plan(workspace, "pro", secrets={"backend": {"NEXTAUTH_SECRET": {"generate": 48}}})
+    workspace.config["app_secrets"] = {"smtp_password": "[secret]"}
+    workspace.edit("gurupi", secrets={"backend": {"SMTP_PASSWORD": {"config": "smtp_password"}}}, rotation=3)
+    evaluation = workspace.evaluate()
+    generated = {p.name: p for p in of_type(evaluation, PASSWORD) if "-secret-" in p.name}
+    assert set(generated) == {"gurupi-secret-NEXTAUTH_SECRET", "santarita-secret-NEXTAUTH_SECRET"}
+    assert generated["gurupi-secret-NEXTAUTH_SECRET"].raw_inputs["length"] == 48
+    assert generated["gurupi-secret-NEXTAUTH_SECRET"].raw_inputs["keepers"] == {"rotation": "3"}
+    env = env_of(backend(evaluation, "gurupi"))
+    assert "NEXTAUTH_SECRET" in env and env["SMTP_PASSWORD"] == "[secret]"
+    assert "SMTP_PASSWORD" not in env_of(backend(evaluation, "santarita"))
+
+
+def test_every_mistake_is_named_with_its_file_tenant_and_field_at_once(workspace):
+    edit_plan(workspace, "basic", env={"backend": {"CACHE": "${redis.url}"}})  # basic has no redis
+    workspace.edit(
+        "gurupi",
+        env={"backend": {"DB_HOST": "${db.hots}", "PRICE": "costs $5", "DATABASE_URL": "x", "9LIVES": "x"}, "frontend": {"LEAK": "${db.password}"}},
+        secrets={"backend": {"TOKEN": {"generate": 8}, "BOTH": {"generate": 32, "config": "x"}}},
+    )
+    workspace.edit("santarita", env={"backend": {"SMTP": "x"}}, secrets={"backend": {"SMTP": {"config": "smtp_password"}, "API_KEY": {"config": "nope"}}})
+    problems = "\n".join(problems_of(workspace))
+    assert "tenants/gurupi.yaml: tenant gurupi: env.backend: not env var names: 9LIVES" in problems
+    assert "DATABASE_URL set by the fleet itself" in problems
+    assert "tenants/gurupi.yaml: tenant gurupi: env.frontend: LEAK: the frontend's env reaches every browser; db.password is a secret" in problems
+    assert "secrets.backend.TOKEN.generate: Input should be greater than or equal to 16" in problems
+    assert "secrets.backend.BOTH: give exactly one of generate: <length> or config: <name>" in problems
+    assert "tenants/santarita.yaml: tenant santarita: secrets.backend.SMTP: also set in env.backend: keep one" in problems
+    assert "secrets.backend.API_KEY: fleet:app_secrets has no 'nope' (it has: none)" in problems
+    assert "tenants/novaroma.yaml: tenant novaroma: env.backend.CACHE (from plan basic): ${redis.url} needs a plan with redis: shared" in problems
+    gurupi_env = next(line for line in problems_of(workspace) if "gurupi" in line and "env.backend:" in line and "unknown reference" in line)
+    assert "DB_HOST: unknown reference ${db.hots}; known: db.host, db.port" in gurupi_env and "PRICE: a lone '$'" in gurupi_env
+
+
+def test_the_template_language():
+    assert env_template.render("a$${b}${tenant.name}", {"tenant.name": "x"}) == "a${b}x"
+    assert env_template.references("${db.host}:${db.port}/${db.name}") == {"db.host", "db.port", "db.name"}
+    with pytest.raises(env_template.TemplateError, match="unknown reference"):
+        env_template.parse("${nope}")
+    with pytest.raises(env_template.TemplateError, match="lone"):
+        env_template.parse("$HOME")
+
+
+def test_docs_list_every_fact():
+    from fleet.paths import PROJECT_ROOT
+
+    text = (PROJECT_ROOT / "docs/env.md").read_text()
+    assert all(f"`${{{fact}}}`" in text for fact in env_template.FACTS)
