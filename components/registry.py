@@ -64,6 +64,7 @@ def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
         "db_user": derive.role_name(tenant),
         "hostnames": derive.hostnames(tenant, environment),
         "custom_domains": list(tenant.domains),
+        "limits": derive.effective_limits(tenant, plan),
     }
 
 

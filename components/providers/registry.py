@@ -7,7 +7,8 @@ and marks it inactive on delete. Rows hold names only, never a password (docs/ar
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -15,6 +16,7 @@ import psycopg
 import pulumi
 from psycopg import errors, sql
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
@@ -69,14 +71,16 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("created_at", "timestamptz NOT NULL DEFAULT now()"),
     ("updated_at", "timestamptz NOT NULL DEFAULT now()"),
     ("removed_at", "timestamptz"),
+    ("limits", "jsonb NOT NULL DEFAULT '{}'"),
 )
 # Row values the program sets (the rest are bookkeeping kept by the provider).
 ROW_FIELDS = (
     "display_name", "plan", "user_limit", "connections_limit", "db_connections", "backup_retention_days",
-    "status", "db_host", "db_port", "db_name", "db_user", "hostnames", "custom_domains",
+    "status", "db_host", "db_port", "db_name", "db_user", "hostnames", "custom_domains", "limits",
 )
 _INT_FIELDS = frozenset({"user_limit", "connections_limit", "db_connections", "backup_retention_days", "db_port"})
 _LIST_FIELDS = frozenset({"hostnames", "custom_domains"})
+_JSON_FIELDS = frozenset({"limits"})
 # Where the registry is: a change means another table, so the resource is replaced.
 LOCATION = ("host", "port", "database", "schema", "table")
 # How the provider logs in: a change updates the recorded inputs, nothing in the database.
@@ -176,6 +180,7 @@ def _upsert(props: dict[str, Any]) -> None:
         values=sql.SQL(", ").join(sql.Placeholder(name) for name in names),
         updates=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(name)) for name in ROW_FIELDS),
     )
+    values = {field: Jsonb(value) if field in _JSON_FIELDS else value for field, value in values.items()}
     with connect(props) as connection:
         connection.execute(statement, {"name": props["name"], **values})
 
@@ -207,6 +212,9 @@ def _normalize(field: str, value: Any) -> Any:
         return int(value)
     if field in _LIST_FIELDS:
         return [str(item) for item in value]
+    if field in _JSON_FIELDS:
+        # Counts arrive as doubles from the engine; flags and `unlimited` as they are.
+        return {str(key): int(item) if isinstance(item, float) and item.is_integer() else item for key, item in dict(value).items()}
     if field == "schema":
         return value or "public"
     return value
@@ -395,6 +403,8 @@ class TenantRegistryRowArgs:
     """Every hostname the tenant is served on (api-, app-, custom domains)."""
     custom_domains: pulumi.Input[Sequence[str]] = ()
     """The custom domains among them."""
+    limits: pulumi.Input[Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """The tenant's business limits by name (counts, `unlimited`, flags), a jsonb column."""
     sslmode: pulumi.Input[str] = "prefer"
     """libpq sslmode for the provider's connection."""
     schema: pulumi.Input[str] = "public"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional
 
 from fleet.errors import InputError
 from fleet.model.spec import Environment, Plan, Size, TenantSpec
@@ -366,6 +366,7 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
             "FRONTEND_URL": frontend_url,
             "PORT": str(environment.images.backend_port),
             **({"REDIS_KEY_PREFIX": redis_prefix(tenant)} if plan.redis == "shared" else {}),
+            **limit_env(tenant, plan),  # may replace USER_LIMIT or CONNECTIONS_LIMIT with a tenant's own value
         }
     return {
         "TENANT": tenant.name,
@@ -376,7 +377,24 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
         "REACT_APP_TAB_NAME": tenant.branding.tab_name or tenant.display_name,
         "STACK_NAME": tenant.name,
         **({"REACT_APP_LOGO_URL": tenant.branding.logo_url} if tenant.branding.logo_url else {}),
+        **({"REACT_APP_SECONDARY_COLOR": tenant.branding.secondary_color} if tenant.branding.secondary_color else {}),
+        **({"REACT_APP_FAVICON_URL": tenant.branding.favicon_url} if tenant.branding.favicon_url else {}),
     }
+
+
+def effective_limits(tenant: TenantSpec, plan: Plan) -> dict[str, Any]:
+    """The tenant's business limits: its plan's values with its own `limits:` on top (validated within each max)."""
+    return {name: tenant.limits.get(name, limit.value) for name, limit in sorted(plan.limits.items())}
+
+
+def limit_env(tenant: TenantSpec, plan: Plan) -> dict[str, str]:
+    """The limits as the backend's env vars: `LIMIT_<NAME>` (or the limit's `env`), counts as digits, `unlimited`, `true`/`false`."""
+    values = effective_limits(tenant, plan)
+
+    def text(value: Any) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    return {(limit.env or f"LIMIT_{name.upper()}"): text(values[name]) for name, limit in sorted(plan.limits.items())}
 
 
 def static_env_facts(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, str]:

@@ -13,12 +13,15 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Optional
+from typing import Annotated, Iterable, Literal, Optional, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -149,6 +152,60 @@ class AppSecrets(Strict):
         return AppSecrets(backend={**self.backend, **other.backend})
 
 
+LimitValue = Union[StrictBool, StrictInt, Literal["unlimited"]]
+"""A business limit: a count (0 or more), `unlimited`, or a feature flag (true/false)."""
+LIMIT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _limit_name(value: str) -> str:
+    if not LIMIT_NAME.match(value):
+        raise ValueError(f"limit names are lowercase words with _ (at most 40 characters): {value!r}")
+    return value
+
+
+LimitName = Annotated[str, AfterValidator(_limit_name)]
+
+
+def _is_flag(value: LimitValue) -> bool:
+    return isinstance(value, bool)
+
+
+def limit_within(value: LimitValue, bound: LimitValue) -> bool:
+    """Whether `value` is allowed under `bound` (same kind; a count at most the bound, anything under `unlimited`; a flag on only if the bound is)."""
+    if _is_flag(value) != _is_flag(bound):
+        return False
+    if _is_flag(value):
+        return bool(bound) or not value
+    if bound == "unlimited":
+        return True
+    return value != "unlimited" and int(value) <= int(bound)
+
+
+class Limit(Strict):
+    """A business limit of a plan: what the app enforces (users, properties, a feature), passed as an env var and in the registry."""
+
+    value: LimitValue = Field(description="The plan's value: a count, `unlimited`, or true/false for a feature flag.")
+    max: Optional[LimitValue] = Field(default=None, description="How far a tenant's `limits:` may go (default: the value; `unlimited` allows any count).")
+    env: Optional[str] = Field(default=None, description="The env var the backend gets it as (default `LIMIT_<NAME>`; may be USER_LIMIT or CONNECTIONS_LIMIT).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Limit":
+        for what in (self.value, self.max):
+            if isinstance(what, int) and not isinstance(what, bool) and what < 0:
+                raise ValueError(f"a count can't be negative ({what})")
+        if self.max is not None and not limit_within(self.value, self.max):
+            raise ValueError(f"value {self.value!r} is not within max {self.max!r} (same kind, at most max)")
+        if self.env is not None and not ENV_NAME.match(self.env):
+            raise ValueError(f"env {self.env!r} is not an env var name")
+        if self.env is not None and self.env in RESERVED_ENV:
+            raise ValueError(f"env {self.env} is set by the fleet itself")
+        return self
+
+    @property
+    def bound(self) -> LimitValue:
+        return self.value if self.max is None else self.max
+
+
 class Plan(Strict):
     """A subscription plan: what a tenant on it gets, and how far an override may go."""
 
@@ -160,6 +217,7 @@ class Plan(Strict):
     db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    limits: dict[LimitName, Limit] = Field(default_factory=dict, description="Business limits by name (`users: {value: 10, max: 50}`); env vars and registry.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars every tenant on the plan gets (a tenant's own `env` wins).")
     secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars every tenant on the plan gets, each its own value.")
     redis: Literal["none", "shared"] = Field(
@@ -169,6 +227,15 @@ class Plan(Strict):
             "`tenant:<name>:*`; the backend gets REDIS_URL (secret) and REDIS_KEY_PREFIX."
         ),
     )
+
+    @field_validator("limits")
+    @classmethod
+    def _limit_envs(cls, value: dict[str, Limit]) -> dict[str, Limit]:
+        envs = [limit.env or f"LIMIT_{name.upper()}" for name, limit in value.items()]
+        twice = sorted({env for env in envs if envs.count(env) > 1})
+        if twice:
+            raise ValueError(f"two limits set the same env var: {', '.join(twice)}")
+        return value
 
     @model_validator(mode="after")
     def _bounds_cover_plan(self) -> "Plan":
@@ -195,19 +262,21 @@ class Branding(Strict):
     color: str = Field(default="#1F6FEB", description="Primary color, hex (`#682EE3`). REACT_APP_COLOR.")
     tab_name: Optional[str] = Field(default=None, max_length=80, description="Browser tab title. REACT_APP_TAB_NAME; default: display_name.")
     logo_url: Optional[str] = Field(default=None, max_length=500, description="URL of the tenant's logo. REACT_APP_LOGO_URL.")
+    secondary_color: Optional[str] = Field(default=None, description="Second color, hex. REACT_APP_SECONDARY_COLOR.")
+    favicon_url: Optional[str] = Field(default=None, max_length=500, description="URL of the tenant's favicon. REACT_APP_FAVICON_URL.")
 
-    @field_validator("color")
+    @field_validator("color", "secondary_color")
     @classmethod
-    def _hex(cls, value: str) -> str:
-        if not HEX_COLOR.match(value):
+    def _hex(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not HEX_COLOR.match(value):
             raise ValueError(f"{value!r} is not a hex color like #682EE3")
         return value
 
-    @field_validator("logo_url")
+    @field_validator("logo_url", "favicon_url")
     @classmethod
-    def _https(cls, value: Optional[str]) -> Optional[str]:
+    def _https(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
         if value is not None and not value.startswith("https://"):
-            raise ValueError("logo_url must be an https:// URL")
+            raise ValueError(f"{info.field_name} must be an https:// URL")
         return value
 
 
@@ -242,6 +311,7 @@ class TenantSpec(Strict):
     domains: list[str] = Field(default_factory=list, description="Custom domains served for this tenant (besides `app-<name>.<base_domain>`).")
     branding: Branding = Field(default_factory=Branding, description="White label.")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
+    limits: dict[str, LimitValue] = Field(default_factory=dict, description="This tenant's business limits, over its plan's, within each limit's `max`.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars of this tenant's containers, over its plan's (`${facts}` allowed, docs/env.md).")
     secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars of this tenant's backend, over its plan's.")
     rotation: int = Field(default=0, ge=0, description="Secret rotation counter: bump it to issue a new database password, JWT secrets and generated secrets.")

@@ -10,7 +10,7 @@ from typing import Any
 
 from fleet.errors import Problem
 from fleet.model import derive, env_template
-from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec
+from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec, limit_within
 
 
 def reference_problems(display: str, tenant: str, plan: Any, server: Any, environment: Environment, plans: dict[str, Plan]) -> list[Problem]:
@@ -57,6 +57,19 @@ def env_problems(where: str, tenant: TenantSpec, plan: Plan, environment: Enviro
     return problems
 
 
+def limit_problems(where: str, tenant: TenantSpec, plan: Plan) -> list[Problem]:
+    """A tenant's `limits:` name limits of its plan, each within that limit's `max`."""
+    problems = []
+    for name, value in tenant.limits.items():
+        limit = plan.limits.get(name)
+        if limit is None:
+            known = ", ".join(sorted(plan.limits)) or "none"
+            problems.append(Problem(where, tenant.name, f"limits.{name}", f"plan {tenant.plan} has no limit {name!r} (it has: {known})"))
+        elif not limit_within(value, limit.bound):
+            problems.append(Problem(where, tenant.name, f"limits.{name}", f"{value!r} is beyond plan {tenant.plan}'s max {limit.bound!r}"))
+    return problems
+
+
 def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[TenantSpec], file_of) -> list[Problem]:
     """Checks that need more than one tenant file: plan and server exist, bounds, hostnames unique, identifiers fit."""
 
@@ -71,6 +84,7 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
             problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has redis: shared, but the stack config sets no fleet:redis server"))
         if plan is not None:
             problems.extend(env_problems(where, tenant, plan, environment))
+            problems.extend(limit_problems(where, tenant, plan))
         if plan is not None:
             for part in ("backend", "frontend"):
                 override = getattr(tenant.overrides, part)

@@ -178,3 +178,24 @@ def test_failures_name_the_resource_the_tenant_and_the_registry(postgres_cluster
     assert "password authentication failed" in message and "'wrong'" not in message
     check = TenantRegistryRowProvider().check({}, {**props, "status": "paused", "hostnames": []})
     assert {failure.property for failure in check.failures} == {"status", "hostnames"}
+
+
+def test_a_tenants_limits_are_a_jsonb_column_apps_can_query(postgres_cluster, location, workspace):
+    import yaml
+
+    plans_file = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(plans_file.read_text())
+    plans["plans"]["pro"]["limits"] = {"users": {"value": 10, "max": 50, "env": "USER_LIMIT"}, "properties": {"value": "unlimited"}, "reports": {"value": False, "max": True}}
+    plans_file.write_text(yaml.safe_dump(plans, sort_keys=False))
+    workspace.edit("gurupi", limits={"users": 20, "reports": True})
+    TenantRegistryTableProvider().create(location)
+    provider = TenantRegistryRowProvider()
+    created = provider.create(row_props(location, workspace, "gurupi"))
+    assert rows(postgres_cluster)["gurupi"]["limits"] == {"users": 20, "properties": "unlimited", "reports": True}
+    with postgres_cluster.connect(DATABASE) as connection:
+        assert connection.execute("SELECT (limits->>'users')::int FROM tenants WHERE name = 'gurupi'").fetchone()[0] == 20
+    # The engine sends counts as doubles: no change seen, no update made.
+    as_sent = {**row_props(location, workspace, "gurupi"), "limits": {"users": 20.0, "properties": "unlimited", "reports": True}}
+    assert not provider.diff(created.id, created.outs, as_sent).changes
+    workspace.edit("gurupi", limits={"users": 30})
+    assert provider.diff(created.id, created.outs, row_props(location, workspace, "gurupi")).changes

@@ -102,3 +102,42 @@ def test_docs_list_every_fact():
 
     text = (PROJECT_ROOT / "docs/env.md").read_text()
     assert all(f"`${{{fact}}}`" in text for fact in env_template.FACTS)
+
+
+def test_branding_has_a_second_color_and_a_favicon(workspace):
+    workspace.edit("gurupi", branding={"color": "#F29F05", "secondary_color": "#0A2540", "favicon_url": "https://cdn.example.org/gurupi.ico"})
+    env = env_of(frontend(workspace.evaluate(), "gurupi"))
+    assert env["REACT_APP_SECONDARY_COLOR"] == "#0A2540" and env["REACT_APP_FAVICON_URL"] == "https://cdn.example.org/gurupi.ico"
+    workspace.edit("gurupi", branding={"secondary_color": "navy", "favicon_url": "http://x/f.ico"})
+    problems = "\n".join(problems_of(workspace))
+    assert "branding.secondary_color: 'navy' is not a hex color" in problems and "branding.favicon_url: favicon_url must be an https:// URL" in problems
+
+
+def test_limits_reach_the_backend_as_env_vars_within_each_max(workspace):
+    edit_plan(
+        workspace, "pro",
+        limits={"users": {"value": 10, "max": 50, "env": "USER_LIMIT"}, "properties": {"value": "unlimited"}, "whatsapp": {"value": False, "max": True}, "seats": {"value": 5}},
+    )
+    workspace.edit("gurupi", limits={"users": 20, "whatsapp": True})  # the client-specific USER_LIMIT 20
+    evaluation = workspace.evaluate()
+    gurupi, santarita = env_of(backend(evaluation, "gurupi")), env_of(backend(evaluation, "santarita"))
+    assert (gurupi["USER_LIMIT"], gurupi["LIMIT_PROPERTIES"], gurupi["LIMIT_WHATSAPP"], gurupi["LIMIT_SEATS"]) == ("20", "unlimited", "true", "5")
+    assert (santarita["USER_LIMIT"], santarita["LIMIT_WHATSAPP"]) == ("10", "false")
+    assert env_of(backend(evaluation, "novaroma"))["USER_LIMIT"] == "3"  # basic: the plan's user_limit as before
+
+    workspace.edit("gurupi", limits={"users": 51, "seats": 6, "properties": 1000, "whatsapp": 1, "storage": 5})
+    workspace.edit("santarita", limits={"properties": "unlimited"})
+    problems = "\n".join(problems_of(workspace))
+    assert "tenant gurupi: limits.users: 51 is beyond plan pro's max 50" in problems
+    assert "tenant gurupi: limits.seats: 6 is beyond plan pro's max 5" in problems
+    assert "tenant gurupi: limits.whatsapp: 1 is beyond plan pro's max True" in problems
+    assert "tenant gurupi: limits.storage: plan pro has no limit 'storage' (it has: properties, seats, users, whatsapp)" in problems
+    assert "limits.properties" not in problems  # any count, or unlimited, under an unlimited plan
+
+
+def test_a_plans_limits_are_checked_where_they_are_written(workspace):
+    edit_plan(workspace, "pro", limits={"Users": {"value": 1}, "a": {"value": 10, "max": 5}, "b": {"value": True, "env": "PORT"}, "c": {"value": 1, "env": "LIMIT_A"}})
+    problems = "\n".join(problems_of(workspace))
+    assert "limit names are lowercase words with _ (at most 40 characters): 'Users'" in problems
+    assert "plans.pro.limits.a: value 10 is not within max 5" in problems
+    assert "plans.pro.limits.b: env PORT is set by the fleet itself" in problems
