@@ -44,13 +44,19 @@ def backup_target(tenant: TenantSpec, environment: Environment) -> dict[str, obj
 
 
 def backup_command(tenant: TenantSpec, plan: Plan, schedule: str) -> list[str]:
-    """The job's command line: the fleet CLI's backup verb, daily, with the plan's retention."""
+    """The job's command line: the fleet CLI's backup verb, daily, with the tenant's retention tiers.
+
+    The weekly and monthly flags appear only when set, so a fleet without them keeps its jobs' command (a
+    changed command replaces the job's container)."""
+    tiers = derive.retention(tenant, plan)
     return [
         "python", "-m", "fleet", "backup",
         "--tenant", tenant.name,
         "--target-env",
         "--dir", CONTAINER_BACKUP_DIR,
-        "--retention-days", str(plan.backup_retention_days),
+        "--retention-days", str(tiers.daily),
+        *(["--retention-weeks", str(tiers.weekly)] if tiers.weekly else []),
+        *(["--retention-months", str(tiers.monthly)] if tiers.monthly else []),
         "--daily-at", schedule,
     ]
 

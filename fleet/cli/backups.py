@@ -33,8 +33,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
     if args.target_env:
         return _backup_job(args)
-    if args.retention_days is not None:
-        raise FleetError("--retention-days is for the scheduled job (--target-env); operators' backups use each tenant's plan")
+    if args.retention_days is not None or args.retention_weeks or args.retention_months:
+        raise FleetError("--retention-days/-weeks/-months are for the scheduled job (--target-env); operators' backups use each tenant's retention")
     inventory = load(args)
     names = None if args.all else args.tenant
     tenants = [entry.name for entry in inventory.select(names)]
@@ -97,7 +97,7 @@ def _backup_job(args: argparse.Namespace) -> int:
         raise FleetError("--target-env needs --dir (the backup folder)")
     try:
         data = json.loads(os.environ.get(TARGET_ENV, ""))
-        target = backups.BackupTarget.from_mapping(data, os.environ.get(PASSWORD_ENV, ""), args.retention_days)
+        target = backups.BackupTarget.from_mapping(data, os.environ.get(PASSWORD_ENV, ""), args.retention_days, args.retention_weeks, args.retention_months)
     except ValueError as error:
         raise FleetError(f"{TARGET_ENV} is not valid: {error}") from None
     except backups.BackupError as error:
@@ -192,7 +192,9 @@ def register(verbs) -> None:
     backup.add_argument("--dir", help="backup folder (default: fleet:backups.dir)")
     backup.add_argument("--daily-at", metavar="HH:MM", help="keep running and back up every day at this UTC time")
     backup.add_argument("--target-env", action="store_true", help="scheduled job: connection from $FLEET_BACKUP_TARGET, password from $FLEET_BACKUP_PASSWORD")
-    backup.add_argument("--retention-days", type=int, help="scheduled job: days to keep (the tenant's plan)")
+    backup.add_argument("--retention-days", type=int, help="scheduled job: days whose every backup is kept (the tenant's retention)")
+    backup.add_argument("--retention-weeks", type=int, default=0, help="scheduled job: weeks whose newest backup is kept")
+    backup.add_argument("--retention-months", type=int, default=0, help="scheduled job: months whose newest backup is kept")
     backup.set_defaults(handler=cmd_backup)
 
     restore = verbs.add_parser("restore", help="restore a backup into a fresh database and compare row counts", description=cmd_restore.__doc__)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Mapping, Optional
 
 from fleet.errors import InputError
-from fleet.model.spec import Environment, Plan, Size, TenantSpec
+from fleet.model.spec import Environment, Plan, Retention, Size, TenantSpec
 
 AppRole = Literal["backend", "frontend"]
 APP_ROLES: tuple[AppRole, ...] = ("backend", "frontend")
@@ -380,6 +380,11 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
         **({"REACT_APP_SECONDARY_COLOR": tenant.branding.secondary_color} if tenant.branding.secondary_color else {}),
         **({"REACT_APP_FAVICON_URL": tenant.branding.favicon_url} if tenant.branding.favicon_url else {}),
     }
+
+
+def retention(tenant: TenantSpec, plan: Plan) -> Retention:
+    """A tenant's backup tiers: its own, else its plan's, else the plan's `backup_retention_days` as the daily tier."""
+    return tenant.backup_retention or plan.backup_retention or Retention(daily=plan.backup_retention_days)
 
 
 def effective_limits(tenant: TenantSpec, plan: Plan) -> dict[str, Any]:

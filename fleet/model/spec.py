@@ -152,6 +152,15 @@ class AppSecrets(Strict):
         return AppSecrets(backend={**self.backend, **other.backend})
 
 
+class Retention(Strict):
+    """How many backups are kept: every one of the last `daily` days, the newest of each of the last `weekly`
+    weeks and of the last `monthly` months. The newest backup and a purge's final backup are never pruned."""
+
+    daily: int = Field(ge=1, le=3650, description="Days whose every backup is kept.")
+    weekly: int = Field(default=0, ge=0, le=520, description="Weeks (ISO) whose newest backup is kept beyond that.")
+    monthly: int = Field(default=0, ge=0, le=240, description="Months whose newest backup is kept beyond that.")
+
+
 LimitValue = Union[StrictBool, StrictInt, Literal["unlimited"]]
 """A business limit: a count (0 or more), `unlimited`, or a feature flag (true/false)."""
 LIMIT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -215,7 +224,8 @@ class Plan(Strict):
     user_limit: int = Field(ge=1, description="USER_LIMIT passed to the app: seats the tenant may create.")
     connections_limit: int = Field(ge=1, description="CONNECTIONS_LIMIT passed to the app (e.g. WhatsApp connections).")
     db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
-    backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept.")
+    backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
+    backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
     limits: dict[LimitName, Limit] = Field(default_factory=dict, description="Business limits by name (`users: {value: 10, max: 50}`); env vars and registry.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars every tenant on the plan gets (a tenant's own `env` wins).")
@@ -314,6 +324,7 @@ class TenantSpec(Strict):
     limits: dict[str, LimitValue] = Field(default_factory=dict, description="This tenant's business limits, over its plan's, within each limit's `max`.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars of this tenant's containers, over its plan's (`${facts}` allowed, docs/env.md).")
     secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars of this tenant's backend, over its plan's.")
+    backup_retention: Optional[Retention] = Field(default=None, description="This tenant's backup tiers, instead of its plan's.")
     rotation: int = Field(default=0, ge=0, description="Secret rotation counter: bump it to issue a new database password, JWT secrets and generated secrets.")
     purge: Optional[Purge] = Field(default=None, description="Drop the tenant's database and role after a final verified backup. The only way data is ever dropped.")
 

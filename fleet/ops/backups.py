@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from fleet.errors import FleetError
 from fleet.model.derive import next_run
+from fleet.model.spec import Retention
 from fleet.postgres import dumps
 from fleet.postgres.access import PgCommandError, PgToolsError, ServerAccess, pg_tool
 from fleet.postgres.dumps import write_private
@@ -109,19 +110,51 @@ def newest_backup(folder: Path, tenant: str) -> Optional[BackupFile]:
     return backups[-1] if backups else None
 
 
-def expired(backups: list[BackupFile], retention_days: int, now: datetime) -> list[BackupFile]:
-    """The backups retention removes: taken more than `retention_days` before `now`, never the newest one."""
+def _as_retention(retention: Retention | int) -> Retention:
+    return retention if isinstance(retention, Retention) else Retention(daily=int(retention))
+
+
+def _months_back(now: datetime, months: int) -> tuple[int, int]:
+    """(year, month) `months - 1` months before `now`'s: the oldest month the monthly tier still covers."""
+    index = now.year * 12 + (now.month - 1) - (months - 1)
+    return index // 12, index % 12 + 1
+
+
+def kept(backups: list[BackupFile], retention: Retention | int, now: datetime) -> list[BackupFile]:
+    """The backups the tiers keep: all of the last `daily` days, the newest of each of the last `weekly` ISO weeks
+    and of the last `monthly` calendar months (counting the current one), and always the newest backup."""
+    tiers = _as_retention(retention)
     if not backups:
         return []
-    cutoff = now - timedelta(days=retention_days)
-    newest = max(backups, key=lambda backup: backup.taken_at)
-    return [backup for backup in backups if backup.taken_at < cutoff and backup is not newest]
+    keep = {id(max(backups, key=lambda backup: backup.taken_at))}
+    cutoff = now - timedelta(days=tiers.daily)
+    keep.update(id(backup) for backup in backups if backup.taken_at >= cutoff)
+    newest_of: dict[tuple, BackupFile] = {}
+    for backup in backups:
+        when = backup.taken_at
+        periods = []
+        if tiers.weekly and when >= now - timedelta(weeks=tiers.weekly):
+            periods.append(("week", *when.isocalendar()[:2]))
+        if tiers.monthly and (when.year, when.month) >= _months_back(now, tiers.monthly):
+            periods.append(("month", when.year, when.month))
+        for period in periods:
+            if period not in newest_of or when > newest_of[period].taken_at:
+                newest_of[period] = backup
+    keep.update(id(backup) for backup in newest_of.values())
+    return [backup for backup in backups if id(backup) in keep]
 
 
-def prune(folder: Path, tenant: str, retention_days: int, now: datetime) -> list[Path]:
+def expired(backups: list[BackupFile], retention: Retention | int, now: datetime) -> list[BackupFile]:
+    """The backups retention removes: those no tier keeps (`kept`); never the newest one. A purge's final
+    backups are not among `backups` at all (`list_backups` lists only scheduled and operator backups)."""
+    keep = {id(backup) for backup in kept(backups, retention, now)}
+    return [backup for backup in backups if id(backup) not in keep]
+
+
+def prune(folder: Path, tenant: str, retention: Retention | int, now: datetime) -> list[Path]:
     """Delete a tenant's expired backups (and their manifests); returns the dump files removed."""
     removed = []
-    for backup in expired(list_backups(folder, tenant), retention_days, now):
+    for backup in expired(list_backups(folder, tenant), retention, now):
         backup.path.unlink(missing_ok=True)
         manifest_path(backup.path).unlink(missing_ok=True)
         removed.append(backup.path)
@@ -221,12 +254,17 @@ class BackupTarget:
     tenant: str
     database: str
     access: ServerAccess
-    retention_days: int
+    retention: Retention
     server_key: str = ""
 
+    @property
+    def retention_days(self) -> int:
+        """The daily tier."""
+        return self.retention.daily
+
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], password: str, retention_days: Optional[int] = None) -> "BackupTarget":
-        """From the scheduled job's `FLEET_BACKUP_TARGET` (JSON, no secrets), its password and the plan's retention."""
+    def from_mapping(cls, data: dict[str, Any], password: str, retention_days: Optional[int] = None, weeks: int = 0, months: int = 0) -> "BackupTarget":
+        """From the scheduled job's `FLEET_BACKUP_TARGET` (JSON, no secrets), its password and the tenant's retention tiers."""
         if not isinstance(data, dict):
             raise BackupError("the backup target must be a JSON object")
         if retention_days is None:
@@ -236,7 +274,8 @@ class BackupTarget:
             raise BackupError(f"the backup target lacks {', '.join(missing)}")
         assert retention_days is not None  # a missing retention_days is in `missing`
         access = ServerAccess(str(data["host"]), int(data.get("port") or 5432), str(data["user"]), password, str(data.get("sslmode") or "prefer"))
-        return cls(str(data["tenant"]), str(data["database"]), access, int(retention_days), str(data.get("server") or ""))
+        retention = Retention(daily=int(retention_days), weekly=weeks, monthly=months)
+        return cls(str(data["tenant"]), str(data["database"]), access, retention, str(data.get("server") or ""))
 
 
 @dataclass
@@ -261,7 +300,7 @@ class BackupResult:
 def backup_target(inventory, tenant: str) -> BackupTarget:
     """A tenant's backup target from the inventory: its database, as the server's admin (suspended tenants too)."""
     entry = inventory.tenant(tenant)
-    return BackupTarget(entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention_days, entry.server_key)
+    return BackupTarget(entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention, entry.server_key)
 
 
 def backup_one(
@@ -307,9 +346,9 @@ def backup_one(
         except OSError:
             path.unlink(missing_ok=True)  # a backup is the dump and its manifest, or nothing
             raise
-        days = target.retention_days if retention_days is None else retention_days
+        tiers = target.retention if retention_days is None else Retention(daily=retention_days)
         try:
-            pruned = prune(Path(folder), target.tenant, days, now=taken_at)
+            pruned = prune(Path(folder), target.tenant, tiers, now=taken_at)
         except OSError as error:
             raise BackupError(f"backup {path.name} written and verified, but retention failed: {error}") from None
     except (BackupError, PgToolsError, OSError) as error:

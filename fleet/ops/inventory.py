@@ -17,6 +17,7 @@ from fleet.model.spec import (
     Fleet,
     Plan,
     PostgresServer,
+    Retention,
     TenantSpec,
     absolute_folder,
 )
@@ -71,9 +72,14 @@ class TenantEntry:
         return self.spec.status == "active"
 
     @property
+    def retention(self) -> Retention:
+        """Its backup tiers (fleet.model.derive.retention: its own, its plan's, or the plan's days)."""
+        return derive.retention(self.spec, self.plan)
+
+    @property
     def retention_days(self) -> int:
-        """How long its backups are kept (the plan's backup_retention_days)."""
-        return self.plan.backup_retention_days
+        """The daily tier of its retention."""
+        return self.retention.daily
 
     @property
     def connection_limit(self) -> int:

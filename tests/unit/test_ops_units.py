@@ -24,6 +24,7 @@ from fleet.cli.main import build_parser
 from fleet.errors import FleetError, InputError
 from fleet.model import derive
 from fleet.model.load import load_fleet
+from fleet.model.spec import Retention
 from fleet.offline.mocks import Evaluation
 from fleet.offline.mocks import run_under_mocks as _run_under_mocks
 from fleet.ops import backups, restore, status, verify
@@ -65,6 +66,47 @@ def test_retention_never_removes_the_newest_backup_however_old():
     much_later = T0 + timedelta(days=400)
     assert backups.expired(history, 7, much_later) == history[:2]
     assert backups.expired([], 7, much_later) == []
+
+
+def test_tiers_keep_30_dailies_52_weeklies_and_monthlies_as_002_asks():
+    history = backups_every_day(800)  # daily backups for over two years
+    now = history[-1].taken_at
+    kept = backups.kept(history, Retention(daily=30, weekly=52, monthly=0), now)
+    recent = [b for b in kept if b.taken_at >= now - timedelta(days=30)]
+    older = [b for b in kept if b.taken_at < now - timedelta(days=30)]
+    assert len(recent) == 31  # every backup of the last 30 days (and the one exactly 30 days old)
+    # Beyond that, one per ISO week, the newest of its week, for a year: nothing older than 52 weeks.
+    assert all(b.taken_at >= now - timedelta(weeks=52) for b in older)
+    weeks = {b.taken_at.isocalendar()[:2] for b in older}
+    assert len(weeks) == len(older) and 45 <= len(older) <= 48
+    assert all(b.taken_at.isoweekday() == 7 or b.taken_at.isocalendar()[:2] == now.isocalendar()[:2] for b in older)  # Sundays: the week's newest
+    with_months = backups.kept(history, Retention(daily=7, weekly=0, monthly=24), now)
+    months = [b for b in with_months if b.taken_at < now - timedelta(days=7)]
+    # The current month's newest is today's (a daily); the 23 months before it keep their last day's backup.
+    assert len(months) == 23 and all((b.taken_at + timedelta(days=1)).month != b.taken_at.month for b in months)
+    assert (now.year, now.month) == (2029, 1) and (months[0].taken_at.year, months[0].taken_at.month) == (2027, 2)  # 24 months, this one included
+
+
+def test_tiers_never_drop_the_newest_and_an_int_means_days():
+    history = backups_every_day(3)
+    much_later = T0 + timedelta(days=400)
+    assert backups.expired(history, Retention(daily=1, weekly=1, monthly=1), much_later) == history[:2]
+    assert backups.expired(history, 1, history[-1].taken_at) == history[:1]
+
+
+def test_a_tenants_retention_is_its_own_else_its_plans_tiers_else_its_days(workspace):
+    import yaml
+
+    plans_file = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(plans_file.read_text())
+    plans["plans"]["pro"]["backup_retention"] = {"daily": 30, "weekly": 52}
+    plans_file.write_text(yaml.safe_dump(plans, sort_keys=False))
+    workspace.edit("gurupi", backup_retention={"daily": 14, "monthly": 12})
+    fleet = load_fleet(workspace.tenants_dir, workspace.config)
+    retention = {t.name: derive.retention(t, fleet.plan_of(t)) for t in fleet.tenants}
+    assert retention["gurupi"] == Retention(daily=14, weekly=0, monthly=12)
+    assert retention["santarita"] == Retention(daily=30, weekly=52, monthly=0)
+    assert retention["novaroma"] == Retention(daily=7)  # basic's backup_retention_days
 
 
 def test_prune_removes_dumps_and_manifests_of_that_tenant_only(tmp_path):
@@ -220,7 +262,7 @@ def test_the_cli_demands_which_tenants_to_back_up_and_keeps_retention_for_the_jo
     with pytest.raises(SystemExit):
         parser.parse_args(["backup", "--all", "--tenant", "gurupi"])
     args = parser.parse_args(["backup", "--tenant", "gurupi", "--retention-days", "3"])
-    with pytest.raises(FleetError, match="--retention-days is for the scheduled job"):
+    with pytest.raises(FleetError, match="--retention-days/-weeks/-months are for the scheduled job"):
         args.handler(args)
     args = parser.parse_args(["restore", "gurupi", "--from", "x.dump"])
     assert getattr(args, "from") == "x.dump" and args.into is None and not args.replace
@@ -466,3 +508,20 @@ def test_verify_fails_a_backups_folder_or_file_others_can_read(tmp_path):
     assert checks["novaroma"].outcome == "fail"
     assert checks["novaroma"].detail == "readable by others: novaroma (755), novaroma/novaroma-final-20261129T000000Z.json (644)"
     assert checks["santarita"].outcome == "skip"
+
+
+def test_pruning_never_touches_a_purges_final_backup_nor_the_only_copy(tmp_path):
+    from components.providers.postgres import final_backup_name
+
+    folder = backups.tenant_folder(tmp_path, "gurupi")
+    folder.mkdir(parents=True)
+    final = folder / final_backup_name("gurupi", T0)
+    final.write_bytes(b"final dump")
+    only = backups.backup_path(tmp_path, "gurupi", T0)
+    only.write_bytes(b"dump")
+    assert backups.prune(tmp_path, "gurupi", Retention(daily=1), T0 + timedelta(days=3650)) == []
+    assert final.exists() and only.exists()
+    later = backups.backup_path(tmp_path, "gurupi", T0 + timedelta(days=100))
+    later.write_bytes(b"dump")
+    assert backups.prune(tmp_path, "gurupi", Retention(daily=1), T0 + timedelta(days=3650)) == [only]
+    assert final.exists() and later.exists()
