@@ -10,6 +10,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.providers.volume import TenantVolume, TenantVolumeArgs
 from fleet.model import derive, env_template, type_tokens
 from fleet.model.spec import Environment, Plan, TenantSpec
 
@@ -54,6 +55,19 @@ class TenantApp(pulumi.ComponentResource):
 
         jwt_secret = random.RandomPassword(names.jwt_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)
         jwt_refresh = random.RandomPassword(names.jwt_refresh_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)
+        volumes = {
+            name: TenantVolume(
+                names.volume(name),
+                TenantVolumeArgs(tenant=tenant.name, volume=name, path=path, uid=plan.volumes[name].uid),
+                # Kept when it leaves the program, like the database (its delete does nothing either).
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+            for name, path in derive.volume_folders(tenant, plan, environment).items()
+        }
+        mounts = {
+            "backend": [docker.ContainerMountArgs(type="bind", source=volume.path, target=plan.volumes[name].mount) for name, volume in volumes.items()],
+            "frontend": [],
+        }
         network = docker.Network(
             names.network,
             driver="bridge",
@@ -117,6 +131,7 @@ class TenantApp(pulumi.ComponentResource):
                     ),
                     networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[role])],
                     ports=[docker.ContainerPortArgs(internal=ports[role], ip="127.0.0.1")],
+                    mounts=mounts[role] or None,
                     opts=on_host,
                 )
                 containers.append(container)

@@ -29,10 +29,15 @@ CPUS = "0.25"
 """CPU limit of a backup job (Docker's `cpus`): a nightly dump must not starve the tenants' apps."""
 
 
-def backup_target(tenant: TenantSpec, environment: Environment) -> dict[str, object]:
-    """What the job connects to (no secret): the tenant's database, as its role, at the address containers use."""
+CONTAINER_VOLUMES_DIR = "/volumes"
+"""Where a job sees the tenant's volume folders (read-only), to archive them beside each dump."""
+
+
+def backup_target(tenant: TenantSpec, environment: Environment, plan: Optional[Plan] = None) -> dict[str, object]:
+    """What the job connects to (no secret): the tenant's database, as its role, at the address containers use;
+    and its volumes as the job's container sees them (only when its plan has any, so other jobs are unchanged)."""
     server = environment.servers[tenant.database.server]
-    return {
+    target: dict[str, object] = {
         "tenant": tenant.name,
         "server": tenant.database.server,
         "host": server.app_host or server.host,
@@ -41,6 +46,10 @@ def backup_target(tenant: TenantSpec, environment: Environment) -> dict[str, obj
         "user": derive.role_name(tenant),
         "database": derive.database_name(tenant),
     }
+    volumes = derive.volume_folders(tenant, plan, environment) if plan is not None else {}
+    if volumes:
+        target["volumes"] = {name: f"{CONTAINER_VOLUMES_DIR}/{name}" for name in volumes}
+    return target
 
 
 def backup_command(tenant: TenantSpec, plan: Plan, schedule: str) -> list[str]:
@@ -96,7 +105,8 @@ class ScheduledBackup(pulumi.ComponentResource):
         next_run(datetime.now(timezone.utc), args.schedule)  # refuses a bad HH:MM now, not in the job's log
         self.container = None
         if tenant.status == "active":
-            target = json.dumps(backup_target(tenant, environment), sort_keys=True)
+            target = json.dumps(backup_target(tenant, environment, plan), sort_keys=True)
+            volumes = derive.volume_folders(tenant, plan, environment)
             envs = pulumi.Output.from_input(args.password).apply(lambda password: sorted([f"{TARGET_ENV}={target}", f"{PASSWORD_ENV}={password}"]))
             secret_envs: pulumi.Output[list[str]] = pulumi.Output.secret(envs)  # annotated: mypy can't infer secret()'s type from an Output
             labels = {**derive.labels(tenant, "backend"), "component": "backup"}
@@ -107,7 +117,13 @@ class ScheduledBackup(pulumi.ComponentResource):
                 envs=secret_envs,
                 labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
                 # Only this tenant's folder: a job can read its own backups and no neighbour's.
-                mounts=[docker.ContainerMountArgs(type="bind", source=f"{args.backup_dir}/{tenant.name}", target=f"{CONTAINER_BACKUP_DIR}/{tenant.name}")],
+                mounts=[
+                    docker.ContainerMountArgs(type="bind", source=f"{args.backup_dir}/{tenant.name}", target=f"{CONTAINER_BACKUP_DIR}/{tenant.name}"),
+                    *(
+                        docker.ContainerMountArgs(type="bind", source=folder, target=f"{CONTAINER_VOLUMES_DIR}/{name}", read_only=True)
+                        for name, folder in volumes.items()
+                    ),
+                ],
                 memory=MEMORY_MB,
                 memory_swap=MEMORY_MB,
                 cpus=CPUS,

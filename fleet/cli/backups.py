@@ -144,7 +144,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     show = progress(args.json)
     try:
         result = restore.restore_backup(
-            inventory, entry.name, dump, into=args.into, replace=args.replace, force=args.force, on_step=lambda text: show(f"{entry.name}: {text}")
+            inventory, entry.name, dump, into=args.into, replace=args.replace, force=args.force, on_step=lambda text: show(f"{entry.name}: {text}"),
+            volumes=args.volumes,
         )
     except backups.BackupError as error:
         raise FleetError(str(error)) from None
@@ -159,6 +160,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
             )
             if result.replaced:
                 console.print(f"the former live database is kept as {result.previous_database} (connections to it are blocked); drop it once you are sure")
+            for name, folder in result.volumes.items():
+                console.print(f"volume {name} restored into {folder}; the live folder is untouched: swap them while the app is stopped")
         else:
             console.print(f"[{FAIL_STYLE}]restored into {result.database}, but row counts differ from the dump:[/]")
             for line in result.mismatches:
@@ -204,5 +207,6 @@ def register(verbs) -> None:
     restore.add_argument("--into", metavar="NAME", help="name of the new database (default: <database>_restored_<time>)")
     restore.add_argument("--replace", action="store_true", help="then swap it in for the live database (the live one is renamed aside, kept)")
     restore.add_argument("--yes", action="store_true", help="don't ask to confirm --replace")
+    restore.add_argument("--volumes", action="store_true", help="also restore the backup's volume archives, each into a fresh folder beside the live one")
     restore.add_argument("--force", action="store_true", help="restore a dump whose objects belong to neither this tenant's role nor another tenant's")
     restore.set_defaults(handler=cmd_restore)

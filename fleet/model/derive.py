@@ -227,6 +227,9 @@ class Names:
     def purge(self) -> str:
         return f"{self.tenant}-purge"
 
+    def volume(self, volume: str) -> str:
+        return f"{self.tenant}-volume-{volume}"
+
     @property
     def redis_component(self) -> str:
         return f"{self.tenant}-redis"
@@ -380,6 +383,13 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
         **({"REACT_APP_SECONDARY_COLOR": tenant.branding.secondary_color} if tenant.branding.secondary_color else {}),
         **({"REACT_APP_FAVICON_URL": tenant.branding.favicon_url} if tenant.branding.favicon_url else {}),
     }
+
+
+def volume_folders(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, str]:
+    """The tenant's volume folders on the app host by volume name (`fleet:volumes.root`/<tenant>/<volume>)."""
+    if not plan.volumes or environment.volumes is None:
+        return {}
+    return {name: str(environment.volumes.folder(tenant.name, name)) for name in sorted(plan.volumes)}
 
 
 def retention(tenant: TenantSpec, plan: Plan) -> Retention:

@@ -152,6 +152,32 @@ class AppSecrets(Strict):
         return AppSecrets(backend={**self.backend, **other.backend})
 
 
+VOLUME_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class VolumeSpec(Strict):
+    """A persistent folder per tenant mounted into its backend (uploads): kept on remove, backed up with the database."""
+
+    mount: str = Field(description="Where the backend sees it, an absolute path (`/app/uploads`).")
+    uid: Optional[int] = Field(default=None, ge=0, description="Owner (numeric uid) the app runs as in its container; default: left as created.")
+
+    @field_validator("mount")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/") or ".." in value.split("/") or value == "/":
+            raise ValueError(f"{value!r} must be an absolute path inside the container, not / and without '..'")
+        return value
+
+
+def _volume_name(value: str) -> str:
+    if not VOLUME_NAME.match(value):
+        raise ValueError(f"volume names are lowercase words with - (at most 31 characters): {value!r}")
+    return value
+
+
+VolumeName = Annotated[str, AfterValidator(_volume_name)]
+
+
 class Retention(Strict):
     """How many backups are kept: every one of the last `daily` days, the newest of each of the last `weekly`
     weeks and of the last `monthly` months. The newest backup and a purge's final backup are never pruned."""
@@ -227,6 +253,9 @@ class Plan(Strict):
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    volumes: dict[VolumeName, VolumeSpec] = Field(
+        default_factory=dict, description="Persistent backend folders per tenant (`uploads: {mount: /app/uploads}`); needs `fleet:volumes`."
+    )
     limits: dict[LimitName, Limit] = Field(default_factory=dict, description="Business limits by name (`users: {value: 10, max: 50}`); env vars and registry.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars every tenant on the plan gets (a tenant's own `env` wins).")
     secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars every tenant on the plan gets, each its own value.")
@@ -478,6 +507,23 @@ def absolute_folder(path: str | os.PathLike[str], root: Path) -> Path:
     return (folder if folder.is_absolute() else root / folder).resolve()
 
 
+class Volumes(Strict):
+    """Where tenants' persistent folders live on the app host (plans' `volumes:`)."""
+
+    root: str = Field(description="Absolute folder on the app host (the machine running `pulumi up` and the local Docker): `<root>/<tenant>/<volume>`.")
+
+    @field_validator("root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not Path(value).expanduser().is_absolute():
+            raise ValueError(f"{value!r} must be an absolute path")
+        return value
+
+    def folder(self, tenant: str, volume: str) -> Path:
+        """A tenant's volume folder."""
+        return Path(self.root).expanduser() / tenant / volume
+
+
 class Registry(Strict):
     """The tenant registry: a `tenants` table kept in sync by `pulumi up`, read by apps that route by hostname."""
 
@@ -502,6 +548,7 @@ class Environment(Strict):
     backups: Backups = Field(default_factory=Backups, description="Backup storage.")
     registry: Optional[Registry] = Field(default=None, description="Tenant registry (`{server, database}`); unset: none.")
     redis: Optional[RedisServer] = Field(default=None, description="Shared Redis for plans with `redis: shared`; unset: none.")
+    volumes: Optional[Volumes] = Field(default=None, description="Where tenants' persistent folders live (for plans with `volumes:`); unset: none.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
     stacks: Literal["single", "per-tenant"] = Field(

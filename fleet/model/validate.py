@@ -80,6 +80,12 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         where = file_of(tenant)
         plan = plans.get(tenant.plan)
         problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
+        if plan is not None and plan.volumes and environment.volumes is None:
+            problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has volumes ({', '.join(plan.volumes)}), but the stack config sets no fleet:volumes"))
+        if plan is not None and plan.volumes and not environment.docker_host.url.startswith("unix://"):
+            problems.append(
+                Problem(where, tenant.name, "plan", f"plan {tenant.plan} has volumes, which are folders on this machine: they need a local Docker (docker_host.url unix://...)")
+            )
         if plan is not None and plan.redis == "shared" and environment.redis is None:
             problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has redis: shared, but the stack config sets no fleet:redis server"))
         if plan is not None:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -120,6 +121,30 @@ def _months_back(now: datetime, months: int) -> tuple[int, int]:
     return index // 12, index % 12 + 1
 
 
+def volume_archive_path(dump: Path, volume: str) -> Path:
+    """Where a backup's archive of a volume goes: beside the dump, `<tenant>-<stamp>.<volume>.tar.gz`."""
+    return dump.with_name(f"{dump.stem}.{volume}.tar.gz")
+
+
+def archive_volume(folder: Path, archive: Path) -> dict[str, Any]:
+    """tar.gz of `folder`'s content into `archive` (0600, never following links out of it); {bytes, sha256, files}."""
+    descriptor = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    files = 0
+    with os.fdopen(descriptor, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+            files += path.is_file() and not path.is_symlink()
+    return {"file": archive.name, "bytes": archive.stat().st_size, "sha256": dumps.sha256_of(archive), "files": files}
+
+
+def _remove_backup(dump: Path) -> None:
+    """A backup's dump, manifest and volume archives."""
+    dump.unlink(missing_ok=True)
+    manifest_path(dump).unlink(missing_ok=True)
+    for archive in dump.parent.glob(f"{dump.stem}.*.tar.gz"):
+        archive.unlink(missing_ok=True)
+
+
 def kept(backups: list[BackupFile], retention: Retention | int, now: datetime) -> list[BackupFile]:
     """The backups the tiers keep: all of the last `daily` days, the newest of each of the last `weekly` ISO weeks
     and of the last `monthly` calendar months (counting the current one), and always the newest backup."""
@@ -155,8 +180,7 @@ def prune(folder: Path, tenant: str, retention: Retention | int, now: datetime) 
     """Delete a tenant's expired backups (and their manifests); returns the dump files removed."""
     removed = []
     for backup in expired(list_backups(folder, tenant), retention, now):
-        backup.path.unlink(missing_ok=True)
-        manifest_path(backup.path).unlink(missing_ok=True)
+        _remove_backup(backup.path)
         removed.append(backup.path)
     return removed
 
@@ -256,6 +280,8 @@ class BackupTarget:
     access: ServerAccess
     retention: Retention
     server_key: str = ""
+    volumes: dict[str, str] = field(default_factory=dict)
+    """Volume folders to archive beside the dump, by name."""
 
     @property
     def retention_days(self) -> int:
@@ -275,7 +301,8 @@ class BackupTarget:
         assert retention_days is not None  # a missing retention_days is in `missing`
         access = ServerAccess(str(data["host"]), int(data.get("port") or 5432), str(data["user"]), password, str(data.get("sslmode") or "prefer"))
         retention = Retention(daily=int(retention_days), weekly=weeks, monthly=months)
-        return cls(str(data["tenant"]), str(data["database"]), access, retention, str(data.get("server") or ""))
+        volumes = {str(name): str(path) for name, path in (data.get("volumes") or {}).items()}
+        return cls(str(data["tenant"]), str(data["database"]), access, retention, str(data.get("server") or ""), volumes)
 
 
 @dataclass
@@ -300,7 +327,7 @@ class BackupResult:
 def backup_target(inventory, tenant: str) -> BackupTarget:
     """A tenant's backup target from the inventory: its database, as the server's admin (suspended tenants too)."""
     entry = inventory.tenant(tenant)
-    return BackupTarget(entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention, entry.server_key)
+    return BackupTarget(entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention, entry.server_key, dict(entry.volumes))
 
 
 def backup_one(
@@ -329,6 +356,16 @@ def backup_one(
         except BackupError:
             path.unlink(missing_ok=True)  # an unreadable dump is no backup: don't let it count as the newest
             raise
+        try:
+            volumes = {}
+            for name, volume_folder in sorted(target.volumes.items()):
+                if not Path(volume_folder).is_dir():
+                    volumes[name] = {"absent": True, "folder": volume_folder}
+                    continue
+                volumes[name] = {"folder": volume_folder, **archive_volume(Path(volume_folder), volume_archive_path(path, name))}
+        except OSError as error:
+            _remove_backup(path)  # a backup is the dump and all its volumes, or nothing
+            raise BackupError(f"could not archive volume {name} ({volume_folder}): {error}") from None
         manifest = {
             "tenant": target.tenant,
             "database": target.database,
@@ -340,11 +377,12 @@ def backup_one(
             "sha256": written.sha256,
             "dump_seconds": written.seconds,
             "tables": contents.counts,
+            **({"volumes": volumes} if volumes else {}),
         }
         try:
             write_private(manifest_path(path), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         except OSError:
-            path.unlink(missing_ok=True)  # a backup is the dump and its manifest, or nothing
+            _remove_backup(path)  # a backup is the dump and its manifest, or nothing
             raise
         tiers = target.retention if retention_days is None else Retention(daily=retention_days)
         try:

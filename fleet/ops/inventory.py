@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -57,6 +57,8 @@ class TenantEntry:
     """api-, app- and custom domains (fleet.model.derive.hostnames)."""
     api_hostname: str
     frontend_hostnames: tuple[str, ...]
+    volumes: dict[str, str] = field(default_factory=dict)
+    """Its volume folders on the app host by name (fleet.model.derive.volume_folders)."""
 
     @property
     def name(self) -> str:
@@ -115,6 +117,7 @@ def tenant_entry(tenant: TenantSpec, plan: Plan, environment: Environment) -> Te
         hostnames=tuple(derive.hostnames(tenant, environment)),
         api_hostname=derive.api_hostname(tenant, environment),
         frontend_hostnames=tuple(derive.frontend_hostnames(tenant, environment)),
+        volumes=derive.volume_folders(tenant, plan, environment),
     )
 
 

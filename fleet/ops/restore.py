@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import tarfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -67,9 +68,40 @@ class RestoreResult:
     previous_database: Optional[str] = None
     """After a replace: the name the former live database was renamed to (kept, never dropped)."""
     seconds: float = 0.0
+    volumes: dict[str, str] = field(default_factory=dict)
+    """With `volumes`: each volume's files, restored into a fresh folder beside the live one (by volume name)."""
 
     def to_mapping(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def restore_volumes(entry, dump: Path, manifest: Optional[dict], when: datetime) -> dict[str, str]:
+    """Extract each volume archive of a backup into `<volume folder>.restored-<time>` (never over the live folder),
+    after checking its sha256 against the manifest. Returns the new folders by volume name."""
+    recorded = (manifest or {}).get("volumes") or {}
+    if not recorded:
+        raise BackupError(f"{dump.name} has no volume archives (its manifest lists none)")
+    restored = {}
+    for name, facts in sorted(recorded.items()):
+        if facts.get("absent"):
+            continue
+        live = entry.volumes.get(name)
+        if live is None:
+            raise BackupError(f"{dump.name} holds volume {name!r}, which {entry.name}'s plan no longer has; extract {facts['file']} by hand")
+        archive = dump.with_name(str(facts["file"]))
+        if not archive.is_file() or dumps.sha256_of(archive) != facts.get("sha256"):
+            raise BackupError(f"{archive} is missing or differs from the backup's manifest (sha256): not restoring it")
+        target = Path(f"{live}.restored-{stamp(when)}")
+        if target.exists():
+            raise BackupError(f"{target} already exists: a restore goes into a fresh folder")
+        target.mkdir(parents=True, mode=0o700)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(target, filter="data")  # no absolute paths, links out of it or device files
+        except (tarfile.TarError, OSError) as error:
+            raise BackupError(f"could not restore volume {name} from {archive.name} into {target} (left there, incomplete): {error}") from None
+        restored[name] = str(target)
+    return restored
 
 
 def default_restore_name(database: str, when: datetime, purpose: str = "restored") -> str:
@@ -128,12 +160,14 @@ def restore_backup(
     force: bool = False,
     clock: Clock = utc_now,
     on_step: Optional[Callable[[str], None]] = None,
+    volumes: bool = False,
 ) -> RestoreResult:
     """Restore a dump of `tenant` into a fresh database and compare row counts with the dump.
 
     `into` names the new database (default `<database>_restored_<time>`; it must not exist). With
     `replace` the verified copy then takes the live database's name: connections to the live one are
     blocked and ended, it is renamed to `<database>_replaced_<time>` (kept), and the copy renamed in.
+    `volumes` also extracts the backup's volume archives, each into a fresh folder beside the live one.
     """
     step = on_step or (lambda _text: None)
     started = time.monotonic()
@@ -178,6 +212,9 @@ def restore_backup(
     step("comparing row counts")
     mismatches = compare_counts(contents.counts, catalog.table_counts(access, target))
     result = RestoreResult(tenant, str(dump), target, ok=not mismatches, tables=len(contents.tables), rows=contents.rows, mismatches=mismatches)
+    if volumes and not mismatches:
+        step("restoring volumes into fresh folders")
+        result.volumes = restore_volumes(entry, dump, manifest, when)
     if replace and not mismatches:
         step(f"swapping {target} in for {entry.database}")
         result.previous_database = swap_in(access, entry.database, target, entry.role, when)
