@@ -65,6 +65,12 @@ def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
         "hostnames": derive.hostnames(tenant, environment),
         "custom_domains": list(tenant.domains),
         "limits": derive.effective_limits(tenant, plan),
+        "contact_name": tenant.contact.name,
+        "contact_email": tenant.contact.email,
+        "contact_phone": tenant.contact.phone,
+        "subscription_status": tenant.subscription.status,
+        "subscription_expires": tenant.subscription.expires.isoformat() if tenant.subscription.expires else None,
+        "region": tenant.region,
     }
 
 

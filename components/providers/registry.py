@@ -72,11 +72,18 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("updated_at", "timestamptz NOT NULL DEFAULT now()"),
     ("removed_at", "timestamptz"),
     ("limits", "jsonb NOT NULL DEFAULT '{}'"),
+    ("contact_name", "text"),
+    ("contact_email", "text"),
+    ("contact_phone", "text"),
+    ("subscription_status", "text NOT NULL DEFAULT 'active'"),
+    ("subscription_expires", "date"),
+    ("region", "text"),
 )
 # Row values the program sets (the rest are bookkeeping kept by the provider).
 ROW_FIELDS = (
     "display_name", "plan", "user_limit", "connections_limit", "db_connections", "backup_retention_days",
     "status", "db_host", "db_port", "db_name", "db_user", "hostnames", "custom_domains", "limits",
+    "contact_name", "contact_email", "contact_phone", "subscription_status", "subscription_expires", "region",
 )
 _INT_FIELDS = frozenset({"user_limit", "connections_limit", "db_connections", "backup_retention_days", "db_port"})
 _LIST_FIELDS = frozenset({"hostnames", "custom_domains"})
@@ -212,6 +219,8 @@ def _normalize(field: str, value: Any) -> Any:
         return int(value)
     if field in _LIST_FIELDS:
         return [str(item) for item in value]
+    if field == "subscription_expires":
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)  # a date read back, or the spec's text
     if field in _JSON_FIELDS:
         # Counts arrive as doubles from the engine; flags and `unlimited` as they are.
         return {str(key): int(item) if isinstance(item, float) and item.is_integer() else item for key, item in dict(value).items()}
@@ -405,6 +414,13 @@ class TenantRegistryRowArgs:
     """The custom domains among them."""
     limits: pulumi.Input[Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     """The tenant's business limits by name (counts, `unlimited`, flags), a jsonb column."""
+    contact_name: pulumi.Input[Optional[str]] = None
+    contact_email: pulumi.Input[Optional[str]] = None
+    contact_phone: pulumi.Input[Optional[str]] = None
+    subscription_status: pulumi.Input[str] = "active"
+    subscription_expires: pulumi.Input[Optional[str]] = None
+    """YYYY-MM-DD."""
+    region: pulumi.Input[Optional[str]] = None
     sslmode: pulumi.Input[str] = "prefer"
     """libpq sslmode for the provider's connection."""
     schema: pulumi.Input[str] = "public"

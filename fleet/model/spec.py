@@ -12,6 +12,7 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Iterable, Literal, Optional, Union
 
@@ -339,6 +340,39 @@ class Purge(Strict):
     reason: str = Field(default="", max_length=200, description="Why (contract ended, duplicate tenant, ...): kept with the final backup.")
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+?[0-9 ()-]{6,24}$")
+
+
+class Contact(Strict):
+    """Who to call at the customer (in the registry, for the app's and support's use)."""
+
+    name: Optional[str] = Field(default=None, max_length=120, description="Contact person.")
+    email: Optional[str] = Field(default=None, max_length=254, description="Contact email.")
+    phone: Optional[str] = Field(default=None, max_length=24, description="Contact phone, digits with optional +, spaces, () and -.")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not PHONE.match(value):
+            raise ValueError(f"{value!r} is not a phone number")
+        return value
+
+
+class Subscription(Strict):
+    """The customer's subscription as the business sees it (the registry carries it; `status:` is what runs)."""
+
+    status: Literal["trial", "active", "past_due", "cancelled"] = Field(default="active", description="Billing state.")
+    expires: Optional[date] = Field(default=None, description="When it ends or renews (YYYY-MM-DD).")
+
+
 class TenantSpec(Strict):
     """One tenant: the whole content of `tenants/<name>.yaml`."""
 
@@ -349,6 +383,9 @@ class TenantSpec(Strict):
     database: DatabaseRef = Field(description="Database placement.")
     domains: list[str] = Field(default_factory=list, description="Custom domains served for this tenant (besides `app-<name>.<base_domain>`).")
     branding: Branding = Field(default_factory=Branding, description="White label.")
+    contact: Contact = Field(default_factory=Contact, description="Customer contact, published in the registry.")
+    subscription: Subscription = Field(default_factory=Subscription, description="Subscription status and expiry, published in the registry.")
+    region: Optional[str] = Field(default=None, max_length=60, description="Region or state the customer is in (free text, in the registry).")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
     limits: dict[str, LimitValue] = Field(default_factory=dict, description="This tenant's business limits, over its plan's, within each limit's `max`.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars of this tenant's containers, over its plan's (`${facts}` allowed, docs/env.md).")

@@ -199,3 +199,27 @@ def test_a_tenants_limits_are_a_jsonb_column_apps_can_query(postgres_cluster, lo
     assert not provider.diff(created.id, created.outs, as_sent).changes
     workspace.edit("gurupi", limits={"users": 30})
     assert provider.diff(created.id, created.outs, row_props(location, workspace, "gurupi")).changes
+
+
+def test_contact_subscription_and_region_reach_the_row(postgres_cluster, location, workspace):
+    import datetime
+
+    workspace.edit(
+        "gurupi",
+        contact={"name": "Ana Souza", "email": "ti@gurupi.to.gov.br", "phone": "+55 63 3315-0000"},
+        subscription={"status": "past_due", "expires": "2027-03-31"},
+        region="TO",
+    )
+    TenantRegistryTableProvider().create(location)
+    provider = TenantRegistryRowProvider()
+    created = provider.create(row_props(location, workspace, "gurupi"))
+    row = rows(postgres_cluster)["gurupi"]
+    assert (row["contact_name"], row["contact_email"], row["contact_phone"]) == ("Ana Souza", "ti@gurupi.to.gov.br", "+55 63 3315-0000")
+    assert (row["subscription_status"], row["subscription_expires"], row["region"]) == ("past_due", datetime.date(2027, 3, 31), "TO")
+    assert not provider.diff(created.id, created.outs, row_props(location, workspace, "gurupi")).changes
+    # A row read back (the date as a date) compares equal to the spec's text.
+    refreshed = provider.read(created.id, created.outs)
+    assert not provider.diff(created.id, refreshed.outs, row_props(location, workspace, "gurupi")).changes
+    workspace.edit("gurupi", contact={"email": "not-an-email"}, subscription={"status": "frozen"})
+    with pytest.raises(Exception, match="not an email address"):
+        fleet_of(workspace)
