@@ -36,6 +36,10 @@ class RegistrySettings:
     """Table name."""
     schema: str = "public"
     """Schema of the table."""
+    readers: tuple[str, ...] = ()
+    """Roles that may read every column but the password."""
+    credentials_reader: Optional[str] = None
+    """The shared app's role: rows then carry each tenant's database password, readable by it alone."""
 
     @classmethod
     def from_config(cls, value: Any) -> Optional["RegistrySettings"]:
@@ -43,7 +47,8 @@ class RegistrySettings:
         if value is None:
             return None
         data = value.model_dump() if hasattr(value, "model_dump") else dict(value)
-        return cls(**{key: data[key] for key in ("server", "database", "table", "schema") if data.get(key) is not None})
+        settings = {key: data[key] for key in ("server", "database", "table", "schema", "credentials_reader") if data.get(key) is not None}
+        return cls(**settings, readers=tuple(data.get("readers") or ()))
 
 
 def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, Any]:
@@ -90,6 +95,8 @@ class TenantRegistryArgs:
     """Admin password of the registry's server (a secret)."""
     locations: Optional[Mapping[str, tuple[pulumi.Input[str], pulumi.Input[int]]]] = None
     """Where each tenant's data is (host, port) as its placement reports it; rows follow a move only once it succeeded."""
+    passwords: Optional[Mapping[str, pulumi.Input[str]]] = None
+    """Each tenant's database password (secret), written into its row only with a credentials reader."""
 
 
 class TenantRegistry(pulumi.ComponentResource):
@@ -103,15 +110,16 @@ class TenantRegistry(pulumi.ComponentResource):
         location = registry_location(args.settings, args.environment, args.admin_password)
         self.table = TenantRegistryTable(
             derive.registry_table_name(name),
-            TenantRegistryTableArgs(table=args.settings.table, **location),
+            TenantRegistryTableArgs(table=args.settings.table, readers=args.settings.readers, credentials_reader=args.settings.credentials_reader, **location),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.rows = {}
         for tenant in sorted(args.tenants, key=lambda spec: spec.name):
             # The table output (not the plain name) orders every row after the table exists.
+            password = (args.passwords or {}).get(tenant.name) if args.settings.credentials_reader else None
             self.rows[tenant.name] = registry_row(
                 tenant, args.plans[tenant.plan], args.environment, location, self.table.table,
-                (args.locations or {}).get(tenant.name), name=name, opts=pulumi.ResourceOptions(parent=self),
+                (args.locations or {}).get(tenant.name), name=name, opts=pulumi.ResourceOptions(parent=self), password=password,
             )
         self.register_outputs({"table": self.table.qualified_name})
 
@@ -142,12 +150,13 @@ def registry_row(
     *,
     name: str = REGISTRY_COMPONENT_NAME,
     opts: Optional[pulumi.ResourceOptions] = None,
+    password: Optional[pulumi.Input[str]] = None,
 ) -> TenantRegistryRow:
-    """One tenant's row; `database_at` is (host, port) as the tenant's placement reports it."""
-    values = row_values(tenant, plan, environment)
+    """One tenant's row; `database_at` is (host, port) as the tenant's placement reports it; `password` only for a credentials reader."""
+    values: dict[str, Any] = row_values(tenant, plan, environment)
     if database_at is not None:
         values["db_host"], values["db_port"] = database_at
-    return TenantRegistryRow(derive.registry_row_name(tenant, name), TenantRegistryRowArgs(table=table, **location, **values), opts=opts)
+    return TenantRegistryRow(derive.registry_row_name(tenant, name), TenantRegistryRowArgs(table=table, **location, **values, db_password=password), opts=opts)
 
 
 def tenant_stack_registry_row(
@@ -155,13 +164,16 @@ def tenant_stack_registry_row(
     fleet: Fleet,
     server_passwords: Optional[pulumi.Output],
     database_at: Optional[tuple[pulumi.Input[str], pulumi.Input[int]]] = None,
+    password: Optional[pulumi.Input[str]] = None,
 ) -> Optional[TenantRegistryRow]:
     """A tenant stack's own registry row (`fleet:stacks: per-tenant`), at the stack's root: the table is the platform's."""
     settings = RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
     if settings is None:
         return None
     location = registry_location(settings, fleet.environment, _admin_password(server_passwords, settings))
-    return registry_row(tenant, fleet.plan_of(tenant), fleet.environment, location, settings.table, database_at)
+    return registry_row(
+        tenant, fleet.plan_of(tenant), fleet.environment, location, settings.table, database_at, password=password if settings.credentials_reader else None
+    )
 
 
 def _admin_password(server_passwords: Optional[pulumi.Output], settings: RegistrySettings) -> pulumi.Input[str]:
@@ -176,6 +188,7 @@ def declare_registry(
     settings: Optional[RegistrySettings] = None,
     name: str = REGISTRY_COMPONENT_NAME,
     locations: Optional[Mapping[str, tuple[pulumi.Input[str], pulumi.Input[int]]]] = None,
+    passwords: Optional[Mapping[str, pulumi.Input[str]]] = None,
 ) -> Optional[TenantRegistry]:
     """The registry of a fleet when one is configured (`settings`, else `fleet:registry`); None otherwise."""
     settings = settings or RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
@@ -184,5 +197,5 @@ def declare_registry(
     password = _admin_password(server_passwords, settings)
     return TenantRegistry(
         name,
-        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password), locations),
+        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password), locations, passwords),
     )

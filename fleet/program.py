@@ -218,13 +218,16 @@ def fleet_program(
         )
         tenants = declare_tenants(fleet, platform)
         database = tenants[tenant.name].database
-        tenant_stack_registry_row(tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None)
+        tenant_stack_registry_row(
+            tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None, database.password if database is not None else None
+        )
         export_outputs(tenants)
         return tenants
     tenants = declare_fleet(fleet, server_passwords, redis_password, app_secrets)
     if fleet.environment.registry is not None:
         # Rows take the database address from each placement, so they follow a move only once it succeeded.
         locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}
-        declare_registry(fleet, server_passwords, locations=locations)
+        passwords = {name: t.database.password for name, t in tenants.items() if t.database is not None}
+        declare_registry(fleet, server_passwords, locations=locations, passwords=passwords)
     export_outputs(tenants)
     return tenants

@@ -78,13 +78,18 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("subscription_status", "text NOT NULL DEFAULT 'active'"),
     ("subscription_expires", "date"),
     ("region", "text"),
+    ("db_password", "text"),  # only with a credentials reader; only that role may SELECT it
 )
 # Row values the program sets (the rest are bookkeeping kept by the provider).
 ROW_FIELDS = (
     "display_name", "plan", "user_limit", "connections_limit", "db_connections", "backup_retention_days",
     "status", "db_host", "db_port", "db_name", "db_user", "hostnames", "custom_domains", "limits",
-    "contact_name", "contact_email", "contact_phone", "subscription_status", "subscription_expires", "region",
+    "contact_name", "contact_email", "contact_phone", "subscription_status", "subscription_expires", "region", "db_password",
 )
+SECRET_COLUMN = "db_password"
+"""The tenant's database password, for one shared app that serves every tenant (`fleet:registry.credentials_reader`)."""
+ACCESS = ("readers", "credentials_reader")
+"""Who may read the table: `readers` every column but SECRET_COLUMN, `credentials_reader` all of it. Updated in place."""
 _INT_FIELDS = frozenset({"user_limit", "connections_limit", "db_connections", "backup_retention_days", "db_port"})
 _LIST_FIELDS = frozenset({"hostnames", "custom_domains"})
 _JSON_FIELDS = frozenset({"limits"})
@@ -153,6 +158,35 @@ def _ensure_table(props: dict[str, Any]) -> None:
         connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tenant-fleet registry {props['table']}",))
         for statement in create_table_sql(props):
             connection.execute(statement)
+        for statement in access_sql(connection, props):
+            connection.execute(statement)
+
+
+def access_sql(connection, props: dict[str, Any]) -> list:
+    """Who reads the table: nobody through PUBLIC; `readers` every column but the password; `credentials_reader`
+    all of it. A table-level SELECT a reader had (which would include the password) is taken back."""
+    readers = [str(role) for role in props.get("readers") or []]
+    credentials_reader = props.get("credentials_reader") or None
+    wanted = [*readers, *([credentials_reader] if credentials_reader else [])]
+    missing = [role for role in wanted if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None]
+    if missing:
+        raise LookupError(f"registry reader role(s) {', '.join(missing)} do not exist on the registry's server: create them (with their login) first")
+    table = _table(props)
+    visible = sql.SQL(", ").join(sql.Identifier(name) for name, _ in COLUMNS if name != SECRET_COLUMN)
+    statements = [sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table)]
+    schema = sql.Identifier(props.get("schema") or "public")
+    for role in readers:
+        statements += [
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sql.Identifier(role)),
+            sql.SQL("REVOKE SELECT ON TABLE {} FROM {}").format(table, sql.Identifier(role)),
+            sql.SQL("GRANT SELECT ({}) ON TABLE {} TO {}").format(visible, table, sql.Identifier(role)),
+        ]
+    if credentials_reader:
+        statements += [
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sql.Identifier(credentials_reader)),
+            sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(table, sql.Identifier(credentials_reader)),
+        ]
+    return statements
 
 
 def _table_exists(props: dict[str, Any]) -> bool:
@@ -217,7 +251,7 @@ def _normalize(field: str, value: Any) -> Any:
         return value
     if field in _INT_FIELDS:
         return int(value)
-    if field in _LIST_FIELDS:
+    if field in _LIST_FIELDS or field == "readers":
         return [str(item) for item in value]
     if field == "subscription_expires":
         return value.isoformat() if hasattr(value, "isoformat") else str(value)  # a date read back, or the spec's text
@@ -291,12 +325,16 @@ class TenantRegistryTableArgs:
     """Schema of the table. Changing it replaces the table resource."""
     table: pulumi.Input[str] = "tenants"
     """Table name. Changing it replaces the table resource."""
+    readers: pulumi.Input[Sequence[str]] = ()
+    """Roles granted SELECT on every column but the password (apps that route by hostname). Updated in place."""
+    credentials_reader: pulumi.Input[Optional[str]] = None
+    """The one role granted SELECT on the password column too (a shared app serving every tenant). Updated in place."""
 
 
 class TenantRegistryTableProvider(ResourceProvider):
     """Creates the registry table (and database) if missing; delete leaves it in place."""
 
-    _FIELDS = (*LOCATION, *CREDENTIALS)
+    _FIELDS = (*LOCATION, *CREDENTIALS, *ACCESS)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures: list[CheckFailure] = []
@@ -330,7 +368,7 @@ class TenantRegistryTableProvider(ResourceProvider):
 
     @staticmethod
     def _outputs(props: dict[str, Any]) -> dict[str, Any]:
-        outs = {field: _normalize(field, props.get(field)) for field in (*LOCATION, *CREDENTIALS)}
+        outs = {field: _normalize(field, props.get(field)) for field in (*LOCATION, *CREDENTIALS, *ACCESS)}
         outs["qualified_name"] = f"{props.get('host')}:{int(props['port'])}/{props['database']}/{outs['schema']}.{props['table']}"
         outs[RESOURCE_NAME_KEY] = props.get(RESOURCE_NAME_KEY)
         return outs
@@ -358,6 +396,8 @@ class TenantRegistryTable(FleetDynamicResource, module="registry", name="TenantR
             "database": args.database,
             "schema": args.schema,
             "table": args.table,
+            "readers": list(args.readers) if isinstance(args.readers, (list, tuple)) else args.readers,
+            "credentials_reader": args.credentials_reader,
             "qualified_name": None,
             RESOURCE_NAME_KEY: name,
         }
@@ -421,6 +461,8 @@ class TenantRegistryRowArgs:
     subscription_expires: pulumi.Input[Optional[str]] = None
     """YYYY-MM-DD."""
     region: pulumi.Input[Optional[str]] = None
+    db_password: pulumi.Input[Optional[str]] = None
+    """The tenant's database password (secret), only with a credentials reader."""
     sslmode: pulumi.Input[str] = "prefer"
     """libpq sslmode for the provider's connection."""
     schema: pulumi.Input[str] = "public"
@@ -521,5 +563,7 @@ class TenantRegistryRow(FleetDynamicResource, module="registry", name="TenantReg
             RESOURCE_NAME_KEY: name,
         }
         props["custom_domains"] = list(args.custom_domains) if isinstance(args.custom_domains, tuple) else args.custom_domains
-        secret = pulumi.ResourceOptions(additional_secret_outputs=["admin_password"])
+        if args.db_password is not None:
+            props[SECRET_COLUMN] = pulumi.Output.secret(args.db_password)
+        secret = pulumi.ResourceOptions(additional_secret_outputs=["admin_password", SECRET_COLUMN])
         super().__init__(TenantRegistryRowProvider(), name, props, pulumi.ResourceOptions.merge(secret, opts))

@@ -561,12 +561,35 @@ class Volumes(Strict):
         return Path(self.root).expanduser() / tenant / volume
 
 
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TENANT_ROLE_NAME = re.compile(r"^tenant_[a-z0-9_]+_(app|dbo)$")
+
+
 class Registry(Strict):
     """The tenant registry: a `tenants` table kept in sync by `pulumi up`, read by apps that route by hostname."""
 
     server: str = Field(description="Key of the server in `fleet:servers` holding the registry; the provider logs in as its admin.")
     database: str = Field(description="Registry database on that server; created when missing.")
     table: str = Field(default="tenants", description="Table name.")
+    readers: list[str] = Field(default_factory=list, description="Roles that may read every column but `db_password` (apps routing by hostname); they must exist.")
+    credentials_reader: Optional[str] = Field(
+        default=None, description="The one role of a shared app serving every tenant: rows then carry each tenant's database password, which only it may read."
+    )
+
+    @field_validator("readers")
+    @classmethod
+    def _reader_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not ROLE_NAME.match(name) or TENANT_ROLE_NAME.match(name)]
+        if bad:
+            raise ValueError(f"not role names a reader may have (a tenant's own roles can't be readers): {', '.join(bad)}")
+        return value
+
+    @field_validator("credentials_reader")
+    @classmethod
+    def _credentials_reader_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not ROLE_NAME.match(value) or TENANT_ROLE_NAME.match(value)):
+            raise ValueError(f"{value!r} is not a role name a credentials reader may have (a tenant's own roles can't read every password)")
+        return value
 
 
 Layer = Literal["database", "app", "dns", "proxy"]

@@ -223,3 +223,42 @@ def test_contact_subscription_and_region_reach_the_row(postgres_cluster, locatio
     workspace.edit("gurupi", contact={"email": "not-an-email"}, subscription={"status": "frozen"})
     with pytest.raises(Exception, match="not an email address"):
         fleet_of(workspace)
+
+
+def test_only_the_credentials_reader_can_read_the_password_column(postgres_cluster, location, workspace):
+    import psycopg
+
+    with postgres_cluster.connect() as admin:
+        for role in ("router_app", "shared_app"):
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
+            admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{role}-pw'")
+    try:
+        access = {**location, "readers": ["router_app"], "credentials_reader": "shared_app"}
+        TenantRegistryTableProvider().create(access)
+        provider = TenantRegistryRowProvider()
+        provider.create({**row_props(location, workspace, "gurupi"), "db_password": "gurupi-db-password"})
+
+        def as_role(role: str, query: str):
+            with psycopg.connect(postgres_cluster.dsn(DATABASE, role, f"{role}-pw"), autocommit=True) as connection:
+                return connection.execute(query).fetchall()
+
+        assert as_role("shared_app", "SELECT db_password FROM tenants WHERE name = 'gurupi'") == [("gurupi-db-password",)]
+        assert as_role("router_app", "SELECT name, hostnames FROM tenants WHERE 'api-gurupi.fleet.localhost' = ANY(hostnames)")[0][0] == "gurupi"
+        for query in ("SELECT db_password FROM tenants", "SELECT * FROM tenants"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied for table tenants"):
+                as_role("router_app", query)
+        # A table-level grant made by hand (which would show the password) is taken back by the next up.
+        with postgres_cluster.connect(DATABASE) as admin:
+            admin.execute("GRANT SELECT ON tenants TO router_app")
+        assert as_role("router_app", "SELECT db_password FROM tenants") == [("gurupi-db-password",)]
+        TenantRegistryTableProvider().update("id", access, access)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            as_role("router_app", "SELECT db_password FROM tenants")
+        # A reader that doesn't exist is named.
+        with pytest.raises(Exception, match="reader role\\(s\\) nobody_here do not exist"):
+            TenantRegistryTableProvider().update("id", access, {**access, "readers": ["router_app", "nobody_here"]})
+    finally:
+        with postgres_cluster.connect() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            for role in ("router_app", "shared_app"):
+                admin.execute(f"DROP ROLE IF EXISTS {role}")
