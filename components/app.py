@@ -98,7 +98,13 @@ class TenantApp(pulumi.ComponentResource):
         for role in derive.APP_ROLES:
             size = derive.container_size(plan, tenant, role)
             env: dict[str, str] = {**derive.plain_env(tenant, plan, environment, role)}
-            for key, template in getattr(declared_env, role).items():
+            templates: dict[str, str] = getattr(declared_env, role)
+            if role == "backend" and derive.full_stack(plan, tenant):
+                # One full-stack container: it renders the pages too, so it gets the frontend's branding, URLs
+                # and env as well (its own values win).
+                env = {**derive.plain_env(tenant, plan, environment, "frontend"), **env}
+                templates = {**declared_env.frontend, **declared_env.backend}
+            for key, template in templates.items():
                 value = rendered(template, args.facts)
                 if isinstance(value, str):
                     env[key] = value
@@ -139,6 +145,9 @@ class TenantApp(pulumi.ComponentResource):
                 lambda all_ports: [f"{environment.proxy.upstream_host}:{_external_port(ports_)}" for ports_ in all_ports]
             )
 
+        if derive.full_stack(plan, tenant) and tenant.status == "active":
+            # No frontend containers: the backend serves the app- hostname and custom domains as well.
+            self.upstreams["frontend"] = self.upstreams["backend"]
         self.register_outputs({"upstreams": self.upstreams})
 
 

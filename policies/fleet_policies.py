@@ -713,9 +713,15 @@ def capacity_utilization_high(args: StackValidationArgs, report: ReportViolation
 
 # ---------------------------------------------------------------- plans
 
+def _replicas(size: Mapping[str, Any]) -> float:
+    """A size's replica count; 1 when not given, 0 when it says 0 (a full-stack app's frontend)."""
+    replicas = _number(size.get("replicas"))
+    return 1.0 if replicas is None else replicas
+
+
 def _plan_footprint(plan: Mapping[str, Any]) -> tuple[float, float]:
-    memory = sum((_number(plan[role]["memoryMb"]) or 0) * (_number(plan[role]["replicas"]) or 1) for role in APP_ROLES)
-    cpus = sum((_number(plan[role]["cpu"]) or 0) * (_number(plan[role]["replicas"]) or 1) for role in APP_ROLES)
+    memory = sum((_number(plan[role]["memoryMb"]) or 0) * _replicas(plan[role]) for role in APP_ROLES)
+    cpus = sum((_number(plan[role]["cpu"]) or 0) * _replicas(plan[role]) for role in APP_ROLES)
     return memory, cpus
 
 

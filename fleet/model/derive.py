@@ -161,6 +161,11 @@ def replica_count(plan: Plan, tenant: TenantSpec, role: AppRole) -> int:
     return 0 if tenant.status == "suspended" else container_size(plan, tenant, role).replicas
 
 
+def full_stack(plan: Plan, tenant: TenantSpec) -> bool:
+    """Whether the tenant's app is one full-stack backend (its frontend has 0 replicas): every hostname routes to it."""
+    return container_size(plan, tenant, "frontend").replicas == 0
+
+
 def cpus_value(cpu: float) -> str:
     """Docker's `cpus` as a stable string (0.25 -> '0.25', 1.0 -> '1')."""
     return f"{cpu:g}"

@@ -62,7 +62,7 @@ class Size(Strict):
 
     cpu: float = Field(gt=0, le=64, description="CPU limit per container, in cores (0.25 = a quarter core).")
     memory_mb: int = Field(ge=32, le=262144, description="Memory limit per container, in MB.")
-    replicas: int = Field(ge=1, le=20, description="Number of containers.")
+    replicas: int = Field(ge=0, le=20, description="Number of containers (a frontend may have 0: a full-stack backend then serves its hostnames too).")
 
 
 class SizeOverride(Strict):
@@ -70,7 +70,7 @@ class SizeOverride(Strict):
 
     cpu: Optional[float] = Field(default=None, gt=0, description="CPU per container, in cores.")
     memory_mb: Optional[int] = Field(default=None, ge=32, description="Memory per container, in MB.")
-    replicas: Optional[int] = Field(default=None, ge=1, description="Number of containers.")
+    replicas: Optional[int] = Field(default=None, ge=0, description="Number of containers (0 only for a frontend).")
 
 
 class ComponentSizes(Strict):
@@ -278,6 +278,12 @@ class Plan(Strict):
         return value
 
     @model_validator(mode="after")
+    def _a_backend_runs(self) -> "Plan":
+        if self.backend.replicas < 1:
+            raise ValueError("backend.replicas must be at least 1 (a full-stack app is a backend with frontend.replicas 0)")
+        return self
+
+    @model_validator(mode="after")
     def _bounds_cover_plan(self) -> "Plan":
         for part in ("backend", "frontend"):
             size, bound = getattr(self, part), getattr(self.max, part)
@@ -331,6 +337,13 @@ class Overrides(Strict):
 
     backend: Optional[SizeOverride] = Field(default=None, description="Backend override.")
     frontend: Optional[SizeOverride] = Field(default=None, description="Frontend override.")
+
+    @field_validator("backend")
+    @classmethod
+    def _a_backend_runs(cls, value: Optional[SizeOverride]) -> Optional[SizeOverride]:
+        if value is not None and value.replicas == 0:
+            raise ValueError("replicas 0 is for a frontend only: suspend the tenant (status: suspended) to stop its app")
+        return value
 
 
 class Purge(Strict):

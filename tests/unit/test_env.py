@@ -141,3 +141,25 @@ def test_a_plans_limits_are_checked_where_they_are_written(workspace):
     assert "limit names are lowercase words with _ (at most 40 characters): 'Users'" in problems
     assert "plans.pro.limits.a: value 10 is not within max 5" in problems
     assert "plans.pro.limits.b: env PORT is set by the fleet itself" in problems
+
+
+def test_a_full_stack_app_is_a_backend_with_no_frontend_and_serves_every_hostname(workspace):
+    from tests.unit.graph import ROUTE
+
+    edit_plan(workspace, "pro", frontend={"cpu": 0.25, "memory_mb": 256, "replicas": 0}, env={"frontend": {"PUBLIC_API": "${urls.api}/v1"}})
+    evaluation = workspace.evaluate()
+    assert [c.name for c in of_type(evaluation, CONTAINER, "gurupi") if "frontend" in c.name] == []
+    routes = {route.name: route.raw_inputs for route in of_type(evaluation, ROUTE, "gurupi")}
+    backend_route, frontend_route = routes["gurupi-route-backend"], routes["gurupi-route-frontend"]
+    assert frontend_route["upstreams"] == backend_route["upstreams"] and frontend_route["upstreams"]
+    assert "app-gurupi.fleet.localhost" in frontend_route["hosts"]
+    assert of_type(evaluation, CONTAINER, "novaroma")  # another plan keeps both
+    backend_env = env_of(backend(evaluation, "gurupi"))
+    assert backend_env["REACT_APP_COLOR"] == "#F29F05" and backend_env["PORT"] == "80"  # the branding, and its own values win
+    assert backend_env["PUBLIC_API"] == "http://api-gurupi.fleet.localhost/v1"  # the frontend's env, rendered
+
+    edit_plan(workspace, "pro", backend={"cpu": 0.5, "memory_mb": 512, "replicas": 0})
+    workspace.edit("santarita", overrides={"backend": {"replicas": 0}})
+    problems = "\n".join(problems_of(workspace))
+    assert "backend.replicas must be at least 1 (a full-stack app is a backend with frontend.replicas 0)" in problems
+    assert "overrides.backend: replicas 0 is for a frontend only" in problems
