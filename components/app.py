@@ -94,6 +94,8 @@ class TenantApp(pulumi.ComponentResource):
             "frontend": f"http://127.0.0.1:{ports['frontend']}/",
         }
 
+        # The proxy reaches published ports at the app host's address (the default host: the proxy's upstream_host).
+        upstream_host = environment.app_hosts()[tenant.app.host].upstream_host or environment.proxy.upstream_host
         self.upstreams = {}
         for role in derive.APP_ROLES:
             size = derive.container_size(plan, tenant, role)
@@ -142,7 +144,7 @@ class TenantApp(pulumi.ComponentResource):
                 )
                 containers.append(container)
             self.upstreams[role] = pulumi.Output.all(*[c.ports for c in containers]).apply(
-                lambda all_ports: [f"{environment.proxy.upstream_host}:{_external_port(ports_)}" for ports_ in all_ports]
+                lambda all_ports: [f"{upstream_host}:{_external_port(ports_)}" for ports_ in all_ports]
             )
 
         if derive.full_stack(plan, tenant) and tenant.status == "active":

@@ -24,8 +24,8 @@ class Platform:
     """Absolute backups folder (`fleet:backups.dir` resolved by the program): scheduled backups and purges write there."""
     postgres: dict[str, pulumi.ProviderResource] = field(default_factory=dict)
     """postgresql providers by server key."""
-    docker: Optional[pulumi.ProviderResource] = None
-    """The docker provider of the app host."""
+    docker: dict[str, pulumi.ProviderResource] = field(default_factory=dict)
+    """docker providers by app host key (`default` and fleet:docker_hosts)."""
     dns: Optional[pulumi.ProviderResource] = None
     """The Cloudflare provider (only with dns mode cloudflare)."""
     proxy: Optional[pulumi.Resource] = None
@@ -111,10 +111,11 @@ class Tenant(pulumi.ComponentResource):
         upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment))
         if environment.manages("app") and not purged:
             # Environment refuses app without database, and build_platform declares the docker provider with app.
-            assert self.database is not None and platform.docker is not None
+            assert self.database is not None and tenant.app.host in platform.docker
+            host_provider = platform.docker[tenant.app.host]
             app = TenantApp(
                 names.app_component,
-                TenantAppArgs(tenant, plan, environment, platform.docker, self.env_facts(plan, environment), platform.app_secrets),
+                TenantAppArgs(tenant, plan, environment, host_provider, self.env_facts(plan, environment), platform.app_secrets),
                 opts=child,
             )
             upstreams = dict(app.upstreams)
@@ -125,7 +126,7 @@ class Tenant(pulumi.ComponentResource):
                         tenant,
                         plan,
                         environment,
-                        platform.docker,
+                        host_provider,
                         self.database.password,
                         environment.images.ops,
                         platform.backup_dir,

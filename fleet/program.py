@@ -68,6 +68,7 @@ def build_platform(
     proxy_server_too: bool = True,
     redis_password: Optional[pulumi.Output] = None,
     app_secrets: Optional[pulumi.Output] = None,
+    app_hosts: Optional[Collection[str]] = None,
 ) -> Platform:
     """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages.
 
@@ -75,7 +76,7 @@ def build_platform(
     never to a tenant's stack: it is declared once per server."""
 
     postgres: dict[str, pulumi.ProviderResource] = {}
-    docker_provider = dns_provider = proxy = None
+    dns_provider = proxy = None
     if environment.manages("database"):
         for key, server in sorted(environment.servers.items()):
             if servers is not None and key not in servers:
@@ -97,8 +98,12 @@ def build_platform(
             )
             if servers is None:
                 ServerLockdown(key, server, postgres[key])
+    docker_providers: dict[str, pulumi.ProviderResource] = {}
     if environment.manages("app"):
-        docker_provider = docker.Provider(derive.DOCKER_PROVIDER_NAME, host=environment.docker_host.url)
+        for host_key, host in sorted(environment.app_hosts().items()):
+            if app_hosts is not None and host_key not in app_hosts:
+                continue
+            docker_providers[host_key] = docker.Provider(derive.docker_provider_name(host_key), host=host.url)
     if environment.manages("dns") and environment.dns.mode == "cloudflare":
         from components.dns import cloudflare_provider  # imports pulumi_cloudflare (2 s, 165 MB): only when used
 
@@ -108,7 +113,7 @@ def build_platform(
     return Platform(
         backup_dir=backup_folder(environment),
         postgres=postgres,
-        docker=docker_provider,
+        docker=docker_providers,
         dns=dns_provider,
         proxy=proxy,
         server_passwords=server_passwords,
@@ -212,6 +217,7 @@ def fleet_program(
             fleet.environment,
             server_passwords,
             servers={tenant.database.server},
+            app_hosts={tenant.app.host},
             proxy_server_too=False,
             redis_password=redis_password,
             app_secrets=app_secrets,

@@ -657,7 +657,7 @@ def docker_host_capacity(args: StackValidationArgs, report: ReportViolation) -> 
                 report(
                     f"docker host {host}: containers need {need}, above the {_fmt(round(usable, 3))}{unit} usable "
                     f"({_fmt(declared)}{unit} declared minus {_fmt(headroom)}% headroom){_unmeasured_note(load)}; largest tenants: {load.largest(what)}. "
-                    "Add capacity (fleet:docker_host) or move tenants to another host.",
+                    "Add capacity (fleet:docker_host, fleet:docker_hosts) or move tenants to another host (app: {host: ...}).",
                     load.urn,
                 )
 

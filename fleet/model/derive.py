@@ -331,6 +331,12 @@ def registry_row_name(tenant: TenantSpec, component: str = REGISTRY_COMPONENT_NA
 
 
 DOCKER_PROVIDER_NAME = "docker-host"
+"""The default app host's provider (a contract: every existing container names it)."""
+
+
+def docker_provider_name(host: str) -> str:
+    """Logical name of an app host's docker provider: the default host keeps DOCKER_PROVIDER_NAME."""
+    return DOCKER_PROVIDER_NAME if host == "default" else f"{DOCKER_PROVIDER_NAME}-{host}"
 CLOUDFLARE_PROVIDER_NAME = "cloudflare"
 PROXY_SERVER_NAME = "proxy"
 

@@ -332,6 +332,12 @@ class DatabaseRef(Strict):
     server: str = Field(description="Key of a PostgreSQL server declared in the stack config (`fleet:servers`).")
 
 
+class AppPlacement(Strict):
+    """Which Docker host runs the tenant's containers."""
+
+    host: str = Field(default="default", description="`default` (`fleet:docker_host`) or a key of `fleet:docker_hosts`; changing it moves the app.")
+
+
 class Overrides(Strict):
     """Per-tenant size changes within the plan's bounds."""
 
@@ -394,6 +400,7 @@ class TenantSpec(Strict):
     plan: str = Field(description="A plan from `tenants/_plans.yaml`.")
     status: Literal["active", "suspended"] = Field(default="active", description="`suspended` stops the app, blocks the database login and shows a maintenance page; data is kept.")
     database: DatabaseRef = Field(description="Database placement.")
+    app: AppPlacement = Field(default_factory=AppPlacement, description="App placement: the Docker host its containers run on.")
     domains: list[str] = Field(default_factory=list, description="Custom domains served for this tenant (besides `app-<name>.<base_domain>`).")
     branding: Branding = Field(default_factory=Branding, description="White label.")
     contact: Contact = Field(default_factory=Contact, description="Customer contact, published in the registry.")
@@ -466,12 +473,19 @@ class RedisServer(Strict):
 
 
 class DockerHost(Strict):
-    """The Docker host that runs the tenants' app containers."""
+    """A Docker host that runs tenants' app containers."""
 
     url: str = Field(default="unix:///var/run/docker.sock", description="Docker daemon address.")
     memory_mb: int = Field(ge=256, description="Memory the host offers to tenant containers, in MB.")
     cpus: float = Field(gt=0, description="CPU cores the host offers to tenant containers.")
     headroom_percent: int = Field(default=15, ge=0, le=90, description="Share of the capacity kept free (policies count against the rest).")
+    upstream_host: Optional[str] = Field(default=None, description="Address the proxy reaches this host's published ports at (default: `fleet:proxy.upstream_host`).")
+    plans: Optional[list[str]] = Field(default=None, description="Plans this host takes (default: any).")
+
+    @property
+    def local(self) -> bool:
+        """Whether its Docker runs on the machine running `pulumi up` (volumes are folders there)."""
+        return self.url.startswith("unix://")
 
 
 class Images(Strict):
@@ -615,7 +629,8 @@ class Environment(Strict):
     base_domain: str = Field(description="Tenants get `api-<name>.<base_domain>` and `app-<name>.<base_domain>`.")
     dns: Dns = Field(default_factory=Dns, description="DNS publishing.")
     servers: dict[str, PostgresServer] = Field(min_length=1, description="PostgreSQL servers by key.")
-    docker_host: DockerHost = Field(description="The app host and its capacity.")
+    docker_host: DockerHost = Field(description="The default app host (`app: {host: default}`) and its capacity.")
+    docker_hosts: dict[str, DockerHost] = Field(default_factory=dict, description="More app hosts by key (a VPS per customer group); tenants pick one with `app: {host: <key>}`.")
     images: Images = Field(description="Pinned app images.")
     proxy: Proxy = Field(default_factory=Proxy, description="The shared proxy.")
     backups: Backups = Field(default_factory=Backups, description="Backup storage.")
@@ -655,6 +670,18 @@ class Environment(Strict):
         if bad:
             raise ValueError(f"server keys must be DNS labels: {', '.join(bad)}")
         return value
+
+    @field_validator("docker_hosts")
+    @classmethod
+    def _host_keys(cls, value: dict[str, DockerHost]) -> dict[str, DockerHost]:
+        bad = [key for key in value if not DNS_LABEL.match(key) or key == "default"]
+        if bad:
+            raise ValueError(f"docker host keys must be DNS labels other than 'default' (that is fleet:docker_host): {', '.join(bad)}")
+        return value
+
+    def app_hosts(self) -> dict[str, DockerHost]:
+        """Every app host by key: `default` (fleet:docker_host) and fleet:docker_hosts."""
+        return {"default": self.docker_host, **self.docker_hosts}
 
     @model_validator(mode="after")
     def _layers_consistent(self) -> "Environment":

@@ -82,9 +82,18 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
         if plan is not None and plan.volumes and environment.volumes is None:
             problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has volumes ({', '.join(plan.volumes)}), but the stack config sets no fleet:volumes"))
-        if plan is not None and plan.volumes and not environment.docker_host.url.startswith("unix://"):
+        hosts = environment.app_hosts()
+        app_host = hosts.get(tenant.app.host)
+        if app_host is None:
+            problems.append(Problem(where, tenant.name, "app.host", f"unknown app host {tenant.app.host!r}; hosts: {', '.join(sorted(hosts))}"))
+        elif app_host.plans is not None and tenant.plan not in app_host.plans:
+            problems.append(Problem(where, tenant.name, "app.host", f"app host {tenant.app.host} takes plans {', '.join(app_host.plans)}, not {tenant.plan}"))
+        if plan is not None and plan.volumes and app_host is not None and not app_host.local:
             problems.append(
-                Problem(where, tenant.name, "plan", f"plan {tenant.plan} has volumes, which are folders on this machine: they need a local Docker (docker_host.url unix://...)")
+                Problem(
+                    where, tenant.name, "plan",
+                    f"plan {tenant.plan} has volumes, which are folders on this machine: they need a local Docker (app host {tenant.app.host} is {app_host.url})",
+                )
             )
         if plan is not None and plan.redis == "shared" and environment.redis is None:
             problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has redis: shared, but the stack config sets no fleet:redis server"))

@@ -82,8 +82,10 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
         {"name": name, "backend": _size(plan.backend), "frontend": _size(plan.frontend), "max": {role: _size(getattr(plan.max, role)) for role in derive.APP_ROLES}}
         for name, plan in fleet.plans.items()
     ]
-    host = environment.docker_host
-    hosts = {derive.DOCKER_PROVIDER_NAME: {"memoryMb": host.memory_mb, "cpus": host.cpus, "headroomPercent": host.headroom_percent}}
+    hosts = {
+        derive.docker_provider_name(key): {"memoryMb": host.memory_mb, "cpus": host.cpus, "headroomPercent": host.headroom_percent}
+        for key, host in sorted(environment.app_hosts().items())
+    }
     servers = {
         derive.postgres_provider_name(key): {"server": key, "maxConnections": server.max_connections, "reservedConnections": server.reserved_connections}
         for key, server in sorted(environment.servers.items())

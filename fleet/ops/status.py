@@ -138,13 +138,23 @@ def fleet_status(
 
 
 def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containers: Optional[Callable[[], list[dict]]]) -> None:
-    try:
-        listed = containers() if containers is not None else docker_containers(inventory.environment.docker_host.url)
-    except Exception as error:  # noqa: BLE001 - no Docker here: say so in the column
-        for entry in chosen:
-            rows[entry.name].containers = f"unknown ({one_line(error)})"
-        return
+    """Each tenant's containers as its app host's Docker lists them (`containers`: one listing for every host, for tests)."""
+    hosts = inventory.environment.app_hosts()
+    by_host: dict[str, list] = {}
     for entry in chosen:
+        by_host.setdefault(entry.spec.app.host, []).append(entry)
+    for host_key, entries in sorted(by_host.items()):
+        try:
+            listed = containers() if containers is not None else docker_containers(hosts[host_key].url)
+        except Exception as error:  # noqa: BLE001 - no Docker here: say so in the column
+            for entry in entries:
+                rows[entry.name].containers = f"unknown ({one_line(error)})"
+            continue
+        _count_containers(entries, listed, rows)
+
+
+def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus]) -> None:
+    for entry in entries:
         expected = sum(derive.replica_count(entry.plan, entry.spec, role) for role in derive.APP_ROLES)
         mine = [c for c in listed if (c.get("Labels") or {}).get("tenant") == entry.name and (c.get("Labels") or {}).get("component") in derive.APP_ROLES]
         running = sum(1 for c in mine if c.get("State") == "running")

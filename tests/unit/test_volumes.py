@@ -67,7 +67,7 @@ def test_volumes_need_a_root_and_a_local_docker_and_sane_names(with_uploads):
         workspace.evaluate()
     text = str(raised.value)
     assert "tenants/gurupi.yaml: tenant gurupi: plan: plan pro has volumes (uploads), but the stack config sets no fleet:volumes" in text
-    assert "they need a local Docker (docker_host.url unix://...)" in text
+    assert "they need a local Docker (app host default is ssh://deploy@app-1)" in text
     path = workspace.tenants_dir / "_plans.yaml"
     plans = yaml.safe_load(path.read_text())
     plans["plans"]["pro"]["volumes"] = {"Up Loads": {"mount": "/app/uploads"}, "cache": {"mount": "relative/dir"}, "etc": {"mount": "/app/../etc"}}
