@@ -97,6 +97,7 @@ class TenantApp(pulumi.ComponentResource):
         # The proxy reaches published ports at the app host's address (the default host: the proxy's upstream_host).
         upstream_host = environment.app_hosts()[tenant.app.host].upstream_host or environment.proxy.upstream_host
         self.upstreams = {}
+        role_envs: dict[str, pulumi.Output[list[str]]] = {}
         for role in derive.APP_ROLES:
             size = derive.container_size(plan, tenant, role)
             env: dict[str, str] = {**derive.plain_env(tenant, plan, environment, role)}
@@ -117,10 +118,11 @@ class TenantApp(pulumi.ComponentResource):
                 return sorted(f"{key}={value}" for key, value in {**env, **secrets}.items())
 
             env_list = pulumi.Output.from_input(secret_env[role]).apply(env_lines)
+            # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
+            envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secret_env[role] else env_list
+            role_envs[role] = envs
             containers = []
             for index in range(derive.replica_count(plan, tenant, role)):
-                # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
-                envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secret_env[role] else env_list
                 container = docker.Container(
                     names.container(role, index),
                     image=images[role],
@@ -146,6 +148,24 @@ class TenantApp(pulumi.ComponentResource):
             self.upstreams[role] = pulumi.Output.all(*[c.ports for c in containers]).apply(
                 lambda all_ports: [f"{upstream_host}:{_external_port(ports_)}" for ports_ in all_ports]
             )
+
+        for worker_name, worker in sorted(plan.workers.items()):
+            # The backend's env (secrets included) and volumes; no port, no route, no health check over HTTP.
+            for index in range(derive.worker_count(plan, tenant, worker_name)):
+                docker.Container(
+                    names.worker(worker_name, index),
+                    image=worker.image or images["backend"],
+                    command=list(worker.command),
+                    envs=role_envs["backend"],
+                    labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.worker_labels(tenant, worker_name).items()],
+                    memory=worker.memory_mb,
+                    memory_swap=worker.memory_mb,
+                    cpus=derive.cpus_value(worker.cpu),
+                    restart="unless-stopped",
+                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[f"worker-{worker_name}"])],
+                    mounts=mounts["backend"] or None,
+                    opts=on_host,
+                )
 
         if derive.full_stack(plan, tenant) and tenant.status == "active":
             # No frontend containers: the backend serves the app- hostname and custom domains as well.

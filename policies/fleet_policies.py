@@ -236,6 +236,9 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
     role = labels.get("component")
     if role == BACKUP_ROLE:
         return  # the scheduled backup job has a fixed size of its own (components/backup.py), not the plan's
+    if tenant is not None and role == WORKER_ROLE:
+        _worker_limits_match_plan(args, report, tenant, labels, config)
+        return
     if tenant is None or role not in APP_ROLES:
         report(f"container {args.name} belongs to no tenant app (labels tenant/component: {labels.get('tenant')!r}/{role!r}): its limits can't be checked against a plan.", None)
         return
@@ -263,6 +266,25 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
             )
         if ceiling is not None and declared > ceiling + 1e-9:
             report(f"tenant {tenant}: {role} container {args.name} has {label} {_fmt(declared)}{unit}, above plan {plan}'s max {_fmt(ceiling)}{unit}.", None)
+
+
+WORKER_ROLE = "worker"
+"""`component` label of a plan's worker containers (their `worker` label names which)."""
+
+
+def _worker_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation, tenant: str, labels: Mapping[str, str], config: Mapping[str, Any]) -> None:
+    worker = labels.get("worker")
+    expected_tenant = (config.get("tenants") or {}).get(tenant) or {}
+    expected = (expected_tenant.get("workers") or {}).get(worker)
+    if expected is None:
+        report(f"tenant {tenant}: worker container {args.name} runs worker {worker!r}, which plan {expected_tenant.get('plan')!r} doesn't declare.", None)
+        return
+    for label, declared, wanted, unit in (
+        ("memory", _number(_get(args.props, "memory")), _number(expected.get("memoryMb")), " MB"),
+        ("cpus", _number(_get(args.props, "cpus")), _number(expected.get("cpu")), ""),
+    ):
+        if declared is not None and wanted is not None and abs(declared - wanted) > 1e-9:
+            report(f"tenant {tenant}: worker container {args.name} has {label} {_fmt(declared)}{unit}, but its plan gives {_fmt(wanted)}{unit}.", None)
 
 
 # ---------------------------------------------------------------- images

@@ -235,6 +235,9 @@ class Names:
     def volume(self, volume: str) -> str:
         return f"{self.tenant}-volume-{volume}"
 
+    def worker(self, worker: str, index: int) -> str:
+        return f"{self.tenant}-worker-{worker}-{index}"
+
     @property
     def redis_component(self) -> str:
         return f"{self.tenant}-redis"
@@ -360,6 +363,20 @@ def route_id(tenant: TenantSpec, role: AppRole) -> str:
 def labels(tenant: TenantSpec, role: AppRole) -> dict[str, str]:
     """Container labels for monitoring and inventory."""
     return {"tenant": tenant.name, "plan": tenant.plan, "component": role, "managed-by": "tenant-fleet"}
+
+
+WORKER_ROLE = "worker"
+"""`component` label of a worker container (its `worker` label names which)."""
+
+
+def worker_labels(tenant: TenantSpec, worker: str) -> dict[str, str]:
+    """Labels of a worker's containers."""
+    return {"tenant": tenant.name, "plan": tenant.plan, "component": WORKER_ROLE, "worker": worker, "managed-by": "tenant-fleet"}
+
+
+def worker_count(plan: Plan, tenant: TenantSpec, worker: str) -> int:
+    """How many containers of a worker run: none while suspended."""
+    return 0 if tenant.status == "suspended" else plan.workers[worker].replicas
 
 
 def network_labels(tenant: TenantSpec) -> dict[str, str]:

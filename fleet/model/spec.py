@@ -153,6 +153,28 @@ class AppSecrets(Strict):
         return AppSecrets(backend={**self.backend, **other.backend})
 
 
+class Worker(Strict):
+    """A background service of the app (queues, schedulers): the backend's image and env, a command, no port or route."""
+
+    command: list[str] = Field(min_length=1, description="What it runs, e.g. `[node, dist/worker.js]`.")
+    image: Optional[str] = Field(default=None, description="Its image, pinned (default: the backend's, `fleet:images.backend`).")
+    cpu: float = Field(gt=0, le=64, description="CPU limit per container, in cores.")
+    memory_mb: int = Field(ge=32, le=262144, description="Memory limit per container, in MB.")
+    replicas: int = Field(default=1, ge=0, le=20, description="Number of containers.")
+
+
+WORKER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+
+
+def _worker_name(value: str) -> str:
+    if not WORKER_NAME.match(value):
+        raise ValueError(f"worker names are lowercase words with - (at most 21 characters): {value!r}")
+    return value
+
+
+WorkerName = Annotated[str, AfterValidator(_worker_name)]
+
+
 VOLUME_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
@@ -254,6 +276,9 @@ class Plan(Strict):
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    workers: dict[WorkerName, Worker] = Field(
+        default_factory=dict, description="Background services per tenant (`queue: {command: [...], cpu, memory_mb}`), with the backend's env."
+    )
     volumes: dict[VolumeName, VolumeSpec] = Field(
         default_factory=dict, description="Persistent backend folders per tenant (`uploads: {mount: /app/uploads}`); needs `fleet:volumes`."
     )

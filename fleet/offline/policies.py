@@ -78,6 +78,8 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
     for tenant in fleet.tenants:
         plan = fleet.plan_of(tenant)
         expected[tenant.name] = {"plan": tenant.plan, **{role: _size(derive.container_size(plan, tenant, role)) for role in derive.APP_ROLES}}
+        if plan.workers:
+            expected[tenant.name]["workers"] = {name: {"cpu": w.cpu, "memoryMb": w.memory_mb, "replicas": w.replicas} for name, w in plan.workers.items()}
     plan_catalog = [
         {"name": name, "backend": _size(plan.backend), "frontend": _size(plan.frontend), "max": {role: _size(getattr(plan.max, role)) for role in derive.APP_ROLES}}
         for name, plan in fleet.plans.items()

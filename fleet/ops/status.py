@@ -156,7 +156,9 @@ def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containe
 def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus]) -> None:
     for entry in entries:
         expected = sum(derive.replica_count(entry.plan, entry.spec, role) for role in derive.APP_ROLES)
-        mine = [c for c in listed if (c.get("Labels") or {}).get("tenant") == entry.name and (c.get("Labels") or {}).get("component") in derive.APP_ROLES]
+        expected += sum(derive.worker_count(entry.plan, entry.spec, worker) for worker in entry.plan.workers)
+        app_components = (*derive.APP_ROLES, derive.WORKER_ROLE)
+        mine = [c for c in listed if (c.get("Labels") or {}).get("tenant") == entry.name and (c.get("Labels") or {}).get("component") in app_components]
         running = sum(1 for c in mine if c.get("State") == "running")
         other = sorted({c.get("State", "?") for c in mine if c.get("State") != "running"})
         if expected == 0 and not mine:

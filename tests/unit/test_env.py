@@ -163,3 +163,29 @@ def test_a_full_stack_app_is_a_backend_with_no_frontend_and_serves_every_hostnam
     problems = "\n".join(problems_of(workspace))
     assert "backend.replicas must be at least 1 (a full-stack app is a backend with frontend.replicas 0)" in problems
     assert "overrides.backend: replicas 0 is for a frontend only" in problems
+
+
+def test_a_plans_workers_run_the_backends_image_and_env_with_no_port_and_are_checked_by_the_policies(workspace):
+    from fleet.model.load import load_fleet
+    from fleet.offline.policies import check
+
+    edit_plan(workspace, "pro", workers={"queue": {"command": ["node", "dist/worker.js"], "cpu": 0.25, "memory_mb": 256, "replicas": 2}})
+    evaluation = workspace.evaluate()
+    workers = {c.name: c for c in of_type(evaluation, CONTAINER, "gurupi") if "-worker-" in c.name}
+    assert set(workers) == {"gurupi-worker-queue-0", "gurupi-worker-queue-1"}
+    worker = workers["gurupi-worker-queue-0"].raw_inputs
+    assert worker["command"] == ["node", "dist/worker.js"] and worker["image"] == backend(evaluation, "gurupi").raw_inputs["image"]
+    assert "ports" not in worker and "healthcheck" not in worker and (worker["memory"], worker["cpus"]) == (256, "0.25")
+    assert env_of(workers["gurupi-worker-queue-0"]) == env_of(backend(evaluation, "gurupi"))  # DATABASE_URL and secrets included
+    assert "envs" in workers["gurupi-worker-queue-0"].secret_inputs
+    assert {label["label"]: label["value"] for label in worker["labels"]}["worker"] == "queue"
+    fleet = load_fleet(workspace.tenants_dir, workspace.config)
+    assert [v for v in check(evaluation, fleet) if v.enforcement == "mandatory"] == []
+    from tests.unit.test_policies import mutated
+
+    drifted = mutated(evaluation, "gurupi-worker-queue-1", inputs={"memory": 4096})
+    messages = [v.message for v in check(drifted, fleet) if v.enforcement == "mandatory"]
+    assert messages == ["tenant gurupi: worker container gurupi-worker-queue-1 has memory 4096 MB, but its plan gives 256 MB."]
+
+    workspace.edit("gurupi", status="suspended")
+    assert not [c for c in of_type(workspace.evaluate(), CONTAINER, "gurupi") if "-worker-" in c.name]
