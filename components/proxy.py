@@ -60,7 +60,7 @@ class TenantRoutes(pulumi.ComponentResource):
         super().__init__(type_tokens.COMPONENT_TYPE.format("TenantRoutes"), name, None, opts)
         tenant, environment = args.tenant, args.environment
         names = derive.names(tenant)
-        hosts = {"backend": [derive.api_hostname(tenant, environment)], "frontend": derive.frontend_hostnames(tenant, environment)}
+        hosts = {"backend": derive.backend_hostnames(tenant, environment), "frontend": derive.frontend_hostnames(tenant, environment)}
         depends = [args.server] if args.server is not None else []
         for role in derive.APP_ROLES:
             CaddyRoute(

@@ -68,7 +68,7 @@ def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
         "db_name": derive.database_name(tenant),
         "db_user": derive.role_name(tenant),
         "hostnames": derive.hostnames(tenant, environment),
-        "custom_domains": list(tenant.domains),
+        "custom_domains": list(tenant.custom_domains),
         "limits": derive.effective_limits(tenant, plan),
         "contact_name": tenant.contact.name,
         "contact_email": tenant.contact.email,

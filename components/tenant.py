@@ -152,6 +152,6 @@ class Tenant(pulumi.ComponentResource):
             self.urls = {
                 "api": derive.public_url(derive.api_hostname(tenant, environment), environment),
                 "app": derive.public_url(derive.app_hostname(tenant, environment), environment),
-                **{domain: derive.public_url(domain, environment) for domain in tenant.domains},
+                **{domain: derive.public_url(domain, environment) for domain in tenant.custom_domains},
             }
         self.register_outputs({"urls": self.urls})

@@ -84,12 +84,17 @@ def app_hostname(tenant: TenantSpec, environment: Environment) -> str:
 
 def hostnames(tenant: TenantSpec, environment: Environment) -> list[str]:
     """Every hostname the tenant is served on: api-, app- and its custom domains."""
-    return [api_hostname(tenant, environment), app_hostname(tenant, environment), *tenant.domains]
+    return [api_hostname(tenant, environment), app_hostname(tenant, environment), *tenant.custom_domains]
 
 
 def frontend_hostnames(tenant: TenantSpec, environment: Environment) -> list[str]:
     """Hostnames routed to the frontend."""
     return [app_hostname(tenant, environment), *tenant.domains]
+
+
+def backend_hostnames(tenant: TenantSpec, environment: Environment) -> list[str]:
+    """Hostnames routed to the backend: `api-` and the tenant's `api_domains`."""
+    return [api_hostname(tenant, environment), *tenant.api_domains]
 
 
 def public_url(hostname: str, environment: Environment) -> str:
@@ -127,7 +132,7 @@ def dns_records(tenant: TenantSpec, environment: Environment) -> list[DnsRecordS
 def unmanaged_domains(tenant: TenantSpec, environment: Environment) -> list[str]:
     """Custom domains whose DNS we don't manage: the customer points them at the proxy."""
     zones = {environment.base_domain: "", **environment.dns.extra_zones}
-    return [domain for domain in tenant.domains if _zone_for(domain, zones) is None]
+    return [domain for domain in tenant.custom_domains if _zone_for(domain, zones) is None]
 
 
 def _zone_for(hostname: str, zones: Mapping[str, Optional[str]]) -> Optional[str]:

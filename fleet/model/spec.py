@@ -426,7 +426,8 @@ class TenantSpec(Strict):
     status: Literal["active", "suspended"] = Field(default="active", description="`suspended` stops the app, blocks the database login and shows a maintenance page; data is kept.")
     database: DatabaseRef = Field(description="Database placement.")
     app: AppPlacement = Field(default_factory=AppPlacement, description="App placement: the Docker host its containers run on.")
-    domains: list[str] = Field(default_factory=list, description="Custom domains served for this tenant (besides `app-<name>.<base_domain>`).")
+    domains: list[str] = Field(default_factory=list, description="Custom domains served by its frontend (besides `app-<name>.<base_domain>`).")
+    api_domains: list[str] = Field(default_factory=list, description="Custom domains served by its backend (besides `api-<name>.<base_domain>`).")
     branding: Branding = Field(default_factory=Branding, description="White label.")
     contact: Contact = Field(default_factory=Contact, description="Customer contact, published in the registry.")
     subscription: Subscription = Field(default_factory=Subscription, description="Subscription status and expiry, published in the registry.")
@@ -454,7 +455,19 @@ class TenantSpec(Strict):
             raise ValueError(f"purge.confirm must be the tenant's name ({self.name!r}) typed out")
         return self
 
-    @field_validator("domains")
+    @property
+    def custom_domains(self) -> list[str]:
+        """Every custom domain of the tenant: its frontend's, then its backend's."""
+        return [*self.domains, *self.api_domains]
+
+    @model_validator(mode="after")
+    def _domains_once(self) -> "TenantSpec":
+        twice = sorted(set(self.domains) & set(self.api_domains))
+        if twice:
+            raise ValueError(f"{', '.join(twice)} in both domains and api_domains: a hostname is served by one of them")
+        return self
+
+    @field_validator("domains", "api_domains")
     @classmethod
     def _hostnames(cls, value: list[str]) -> list[str]:
         bad = [domain for domain in value if not HOSTNAME.match(domain.lower())]

@@ -115,7 +115,7 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         for identifier, label in derive.postgres_identifiers(tenant).items():
             if len(identifier.encode()) > PG_IDENTIFIER_MAX_BYTES:
                 problems.append(Problem(where, tenant.name, "name", f"derived {label} {identifier!r} exceeds {PG_IDENTIFIER_MAX_BYTES} bytes; choose a shorter name"))
-        for domain in tenant.domains:
+        for domain in tenant.custom_domains:
             if domain == base or domain.endswith("." + base):
                 problems.append(
                     Problem(

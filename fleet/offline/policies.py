@@ -96,7 +96,7 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
         pack.CONTAINER_LIMITS_MATCH_PLAN: {"tenants": expected, "plans": {plan["name"]: {"max": plan["max"]} for plan in plan_catalog}},
         pack.HOSTNAMES_ALLOWED: {
             "baseDomain": environment.base_domain,
-            "tenantDomains": {tenant.name: list(tenant.domains) for tenant in fleet.tenants},
+            "tenantDomains": {tenant.name: list(tenant.custom_domains) for tenant in fleet.tenants},
             "tenantHostnames": {tenant.name: [derive.api_hostname(tenant, environment), derive.app_hostname(tenant, environment)] for tenant in fleet.tenants},
         },
         pack.HOSTNAMES_UNIQUE: {"claimedHostnames": {host: tenant.name for tenant in fleet.tenants for host in derive.hostnames(tenant, environment)}},

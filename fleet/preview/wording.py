@@ -62,8 +62,8 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
         words.append("suspended (app stopped, logins refused; data kept)" if head_spec.status == "suspended" else "resumed")
     if base_spec.rotation != head_spec.rotation:
         words.append(f"secrets rotated (rotation {base_spec.rotation} → {head_spec.rotation})")
-    added = [domain for domain in head_spec.domains if domain not in base_spec.domains]
-    removed = [domain for domain in base_spec.domains if domain not in head_spec.domains]
+    added = [domain for domain in head_spec.custom_domains if domain not in base_spec.custom_domains]
+    removed = [domain for domain in base_spec.custom_domains if domain not in head_spec.custom_domains]
     if added:
         words.append(f"domains added: {', '.join(added)}")
     if removed:
@@ -77,7 +77,7 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
 
 
 def hostnames_of(spec: TenantSpec, fleet: Optional[Fleet]) -> list[str]:
-    return derive.hostnames(spec, fleet.environment) if fleet is not None else list(spec.domains)
+    return derive.hostnames(spec, fleet.environment) if fleet is not None else list(spec.custom_domains)
 
 
 def purge_words(spec: TenantSpec) -> str:

@@ -189,3 +189,19 @@ def test_a_plans_workers_run_the_backends_image_and_env_with_no_port_and_are_che
 
     workspace.edit("gurupi", status="suspended")
     assert not [c for c in of_type(workspace.evaluate(), CONTAINER, "gurupi") if "-worker-" in c.name]
+
+
+def test_a_custom_domain_can_be_routed_to_the_backend(workspace):
+    from tests.unit.graph import ROUTE
+
+    workspace.edit("gurupi", domains=["precos.gurupi.to.gov.br"], api_domains=["api.precos.gurupi.to.gov.br"])
+    evaluation = workspace.evaluate()
+    routes = {route.name: route.raw_inputs for route in of_type(evaluation, ROUTE, "gurupi")}
+    assert routes["gurupi-route-backend"]["hosts"] == ["api-gurupi.fleet.localhost", "api.precos.gurupi.to.gov.br"]
+    assert "api.precos.gurupi.to.gov.br" not in routes["gurupi-route-frontend"]["hosts"]
+    assert evaluation.outputs["tenants"]["gurupi"]["urls"]["api.precos.gurupi.to.gov.br"] == "http://api.precos.gurupi.to.gov.br"
+    workspace.edit("gurupi", domains=["x.example.org"], api_domains=["x.example.org", "api-santarita.fleet.localhost"])
+    problems = "\n".join(problems_of(workspace))
+    assert "x.example.org in both domains and api_domains" in problems
+    workspace.edit("gurupi", domains=[], api_domains=["api-santarita.fleet.localhost"])
+    assert "lies under the base domain" in "\n".join(problems_of(workspace))
