@@ -76,12 +76,15 @@ class TenantApp(pulumi.ComponentResource):
             opts=on_host,
         )
 
+        facts = dict(args.facts)
+        if plan.redis == "dedicated":
+            facts["redis.url"] = dedicated_redis(names, tenant, plan, environment, network, keepers, on_host, child)
         secret_env: dict[str, dict[str, pulumi.Input[str]]] = {
             "backend": {
-                "DATABASE_URL": args.facts["db.url"],
+                "DATABASE_URL": facts["db.url"],
                 "JWT_SECRET": jwt_secret.result,
                 "JWT_REFRESH_SECRET": jwt_refresh.result,
-                **({"REDIS_URL": args.facts["redis.url"]} if "redis.url" in args.facts else {}),
+                **({"REDIS_URL": facts["redis.url"]} if "redis.url" in facts else {}),
                 **declared_secrets(tenant, plan, args.app_secrets, keepers, child),
             },
             "frontend": {},
@@ -108,7 +111,7 @@ class TenantApp(pulumi.ComponentResource):
                 env = {**derive.plain_env(tenant, plan, environment, "frontend"), **env}
                 templates = {**declared_env.frontend, **declared_env.backend}
             for key, template in templates.items():
-                value = rendered(template, args.facts)
+                value = rendered(template, facts)
                 if isinstance(value, str):
                     env[key] = value
                 else:  # from a resource's output (or a secret): with the secrets, which are Outputs too
@@ -171,6 +174,32 @@ class TenantApp(pulumi.ComponentResource):
             # No frontend containers: the backend serves the app- hostname and custom domains as well.
             self.upstreams["frontend"] = self.upstreams["backend"]
         self.register_outputs({"upstreams": self.upstreams})
+
+
+def dedicated_redis(names, tenant: TenantSpec, plan: Plan, environment: Environment, network, keepers, on_host, child) -> pulumi.Output[str]:
+    """A tenant's own Redis container on its network (alias `redis`), password-protected; returns its REDIS_URL (secret).
+
+    maxmemory is 90 % of the container's limit and nothing is evicted (queues must not lose jobs); no persistence:
+    a replaced container starts empty."""
+    password = random.RandomPassword(names.redis_password, length=derive.PASSWORD_LENGTH, special=False, keepers=keepers, opts=child)
+    maxmemory = max(8, plan.redis_memory_mb * 9 // 10)
+    envs: pulumi.Output[list[str]] = pulumi.Output.secret(password.result.apply(lambda value: [f"REDIS_PASSWORD={value}"]))
+    if tenant.status == "active":
+        docker.Container(
+            names.redis_container,
+            image=environment.images.redis,
+            # The password comes from the env, not the command line (`docker inspect` and `ps` would show it).
+            command=["sh", "-c", f'exec redis-server --requirepass "$REDIS_PASSWORD" --maxmemory {maxmemory}mb --maxmemory-policy noeviction --save "" --appendonly no'],
+            envs=envs,
+            labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in {**derive.labels(tenant, "backend"), "component": "redis"}.items()],
+            memory=plan.redis_memory_mb,
+            memory_swap=plan.redis_memory_mb,
+            cpus="0.25",
+            restart="unless-stopped",
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[derive.DEDICATED_REDIS_ALIAS])],
+            opts=on_host,
+        )
+    return pulumi.Output.secret(password.result.apply(derive.dedicated_redis_url))
 
 
 def rendered(template: str, facts: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[str]:

@@ -58,6 +58,8 @@ DATABASE_PROTECTED = "database-protected-from-deletion"
 DATABASE_PUBLIC_REVOKED = "database-public-connect-revoked"
 ROLE_CONNECTION_LIMIT = "role-connection-limit"
 DATABASE_OWNER_NOLOGIN = "database-owned-by-nologin-role"
+REDIS_MEMORY_CAPACITY = "redis-memory-capacity"
+REDIS_USER = "pulumi-python:dynamic/redis:RedisAclUser"
 GENERATED_SECRETS_STRONG = "generated-secrets-strong"
 CREDENTIALS_FROM_GENERATED_SECRETS = "credentials-from-generated-secrets"
 HOSTNAMES_ALLOWED = "hostnames-allowed"
@@ -224,6 +226,8 @@ def container_limits_set(args: ResourceValidationArgs, report: ReportViolation) 
 
 BACKUP_ROLE = "backup"
 """`component` label of the per-tenant scheduled backup container."""
+REDIS_ROLE = "redis"
+"""`component` label of a tenant's dedicated Redis container (its limit is the plan's redis_memory_mb)."""
 
 
 def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -234,8 +238,8 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
     tenant = tenant_of(args)
     labels = _labels(args.props)
     role = labels.get("component")
-    if role == BACKUP_ROLE:
-        return  # the scheduled backup job has a fixed size of its own (components/backup.py), not the plan's
+    if role in (BACKUP_ROLE, REDIS_ROLE):
+        return  # the backup job and a dedicated Redis are sized by their own settings, not the plan's app sizes
     if tenant is not None and role == WORKER_ROLE:
         _worker_limits_match_plan(args, report, tenant, labels, config)
         return
@@ -684,6 +688,27 @@ def docker_host_capacity(args: StackValidationArgs, report: ReportViolation) -> 
                 )
 
 
+def redis_memory_capacity(args: StackValidationArgs, report: ReportViolation) -> None:
+    """The shared Redis's memory covers the `redis_memory_mb` of every tenant with a user on it, minus its headroom."""
+    config = args.get_config()
+    declared = _number(config.get("memoryMb"))
+    if declared is None:
+        return  # fleet:redis.memory_mb not set: nothing to check against
+    budgets = config.get("tenants") or {}
+    users = [r for r in args.resources if r.resource_type == REDIS_USER]
+    tenants = sorted({str(_get(user.props, "tenant")) for user in users})
+    used = sum(_number(budgets.get(tenant)) or 0.0 for tenant in tenants)
+    headroom = _number(config.get("headroomPercent")) or 0.0
+    usable = declared * (100.0 - headroom) / 100.0
+    if used > usable + 1e-9:
+        largest = ", ".join(f"{tenant} {_fmt(_number(budgets.get(tenant)) or 0)}" for tenant in sorted(tenants, key=lambda t: -(_number(budgets.get(t)) or 0))[:3])
+        report(
+            f"shared redis: {len(tenants)} tenants' redis_memory_mb add up to {_fmt(used)} MB, above the {_fmt(round(usable, 3))} MB usable "
+            f"({_fmt(declared)} MB declared minus {_fmt(headroom)}% headroom); largest: {largest}. Raise fleet:redis.memory_mb or give a plan redis: dedicated.",
+            users[0].urn if users else None,
+        )
+
+
 def postgres_connection_capacity(args: StackValidationArgs, report: ReportViolation) -> None:
     """On each PostgreSQL server, the roles' connection limits add up to at most max_connections minus the reserved connections."""
     servers = args.get_config().get("servers") or {}
@@ -884,6 +909,19 @@ ALL_POLICIES = [
         description="Every tenant database has PUBLIC's CONNECT revoked.",
         validate=database_public_connect_revoked,
         enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name=REDIS_MEMORY_CAPACITY,
+        description="The shared Redis's memory covers its tenants' redis_memory_mb, minus headroom.",
+        validate=redis_memory_capacity,
+        enforcement_level=MANDATORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "memoryMb": {"type": ["number", "null"]},
+                "headroomPercent": {"type": "number"},
+                "tenants": {"type": "object", "description": "redis_memory_mb per tenant."},
+            },
+        ),
     ),
     StackValidationPolicy(
         name=DATABASE_OWNER_NOLOGIN,

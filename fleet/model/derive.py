@@ -56,6 +56,15 @@ def redis_prefix(tenant: TenantSpec) -> str:
     return f"tenant:{tenant.name}:"
 
 
+DEDICATED_REDIS_ALIAS = "redis"
+"""A dedicated Redis's name on its tenant's network."""
+
+
+def dedicated_redis_url(password: str) -> str:
+    """REDIS_URL of a tenant's own Redis container (secret: it carries the password)."""
+    return f"redis://default:{password}@{DEDICATED_REDIS_ALIAS}:6379/0"
+
+
 def redis_url(tenant: TenantSpec, environment: Environment, password: str) -> str:
     """The backend's REDIS_URL (secret: it carries the password); database 0."""
     server = environment.redis
@@ -256,6 +265,10 @@ class Names:
         return f"{self.tenant}-redis-password"
 
     @property
+    def redis_container(self) -> str:
+        return f"{self.tenant}-redis"
+
+    @property
     def jwt_secret(self) -> str:
         return f"{self.tenant}-jwt-secret"
 
@@ -401,7 +414,7 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
             "BACKEND_URL": backend_url,
             "FRONTEND_URL": frontend_url,
             "PORT": str(environment.images.backend_port),
-            **({"REDIS_KEY_PREFIX": redis_prefix(tenant)} if plan.redis == "shared" else {}),
+            **({"REDIS_KEY_PREFIX": redis_prefix(tenant)} if plan.redis != "none" else {}),
             **limit_env(tenant, plan),  # may replace USER_LIMIT or CONNECTIONS_LIMIT with a tenant's own value
         }
     return {
@@ -460,7 +473,7 @@ def static_env_facts(tenant: TenantSpec, plan: Plan, environment: Environment) -
         "db.user": role_name(tenant),
         "db.sslmode": server.sslmode,
     }
-    if plan.redis == "shared":
+    if plan.redis != "none":
         facts["redis.prefix"] = redis_prefix(tenant)
     return facts
 

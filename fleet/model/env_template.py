@@ -27,8 +27,8 @@ FACTS: dict[str, str] = {
     "db.password": "its password (secret)",
     "db.sslmode": "the server's sslmode",
     "db.url": "the whole postgresql:// URL, as DATABASE_URL (secret)",
-    "redis.url": "the tenant's REDIS_URL (secret; plans with redis: shared)",
-    "redis.prefix": "its key prefix, tenant:<name>: (plans with redis: shared)",
+    "redis.url": "the tenant's REDIS_URL (secret; plans with redis: shared or dedicated)",
+    "redis.prefix": "its key prefix, tenant:<name>: (plans with redis: shared or dedicated)",
 }
 """Every fact a value may reference, with what it is (docs/env.md lists them too)."""
 

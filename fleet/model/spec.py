@@ -285,12 +285,15 @@ class Plan(Strict):
     limits: dict[LimitName, Limit] = Field(default_factory=dict, description="Business limits by name (`users: {value: 10, max: 50}`); env vars and registry.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars every tenant on the plan gets (a tenant's own `env` wins).")
     secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars every tenant on the plan gets, each its own value.")
-    redis: Literal["none", "shared"] = Field(
+    redis: Literal["none", "shared", "dedicated"] = Field(
         default="none",
         description=(
             "`shared`: the tenant gets an ACL user on the environment's Redis (`fleet:redis`), limited to keys and channels "
-            "`tenant:<name>:*`; the backend gets REDIS_URL (secret) and REDIS_KEY_PREFIX."
+            "`tenant:<name>:*`; `dedicated`: a Redis container of its own on its network. The backend gets REDIS_URL (secret) and REDIS_KEY_PREFIX."
         ),
+    )
+    redis_memory_mb: int = Field(
+        default=64, ge=16, le=65536, description="Redis memory per tenant: a dedicated container's limit, or its share of the shared Redis (capacity policy)."
     )
 
     @field_validator("limits")
@@ -508,6 +511,10 @@ class RedisServer(Strict):
     admin_user: str = Field(default="default", description="Admin ACL user; its password is the secret `fleet:redis_password`.")
     app_host: Optional[str] = Field(default=None, description="Address the app containers use (default: host).")
     tls: bool = Field(default=False, description="Connect with TLS (`rediss://` in the apps' REDIS_URL).")
+    memory_mb: Optional[int] = Field(
+        default=None, ge=64, description="The shared Redis's maxmemory: tenants' `redis_memory_mb` must fit in it (minus headroom); unset: not checked."
+    )
+    headroom_percent: int = Field(default=15, ge=0, le=90, description="Share of `memory_mb` kept free.")
 
 
 class DockerHost(Strict):
@@ -538,6 +545,7 @@ class Images(Strict):
         default=None,
         description="Pinned ops image (this repository + PostgreSQL client tools) running each tenant's daily backup; unset: no scheduled backups.",
     )
+    redis: str = Field(default="redis:7.2.5-alpine", description="Pinned Redis image for plans with `redis: dedicated`.")
 
 
 class Dns(Strict):

@@ -46,8 +46,9 @@ def env_problems(where: str, tenant: TenantSpec, plan: Plan, environment: Enviro
     for role in ("backend", "frontend"):
         for name, template in getattr(env, role).items():
             needs_redis = {fact for fact in env_template.references(template) if fact.startswith("redis.")}
-            if needs_redis and plan.redis != "shared":
-                problems.append(Problem(where, tenant.name, field("env", role, name), f"${{{min(needs_redis)}}} needs a plan with redis: shared ({tenant.plan} has none)"))
+            if needs_redis and plan.redis == "none":
+                needs = f"${{{min(needs_redis)}}} needs a plan with redis: shared or dedicated ({tenant.plan} has none)"
+                problems.append(Problem(where, tenant.name, field("env", role, name), needs))
     for name, source in secrets.backend.items():
         if name in env.backend:
             problems.append(Problem(where, tenant.name, field("secrets", "backend", name), "also set in env.backend: keep one"))

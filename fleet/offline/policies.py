@@ -104,6 +104,11 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
         pack.POSTGRES_CONNECTION_CAPACITY: {"servers": servers},
         pack.PLAN_OVERRIDES_NEAR_MAX: {"plans": plan_catalog},
         pack.CAPACITY_UTILIZATION_HIGH: {"hosts": hosts, "servers": servers},
+        pack.REDIS_MEMORY_CAPACITY: {
+            "memoryMb": environment.redis.memory_mb if environment.redis is not None else None,
+            "headroomPercent": environment.redis.headroom_percent if environment.redis is not None else 0,
+            "tenants": {tenant.name: fleet.plan_of(tenant).redis_memory_mb for tenant in fleet.tenants if fleet.plan_of(tenant).redis == "shared"},
+        },
     }
     if evaluation is not None:
         retained = sorted(f"{r.type}::{r.name}" for r in evaluation.resources if r.options.get("retainOnDelete"))

@@ -116,7 +116,7 @@ def test_each_policy_passes_on_the_shipped_fleet(policy, dev_plan, dev_fleet):
 
 def test_the_pack_has_a_clear_name_description_and_level_per_policy():
     names = [policy.name for policy in pack.ALL_POLICIES]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 17
     for policy in pack.ALL_POLICIES:
         assert policy.description and policy.enforcement_level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
     advisory = {policy.name for policy in pack.ALL_POLICIES if policy.enforcement_level == EnforcementLevel.ADVISORY}
@@ -539,12 +539,12 @@ def test_violations_are_reported_grouped_by_tenant(workspace):
     assert lines[1] == "  [mandatory] images-pinned: container gurupi-backend-0 image 'nginx:latest' uses the floating tag `latest`; pin a version tag or a digest."
     assert [line for line in lines if not line.startswith("  ")] == [
         "tenant gurupi", "tenant novaroma", "tenant pirapora", "tenant santarita", SHARED,
-        "Policies: 6 mandatory and 1 advisory violation(s) over 16 policies; a deploy would be refused.",
+        "Policies: 6 mandatory and 1 advisory violation(s) over 17 policies; a deploy would be refused.",
     ]
     assert "  [mandatory] docker-host-capacity: docker host docker-host: containers need 5 CPUs" in text
     document = violations_document(violations)
     assert document[0].keys() == {"policy", "enforcement", "tenant", "resource", "message"}
-    assert format_violations([]) == "Policies: all 16 passed."
+    assert format_violations([]) == "Policies: all 17 passed."
 
 
 def test_policy_config_is_the_engine_config_file(dev_plan, dev_fleet):
@@ -645,3 +645,21 @@ def test_a_route_may_serve_under_the_base_domain_only_its_own_hostnames():
     squat = resource_args(ROUTE, "gurupi-route-frontend", {"hosts": ["app-gurupi.fleet.localhost", "app-santarita.fleet.localhost"]}, parent=parent, config=config)
     (message,) = reports(pack.hostnames_allowed, squat)
     assert "serves 'app-santarita.fleet.localhost', under the base domain 'fleet.localhost', which is not one of its own hostnames" in message
+
+
+@fails(pack.REDIS_MEMORY_CAPACITY)
+def test_the_shared_redis_must_hold_its_tenants_redis_memory(workspace):
+    import yaml
+
+    workspace.config["redis"] = {"host": "127.0.0.1", "memory_mb": 256}
+    plans_file = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(plans_file.read_text())
+    plans["plans"]["pro"].update(redis="shared", redis_memory_mb=128)  # gurupi and santarita: 256 MB, above 256 - 15 %
+    plans_file.write_text(yaml.safe_dump(plans, sort_keys=False))
+    violations = run(workspace.evaluate(), fleet_of(workspace), pack.REDIS_MEMORY_CAPACITY)
+    assert [v.message for v in violations] == [
+        "shared redis: 2 tenants' redis_memory_mb add up to 256 MB, above the 217.6 MB usable (256 MB declared minus 15% headroom); "
+        "largest: gurupi 128, santarita 128. Raise fleet:redis.memory_mb or give a plan redis: dedicated."
+    ]
+    workspace.config["redis"]["memory_mb"] = 512
+    assert run(workspace.evaluate(), fleet_of(workspace), pack.REDIS_MEMORY_CAPACITY) == []

@@ -88,3 +88,23 @@ def test_the_provider_replaces_on_a_new_username_and_updates_in_place_otherwise(
     assert provider.diff("id", olds, {**same, "enabled": False}).changes and not provider.diff("id", olds, {**same, "enabled": False}).replaces
     assert provider.diff("id", olds, {**same, "username": "tenant_b"}).replaces == ["username"]
     assert provider.check({}, {**same, "password": "short"}).failures
+
+
+def test_a_dedicated_redis_is_a_container_of_the_tenant_with_its_password_kept_off_the_command_line(workspace):
+    from tests.unit.graph import PASSWORD
+
+    path = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(path.read_text())
+    plans["plans"]["enterprise"].update(redis="dedicated", redis_memory_mb=256)
+    path.write_text(yaml.safe_dump(plans, sort_keys=False))
+    evaluation = workspace.evaluate()
+    redis = next(c for c in of_type(evaluation, CONTAINER, "pirapora") if c.name == "pirapora-redis")
+    inputs = redis.raw_inputs
+    assert inputs["image"] == "redis:7.2.5-alpine" and inputs["memory"] == 256
+    assert "--maxmemory 230mb --maxmemory-policy noeviction" in inputs["command"][2] and "$REDIS_PASSWORD" in inputs["command"][2]
+    assert "envs" in redis.secret_inputs and inputs["networksAdvanced"][0]["aliases"] == ["redis"]
+    assert any(p.name == "pirapora-redis-password" for p in of_type(evaluation, PASSWORD, "pirapora"))
+    env = env_of(next(c for c in of_type(evaluation, CONTAINER, "pirapora") if c.name == "pirapora-backend-0"))
+    password = next(line for line in inputs["envs"] if line.startswith("REDIS_PASSWORD=")).split("=", 1)[1]
+    assert env["REDIS_URL"] == f"redis://default:{password}@redis:6379/0" and env["REDIS_KEY_PREFIX"] == "tenant:pirapora:"
+    assert not of_type(evaluation, REDIS_USER, "pirapora")  # no user on a shared Redis
