@@ -79,7 +79,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("subscription_expires", "date"),
     ("region", "text"),
     ("db_password", "text"),  # only with a credentials reader; only that role may SELECT it
+    ("usage", "jsonb NOT NULL DEFAULT '{}'"),  # written by the apps (readers may UPDATE it), read by the PR summary
+    ("usage_at", "timestamptz"),
 )
+APP_WRITTEN = ("usage", "usage_at")
+"""Columns the apps keep (`UPDATE tenants SET usage = ..., usage_at = now()`); `pulumi up` never writes them."""
 # Row values the program sets (the rest are bookkeeping kept by the provider).
 ROW_FIELDS = (
     "display_name", "plan", "user_limit", "connections_limit", "db_connections", "backup_retention_days",
@@ -175,16 +179,19 @@ def access_sql(connection, props: dict[str, Any]) -> list:
     visible = sql.SQL(", ").join(sql.Identifier(name) for name, _ in COLUMNS if name != SECRET_COLUMN)
     statements = [sql.SQL("REVOKE ALL ON TABLE {} FROM PUBLIC").format(table)]
     schema = sql.Identifier(props.get("schema") or "public")
+    app_written = sql.SQL(", ").join(sql.Identifier(name) for name in APP_WRITTEN)
     for role in readers:
         statements += [
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sql.Identifier(role)),
-            sql.SQL("REVOKE SELECT ON TABLE {} FROM {}").format(table, sql.Identifier(role)),
+            sql.SQL("REVOKE SELECT, UPDATE ON TABLE {} FROM {}").format(table, sql.Identifier(role)),
             sql.SQL("GRANT SELECT ({}) ON TABLE {} TO {}").format(visible, table, sql.Identifier(role)),
+            sql.SQL("GRANT UPDATE ({}) ON TABLE {} TO {}").format(app_written, table, sql.Identifier(role)),
         ]
     if credentials_reader:
         statements += [
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, sql.Identifier(credentials_reader)),
             sql.SQL("GRANT SELECT ON TABLE {} TO {}").format(table, sql.Identifier(credentials_reader)),
+            sql.SQL("GRANT UPDATE ({}) ON TABLE {} TO {}").format(app_written, table, sql.Identifier(credentials_reader)),
         ]
     return statements
 

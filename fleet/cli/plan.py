@@ -16,6 +16,7 @@ from fleet.offline.plan import plan_stack
 from fleet.offline.report import plan_document, print_plan_table
 from fleet.paths import PROJECT_ROOT
 from fleet.preview import git, render, summary
+from fleet.preview import usage as usage_module
 
 
 def _output_format(args: argparse.Namespace) -> str:
@@ -62,7 +63,10 @@ def _cmd_preview(args: argparse.Namespace, root: Path, tenants_dir: Path, output
     """`fleet plan --base REF`: the tenant-level comparison of the base and the working tree."""
 
     try:
-        preview = summary.build_preview(root, args.base, stack=args.stack, tenants_dir=tenants_dir, only=args.tenant or None)
+        usage, source = _usage(args, root, tenants_dir)
+        preview = summary.build_preview(
+            root, args.base, stack=args.stack, tenants_dir=tenants_dir, only=args.tenant or None, usage=usage, usage_source=source
+        )
     except git.BaseError as error:
         print(f"Error: {error}", file=sys.stderr)
         return EXIT_INVALID
@@ -77,6 +81,18 @@ def _cmd_preview(args: argparse.Namespace, root: Path, tenants_dir: Path, output
     if preview.problems:
         print(f"Error: {len(preview.problems)} problem(s) in the fleet spec (listed above). Nothing was declared.", file=sys.stderr)
     return preview.exit_code
+
+
+def _usage(args: argparse.Namespace, root: Path, tenants_dir: Path):
+    """What the apps report they use: none, a JSON file, or the live registry (needs the stack's secrets)."""
+    if not args.usage:
+        return None, ""
+    if args.usage == "registry":
+        from fleet.ops.inventory import load_inventory
+        from fleet.ops.usage import registry_usage
+
+        return registry_usage(load_inventory(args.stack, root=root, tenants_dir=tenants_dir))
+    return usage_module.load_usage_file(Path(args.usage)), f"usage in {args.usage}"
 
 
 def register(verbs) -> None:
@@ -97,4 +113,8 @@ def register(verbs) -> None:
     plan.add_argument("--tenant", action="append", help="only this tenant (repeatable)")
     plan.add_argument("--tenants", help="tenants folder (default: <root>/tenants)")
     plan.add_argument("--root", help="checkout holding Pulumi.<stack>.yaml and tenants/ (default: this project)")
+    plan.add_argument(
+        "--usage", metavar="FILE|registry",
+        help="with --base: flag limits a change lowers under what tenants use, from a JSON file {tenant: {limit: count}} or the live registry",
+    )
     plan.set_defaults(handler=cmd_plan)

@@ -32,6 +32,7 @@ from fleet.preview.changes import (
 )
 from fleet.preview.diff import compare_resources
 from fleet.preview.git import BaseError, export_base, program_changes, resolve_base
+from fleet.preview.usage import Usage, usage_warnings
 from fleet.preview.wording import (
     cause_words,
     data_warnings,
@@ -177,7 +178,16 @@ def _base_side(root: str, commit: str, stack: str, tenants_relative: str) -> Sid
         return read_side(base_root, stack, base_root / tenants_relative, new_stack_ok=True)
 
 
-def build_preview(root: Path, base_ref: str, *, stack: str = "dev", tenants_dir: Optional[Path] = None, only: Optional[Iterable[str]] = None) -> Preview:
+def build_preview(
+    root: Path,
+    base_ref: str,
+    *,
+    stack: str = "dev",
+    tenants_dir: Optional[Path] = None,
+    only: Optional[Iterable[str]] = None,
+    usage: Optional[Usage] = None,
+    usage_source: str = "reported usage",
+) -> Preview:
     """Compare the fleet at `base_ref` with the working tree of `root`, and add the head's policy verdicts.
 
     Raises BaseError when the ref or the repository can't be read. A head with spec problems gives a
@@ -207,6 +217,8 @@ def build_preview(root: Path, base_ref: str, *, stack: str = "dev", tenants_dir:
         preview = Preview(stack=stack, base_label=label, base_problems=base_problems)
     else:
         preview = compare(base, head, stack=stack, base_label=label, only=only)
+        if usage and head.fleet is not None:
+            preview.warnings.extend(usage_warnings(base.fleet, head.fleet, [tenant.tenant for tenant in preview.tenants], usage, usage_source))
         if base.fleet is None:
             preview.notes.append(f"Pulumi.{stack}.yaml is new: nothing of this stack is deployed yet")
     code = program_changes(root, commit)

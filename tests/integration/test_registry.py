@@ -262,3 +262,34 @@ def test_only_the_credentials_reader_can_read_the_password_column(postgres_clust
             admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
             for role in ("router_app", "shared_app"):
                 admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_apps_report_usage_which_the_pr_summary_reads(postgres_cluster, location, workspace):
+    from types import SimpleNamespace
+
+    import psycopg
+
+    from fleet.ops.usage import registry_usage
+    from fleet.postgres.access import ServerAccess
+
+    with postgres_cluster.connect() as admin:
+        admin.execute("DROP ROLE IF EXISTS router_app")
+        admin.execute("CREATE ROLE router_app LOGIN PASSWORD 'router_app-pw'")
+    try:
+        access = {**location, "readers": ["router_app"]}
+        TenantRegistryTableProvider().create(access)
+        TenantRegistryRowProvider().create(row_props(location, workspace, "gurupi"))
+        with psycopg.connect(postgres_cluster.dsn(DATABASE, "router_app", "router_app-pw"), autocommit=True) as app:
+            app.execute("""UPDATE tenants SET usage = '{"user_limit": 8}', usage_at = '2026-11-30 01:00+00' WHERE name = 'gurupi'""")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("UPDATE tenants SET plan = 'enterprise' WHERE name = 'gurupi'")
+        inventory = SimpleNamespace(
+            environment=SimpleNamespace(registry=SimpleNamespace(server="shared-1", database=DATABASE, table="tenants")),
+            admin_access=lambda key: ServerAccess(postgres_cluster.host, postgres_cluster.port, postgres_cluster.admin_user, postgres_cluster.admin_password, "disable"),
+        )
+        usage, source = registry_usage(inventory)
+        assert usage == {"gurupi": {"user_limit": 8.0}} and source == "registry, reported 2026-11-30 01:00 UTC"
+    finally:
+        with postgres_cluster.connect() as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+            admin.execute("DROP ROLE IF EXISTS router_app")

@@ -428,3 +428,22 @@ def test_the_owner_split_reaches_an_existing_fleet_as_creates_and_in_place_updat
     assert by_op["create"] == {type_tokens.ROLE, type_tokens.HANDOVER, type_tokens.GRANT, type_tokens.DEFAULT_PRIVILEGES}
     databases = [change for change in changes if change.type == type_tokens.DATABASE]
     assert len(databases) == 5 and all(change.keys == ("owner",) and not change.replace_keys for change in databases)
+
+
+def test_a_downgrade_under_the_reported_usage_is_flagged(fresh, tmp_path):
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps({"gurupi": {"user_limit": 8, "connections_limit": 1}, "santarita": {"user_limit": 3}}))
+    fresh.edit("gurupi", plan="basic")  # pro (10 users, 5 connections) -> basic (3 users, 2 connections)
+    code, out, _ = fresh.plan("--usage", str(usage))
+    assert code == 0
+    flagged = [line for line in warnings_of(out) if "below its usage" in line]
+    assert flagged == [f"⚠ gurupi: user_limit goes 10 → 3, below its usage of 8 (usage in {usage}): the app may refuse it work"]
+    code, out, _ = fresh.plan()  # no usage given: no such warning (a PR preview can't reach the registry)
+    assert not [line for line in warnings_of(out) if "below its usage" in line]
+
+
+def test_bad_usage_is_an_error_naming_the_file_and_the_entry(fresh, tmp_path):
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps({"gurupi": {"user_limit": "lots"}, "santarita": 5}))
+    code, _, err = fresh.plan("--usage", str(usage))
+    assert code == 2 and "gurupi.user_limit: 'lots' is not a count" in err and "santarita: not an object" in err and "Traceback" not in err
