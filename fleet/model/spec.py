@@ -14,7 +14,7 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Iterable, Literal, Optional, Union
+from typing import Annotated, Callable, Iterable, Literal, Optional, Union
 
 from pydantic import (
     AfterValidator,
@@ -163,19 +163,21 @@ class Worker(Strict):
     replicas: int = Field(default=1, ge=0, le=20, description="Number of containers.")
 
 
-WORKER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
+def _name_check(pattern: str, rule: str) -> Callable[[str], str]:
+    """A validator for the keys of a mapping: names matching `pattern`, else a problem stating `rule`."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(f"{rule}: {value!r}")
+        return value
+
+    return check
 
 
-def _worker_name(value: str) -> str:
-    if not WORKER_NAME.match(value):
-        raise ValueError(f"worker names are lowercase words with - (at most 21 characters): {value!r}")
-    return value
+WorkerName = Annotated[str, AfterValidator(_name_check(r"^[a-z][a-z0-9-]{0,20}$", "worker names are lowercase words with - (at most 21 characters)"))]
 
 
-WorkerName = Annotated[str, AfterValidator(_worker_name)]
-
-
-VOLUME_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
 
 class VolumeSpec(Strict):
@@ -192,13 +194,7 @@ class VolumeSpec(Strict):
         return value
 
 
-def _volume_name(value: str) -> str:
-    if not VOLUME_NAME.match(value):
-        raise ValueError(f"volume names are lowercase words with - (at most 31 characters): {value!r}")
-    return value
-
-
-VolumeName = Annotated[str, AfterValidator(_volume_name)]
+VolumeName = Annotated[str, AfterValidator(_name_check(r"^[a-z][a-z0-9-]{0,30}$", "volume names are lowercase words with - (at most 31 characters)"))]
 
 
 class Retention(Strict):
@@ -212,16 +208,7 @@ class Retention(Strict):
 
 LimitValue = Union[StrictBool, StrictInt, Literal["unlimited"]]
 """A business limit: a count (0 or more), `unlimited`, or a feature flag (true/false)."""
-LIMIT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-
-
-def _limit_name(value: str) -> str:
-    if not LIMIT_NAME.match(value):
-        raise ValueError(f"limit names are lowercase words with _ (at most 40 characters): {value!r}")
-    return value
-
-
-LimitName = Annotated[str, AfterValidator(_limit_name)]
+LimitName = Annotated[str, AfterValidator(_name_check(r"^[a-z][a-z0-9_]{0,39}$", "limit names are lowercase words with _ (at most 40 characters)"))]
 
 
 def _is_flag(value: LimitValue) -> bool:

@@ -43,7 +43,7 @@ from tests.integration.test_move import (
     login_error,
     provision,
 )
-from tests.support.fixtures import running
+from tests.support.fixtures import require_engine, running
 
 STACK = "e2e-lifecycle"
 TENANT = "acme"
@@ -126,10 +126,7 @@ class LifecycleStack:
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
-    try:
-        engine.check_engine()
-    except engine.EngineMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_engine()
     clusters = {key: PostgresCluster(f"e2e-{key}-superuser") for key in ("old", "new")}
     with running(*clusters.values()):
         stack = LifecycleStack(clusters, tmp_path_factory.mktemp("state"), tmp_path_factory.mktemp("backups"))

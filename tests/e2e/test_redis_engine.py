@@ -20,7 +20,7 @@ import redis
 from components.providers.redis import RedisAclUser, RedisAclUserArgs
 from fleet.bench.servers import RedisServerProcess
 from fleet.engine import driver as engine
-from tests.support.fixtures import running
+from tests.support.fixtures import require_engine, running
 
 STACK = "e2e-redis"
 
@@ -73,10 +73,7 @@ def refused(client: redis.Redis, *command) -> str:
 
 @pytest.fixture(scope="module")
 def fleet_redis(tmp_path_factory):
-    try:
-        engine.check_engine()
-    except engine.EngineMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_engine()
     with running(RedisServerProcess("e2e-redis-admin-secret")) as (server,):
         yield RedisStack(server, tmp_path_factory.mktemp("state"))
 

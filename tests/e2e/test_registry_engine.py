@@ -26,7 +26,7 @@ from fleet.ops.inventory import load_inventory
 from fleet.ops.secrets import EngineSecrets
 from fleet.program import CONFIG_NAMESPACE, load
 from tests.integration.test_backup import FleetOnServers
-from tests.support.fixtures import running
+from tests.support.fixtures import require_engine, running
 
 STACK = "e2e-registry"
 DATABASE = "fleet_registry"
@@ -92,10 +92,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, cluster):
-    try:
-        engine.check_engine()
-    except engine.EngineMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_engine()
     stack = RegistryStack(tmp_path_factory.mktemp("registry-root"), tmp_path_factory.mktemp("registry-state"), cluster)
     yield stack
     try:

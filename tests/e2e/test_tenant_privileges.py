@@ -29,7 +29,7 @@ from fleet.model.spec import Environment
 from fleet.postgres import catalog
 from fleet.postgres.privileges import lock_shared_databases
 from tests.integration.test_move import load_sample
-from tests.support.fixtures import running
+from tests.support.fixtures import require_engine, running
 from tests.support.tenant_db import cluster_access, owner_of, provision_tenant_database
 
 STACK = "e2e-privileges"
@@ -109,10 +109,7 @@ def passwords_stored(cluster: PostgresCluster) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    try:
-        engine.check_engine()
-    except engine.EngineMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_engine()
     with running(PostgresCluster("e2e-privileges-superuser")) as (cluster,):
         access = cluster_access(cluster)
         for tenant in TENANTS:

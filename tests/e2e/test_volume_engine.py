@@ -17,6 +17,7 @@ import pytest
 from components.providers.volume import TenantVolume, TenantVolumeArgs
 from fleet.engine import driver as engine
 from fleet.errors import FleetError
+from tests.support.fixtures import require_engine
 
 STACK = "e2e-volumes"
 
@@ -43,10 +44,7 @@ class VolumeStack:
 
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory):
-    try:
-        engine.check_engine()
-    except engine.EngineMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+    require_engine()
     return VolumeStack(tmp_path_factory.mktemp("volumes"), tmp_path_factory.mktemp("state"))
 
 

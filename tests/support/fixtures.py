@@ -97,3 +97,13 @@ def upstream_factory() -> Iterator[Callable[[str], UpstreamHTTPServer]]:
     finally:
         for upstream in started:
             upstream.stop()
+
+
+def require_engine() -> None:
+    """Fail the test (not skip it) when the engine is not built: `./scripts/setup` builds it."""
+    from fleet.engine import driver as engine
+
+    try:
+        engine.check_engine()
+    except engine.EngineMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
