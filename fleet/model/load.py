@@ -25,7 +25,7 @@ from fleet.model.spec import (
     PlanCatalog,
     TenantSpec,
 )
-from fleet.model.validate import check_fleet, check_references
+from fleet.model.validate import check_environment_plans, check_fleet, check_references
 
 # ---------------------------------------------------------------- YAML reading
 
@@ -220,6 +220,7 @@ def load_fleet(
             if tenant is not None:
                 tenants.append(tenant)
     if env is not None:
+        problems.extend(check_environment_plans(env, plans, environment_display))
         problems.extend(check_fleet(env, plans, tenants, lambda t: display_path(tenant_path(tenants_dir, t), root)))
         problems.extend(check_references(env, plans, unparsed))
     if problems:

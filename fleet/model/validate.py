@@ -33,6 +33,16 @@ def check_references(environment: Environment, plans: dict[str, Plan], unparsed:
     return problems
 
 
+def check_environment_plans(environment: Environment, plans: dict[str, Plan], display: str) -> list[Problem]:
+    """Plans the stack config names (an app host's `plans`) exist in the catalog."""
+    problems = []
+    for key, host in sorted(environment.docker_hosts.items()):
+        unknown = sorted(set(host.plans or ()) - set(plans)) if plans else []
+        if unknown:
+            problems.append(Problem(display, None, f"fleet:docker_hosts.{key}.plans", f"unknown plan(s) {', '.join(unknown)}; plans: {', '.join(sorted(plans))}"))
+    return problems
+
+
 def env_problems(where: str, tenant: TenantSpec, plan: Plan, environment: Environment) -> list[Problem]:
     """A tenant's env and secrets, its plan's merged in: facts its plan provides, config secrets that exist, no name twice."""
     problems = []

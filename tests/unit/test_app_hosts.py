@@ -81,3 +81,10 @@ def test_a_wrong_host_or_a_plan_the_host_does_not_take_is_named(two_hosts):
     text = str(raised.value)
     assert "tenants/gurupi.yaml: tenant gurupi: app.host: unknown app host 'vps-9'; hosts: default, vps-2" in text
     assert "tenants/santarita.yaml: tenant santarita: app.host: app host vps-2 takes plans enterprise, not pro" in text
+
+
+def test_a_hosts_plan_list_must_name_plans_of_the_catalog(two_hosts):
+    two_hosts.config["docker_hosts"]["vps-2"]["plans"] = ["enterprise", "enterprize"]
+    with pytest.raises(SpecError) as raised:
+        two_hosts.evaluate()
+    assert "Pulumi.dev.yaml: fleet:docker_hosts.vps-2.plans: unknown plan(s) enterprize; plans: basic, enterprise, pro" in str(raised.value)
