@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
@@ -32,6 +32,8 @@ class TenantAppArgs:
     ones (fleet.model.derive.static_env_facts) and those from resources (db.host, db.port, db.password, db.url, redis.url)."""
     app_secrets: Optional[pulumi.Input[dict]] = None
     """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
+    after: Sequence[pulumi.Resource] = ()
+    """What the containers wait for (the tenant's migrations)."""
 
 
 class TenantApp(pulumi.ComponentResource):
@@ -50,7 +52,7 @@ class TenantApp(pulumi.ComponentResource):
         tenant, plan, environment = args.tenant, args.plan, args.environment
         names = derive.names(tenant)
         child = pulumi.ResourceOptions(parent=self)
-        on_host = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        on_host = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
         keepers = {"rotation": str(tenant.rotation)}
 
         jwt_secret = random.RandomPassword(names.jwt_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)

@@ -6,6 +6,7 @@ Also the purge of a purged tenant (`tenant_purge`): the final backup and drop of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import pulumi
@@ -13,6 +14,7 @@ import pulumi_postgresql as postgresql
 import pulumi_random as random
 
 from components.providers.handover import OwnerHandover, OwnerHandoverArgs
+from components.providers.migrations import TenantMigrations, TenantMigrationsArgs
 from components.providers.postgres import (
     DatabasePlacement,
     DatabasePlacementArgs,
@@ -20,6 +22,7 @@ from components.providers.postgres import (
     TenantPurgeArgs,
 )
 from fleet.model import derive, privileges, type_tokens
+from fleet.model.migration_sources import digest
 from fleet.model.spec import Environment, Plan, TenantSpec
 
 
@@ -55,6 +58,8 @@ class TenantDatabaseArgs:
     """The postgresql provider of the tenant's server."""
     server_passwords: Optional[pulumi.Input[dict]] = None
     """Admin password per server key (secret): the placement needs the old and the new server's to move data."""
+    project_root: Optional[str] = None
+    """The repository, where the plan's migrations and `modules/` are (none declared without it)."""
 
 
 class TenantDatabase(pulumi.ComponentResource):
@@ -205,6 +210,23 @@ class TenantDatabase(pulumi.ComponentResource):
         )
 
         self.placement = placement
+        self.migrations: Optional[TenantMigrations] = None
+        sources = derive.migration_sources(tenant, args.plan, Path(args.project_root)) if args.project_root else {}
+        if sources:
+            self.migrations = TenantMigrations(
+                names.migrations,
+                TenantMigrationsArgs(
+                    tenant=tenant.name,
+                    database=placement.database,
+                    owner=owner.name,
+                    role=role.name,
+                    server=placement.server,
+                    servers=servers,
+                    sources=[{"name": name, "folder": str(folder), "digest": digest(folder)} for name, folder in sources.items()],
+                ),
+                # After the data is where the placement says (a move first, then the migrations run there).
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[placement, *app_grants]),
+            )
         self.server = placement.server
         self.host = placement.host
         self.port = placement.port

@@ -36,6 +36,8 @@ class Platform:
     """The shared Redis admin's password (secret, `fleet:redis_password`), for tenants whose plan has `redis: shared`."""
     app_secrets: Optional[pulumi.Input[dict]] = None
     """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
+    project_root: Optional[str] = None
+    """The repository (the plan's migrations and `modules/`)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Tenant(pulumi.ComponentResource):
             else:
                 self.database = TenantDatabase(
                     names.database_component,
-                    TenantDatabaseArgs(tenant, plan, environment, platform.postgres[tenant.database.server], platform.server_passwords or {}),
+                    TenantDatabaseArgs(tenant, plan, environment, platform.postgres[tenant.database.server], platform.server_passwords or {}, platform.project_root),
                     opts=child,
                 )
 
@@ -115,7 +117,11 @@ class Tenant(pulumi.ComponentResource):
             host_provider = platform.docker[tenant.app.host]
             app = TenantApp(
                 names.app_component,
-                TenantAppArgs(tenant, plan, environment, host_provider, self.env_facts(plan, environment), platform.app_secrets),
+                TenantAppArgs(
+                    tenant, plan, environment, host_provider, self.env_facts(plan, environment), platform.app_secrets,
+                    # The jobs run before the containers are (re)created: a new version starts on a migrated database.
+                    after=[self.database.migrations] if self.database.migrations is not None else [],
+                ),
                 opts=child,
             )
             upstreams = dict(app.upstreams)

@@ -69,6 +69,7 @@ def build_platform(
     redis_password: Optional[pulumi.Output] = None,
     app_secrets: Optional[pulumi.Output] = None,
     app_hosts: Optional[Collection[str]] = None,
+    project_root: Optional[Path] = None,
 ) -> Platform:
     """Declare the shared providers (for `servers`, default all) and the proxy server for the layers this stack manages.
 
@@ -119,6 +120,7 @@ def build_platform(
         server_passwords=server_passwords,
         redis_password=redis_password if environment.redis is not None else None,
         app_secrets=app_secrets,
+        project_root=str(project_root or PROJECT_ROOT),
     )
 
 
@@ -128,10 +130,14 @@ def backup_folder(environment: Environment) -> str:
 
 
 def declare_fleet(
-    fleet: Fleet, server_passwords: Optional[pulumi.Output] = None, redis_password: Optional[pulumi.Output] = None, app_secrets: Optional[pulumi.Output] = None
+    fleet: Fleet,
+    server_passwords: Optional[pulumi.Output] = None,
+    redis_password: Optional[pulumi.Output] = None,
+    app_secrets: Optional[pulumi.Output] = None,
+    project_root: Optional[Path] = None,
 ) -> dict[str, Any]:
     """Declare the platform and every tenant of a validated fleet; returns the Tenant components by name."""
-    platform = build_platform(fleet.environment, server_passwords, redis_password=redis_password, app_secrets=app_secrets)
+    platform = build_platform(fleet.environment, server_passwords, redis_password=redis_password, app_secrets=app_secrets, project_root=project_root)
     return declare_tenants(fleet, platform)
 
 
@@ -219,6 +225,7 @@ def fleet_program(
             servers={tenant.database.server},
             app_hosts={tenant.app.host},
             proxy_server_too=False,
+            project_root=(tenants_dir or TENANTS_DIR).parent,
             redis_password=redis_password,
             app_secrets=app_secrets,
         )
@@ -229,7 +236,7 @@ def fleet_program(
         )
         export_outputs(tenants)
         return tenants
-    tenants = declare_fleet(fleet, server_passwords, redis_password, app_secrets)
+    tenants = declare_fleet(fleet, server_passwords, redis_password, app_secrets, (tenants_dir or TENANTS_DIR).parent)
     if fleet.environment.registry is not None:
         # Rows take the database address from each placement, so they follow a move only once it succeeded.
         locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}

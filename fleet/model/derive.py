@@ -10,9 +10,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 from fleet.errors import InputError
+from fleet.model.migration_sources import MODULES_FOLDER
 from fleet.model.spec import Environment, Plan, Retention, Size, TenantSpec
 
 AppRole = Literal["backend", "frontend"]
@@ -246,6 +248,10 @@ class Names:
     def purge(self) -> str:
         return f"{self.tenant}-purge"
 
+    @property
+    def migrations(self) -> str:
+        return f"{self.tenant}-migrations"
+
     def volume(self, volume: str) -> str:
         return f"{self.tenant}-volume-{volume}"
 
@@ -429,6 +435,13 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
         **({"REACT_APP_SECONDARY_COLOR": tenant.branding.secondary_color} if tenant.branding.secondary_color else {}),
         **({"REACT_APP_FAVICON_URL": tenant.branding.favicon_url} if tenant.branding.favicon_url else {}),
     }
+
+
+def migration_sources(tenant: TenantSpec, plan: Plan, root: Path) -> dict[str, Path]:
+    """The tenant's migration sources in the order they run: the plan's (`app`), then its modules (`modules/<name>`)."""
+    sources = {"app": root / plan.migrations} if plan.migrations else {}
+    sources.update({name: root / MODULES_FOLDER / name for name in tenant.modules})
+    return sources
 
 
 def volume_folders(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, str]:

@@ -25,7 +25,7 @@ from fleet.model.spec import (
     PlanCatalog,
     TenantSpec,
 )
-from fleet.model.validate import check_environment_plans, check_fleet, check_references
+from fleet.model.validate import check_environment_plans, check_fleet, check_migration_sources, check_references
 
 # ---------------------------------------------------------------- YAML reading
 
@@ -219,6 +219,7 @@ def load_fleet(
             tenant = load_tenant(path, problems, root, unparsed)
             if tenant is not None:
                 tenants.append(tenant)
+    problems.extend(check_migration_sources(plans, tenants, root, lambda t: display_path(tenant_path(tenants_dir, t), root)))
     if env is not None:
         problems.extend(check_environment_plans(env, plans, environment_display))
         problems.extend(check_fleet(env, plans, tenants, lambda t: display_path(tenant_path(tenants_dir, t), root)))

@@ -263,6 +263,9 @@ class Plan(Strict):
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    migrations: Optional[str] = Field(
+        default=None, description="Folder of SQL migrations (relative to the repository) applied to every tenant's database as its owner role."
+    )
     workers: dict[WorkerName, Worker] = Field(
         default_factory=dict, description="Background services per tenant (`queue: {command: [...], cpu, memory_mb}`), with the backend's env."
     )
@@ -423,6 +426,7 @@ class TenantSpec(Strict):
     subscription: Subscription = Field(default_factory=Subscription, description="Subscription status and expiry, published in the registry.")
     region: Optional[str] = Field(default=None, max_length=60, description="Region or state the customer is in (free text, in the registry).")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
+    modules: list[str] = Field(default_factory=list, description="Modules in its database: `modules/<name>/*.sql`, applied as its owner role; removing one drops nothing.")
     limits: dict[str, LimitValue] = Field(default_factory=dict, description="This tenant's business limits, over its plan's, within each limit's `max`.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars of this tenant's containers, over its plan's (`${facts}` allowed, docs/env.md).")
     secrets: AppSecrets = Field(default_factory=AppSecrets, description="Secret env vars of this tenant's backend, over its plan's.")

@@ -6,10 +6,12 @@ Run by `load_fleet` on the whole fleet (also when the offline plan evaluates it 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fleet.errors import Problem
 from fleet.model import derive, env_template
+from fleet.model.migration_sources import MODULES_FOLDER, check_source
 from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec, limit_within
 
 
@@ -30,6 +32,18 @@ def check_references(environment: Environment, plans: dict[str, Plan], unparsed:
         database = data.get("database")
         server = database.get("server") if isinstance(database, dict) else None
         problems.extend(reference_problems(display, tenant, data.get("plan"), server, environment, plans))
+    return problems
+
+
+def check_migration_sources(plans: dict[str, Plan], tenants: list[TenantSpec], root: Path, file_of) -> list[Problem]:
+    """Each plan's migrations folder and each tenant's modules exist, hold .sql files and don't switch roles."""
+    problems: list[Problem] = []
+    for name, plan in sorted(plans.items()):
+        if plan.migrations:
+            problems.extend(Problem("tenants/_plans.yaml", None, f"plans.{name}.migrations", text) for text in check_source("app", root / plan.migrations))
+    for tenant in tenants:
+        for module in tenant.modules:
+            problems.extend(Problem(file_of(tenant), tenant.name, "modules", f"{module}: {text}") for text in check_source(module, root / MODULES_FOLDER / module))
     return problems
 
 

@@ -1,0 +1,59 @@
+"""A tenant's SQL migrations and modules under mocks: one job per tenant, with a digest per source, before its containers."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from fleet.errors import SpecError
+from tests.unit.graph import CONTAINER, of_type
+
+JOB = "pulumi-python:dynamic/postgres:TenantMigrations"
+
+
+@pytest.fixture
+def repo(workspace):
+    root = workspace.tenants_dir.parent
+    (root / "migrations" / "app").mkdir(parents=True)
+    (root / "migrations" / "app" / "0001_customers.sql").write_text("create table customers (id bigserial primary key);")
+    (root / "modules" / "price_basket").mkdir(parents=True)
+    (root / "modules" / "price_basket" / "0001_cp_baskets.sql").write_text("create table cp_baskets (id bigserial primary key);")
+    path = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(path.read_text())
+    plans["plans"]["pro"]["migrations"] = "migrations/app"
+    path.write_text(yaml.safe_dump(plans, sort_keys=False))
+    workspace.edit("gurupi", modules=["price_basket"])
+    return workspace, root
+
+
+def test_each_tenant_gets_one_job_with_its_sources_in_order_and_its_containers_wait_for_it(repo):
+    workspace, root = repo
+    evaluation = workspace.evaluate()
+    jobs = {job.tenant: job for job in of_type(evaluation, JOB)}
+    assert set(jobs) == {"gurupi", "santarita"}  # plan pro; novaroma's basic plan has no migrations
+    sources = jobs["gurupi"].raw_inputs["sources"]
+    assert [(s["name"], s["folder"]) for s in sources] == [("app", str(root / "migrations" / "app")), ("price_basket", str(root / "modules" / "price_basket"))]
+    assert all(len(s["digest"]) == 64 for s in sources)
+    assert (jobs["gurupi"].raw_inputs["owner"], jobs["gurupi"].raw_inputs["role"]) == ("tenant_gurupi_dbo", "tenant_gurupi_app")
+    for container in of_type(evaluation, CONTAINER, "gurupi"):
+        assert jobs["gurupi"].urn in container.options["dependencies"], container.name
+
+
+def test_a_new_file_changes_the_digest_and_nothing_else_does(repo):
+    workspace, root = repo
+    before = {job.tenant: job.raw_inputs["sources"] for job in of_type(workspace.evaluate(), JOB)}
+    assert {job.tenant: job.raw_inputs["sources"] for job in of_type(workspace.evaluate(), JOB)} == before
+    (root / "migrations" / "app" / "0002_email.sql").write_text("alter table customers add column email text;")
+    after = {job.tenant: job.raw_inputs["sources"] for job in of_type(workspace.evaluate(), JOB)}
+    assert after["gurupi"][0]["digest"] != before["gurupi"][0]["digest"] and after["gurupi"][1] == before["gurupi"][1]
+
+
+def test_a_missing_module_an_empty_folder_or_a_role_switch_is_named(repo):
+    workspace, root = repo
+    workspace.edit("santarita", modules=["nope"])
+    (root / "migrations" / "app" / "0002_sneaky.sql").write_text("reset role;\ndrop database tenant_santarita;")
+    with pytest.raises(SpecError) as raised:
+        workspace.evaluate()
+    text = str(raised.value)
+    assert "tenants/_plans.yaml: plans.pro.migrations: 0002_sneaky.sql switches roles ('reset role')" in text
+    assert "tenants/santarita.yaml: tenant santarita: modules: nope:" in text and "is not a folder" in text
