@@ -93,7 +93,7 @@ class TenantApp(pulumi.ComponentResource):
         }
         declared_env = plan.env.merged_with(tenant.env)
         ports = {"backend": environment.images.backend_port, "frontend": environment.images.frontend_port}
-        images = {"backend": environment.images.backend, "frontend": environment.images.frontend}
+        images = derive.app_images(tenant, plan, environment)
         health = {
             "backend": f"http://127.0.0.1:{ports['backend']}{environment.images.health_path}",
             "frontend": f"http://127.0.0.1:{ports['frontend']}/",
@@ -159,7 +159,7 @@ class TenantApp(pulumi.ComponentResource):
             for index in range(derive.worker_count(plan, tenant, worker_name)):
                 docker.Container(
                     names.worker(worker_name, index),
-                    image=worker.image or images["backend"],
+                    image=worker.image or images["backend"],  # a worker of the backend's image follows its version
                     command=list(worker.command),
                     envs=role_envs["backend"],
                     labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.worker_labels(tenant, worker_name).items()],

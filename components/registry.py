@@ -76,6 +76,8 @@ def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
         "subscription_status": tenant.subscription.status,
         "subscription_expires": tenant.subscription.expires.isoformat() if tenant.subscription.expires else None,
         "region": tenant.region,
+        "app_version": derive.app_version(tenant, plan),
+        "modules": list(tenant.modules),
     }
 
 

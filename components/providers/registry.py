@@ -81,6 +81,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("db_password", "text"),  # only with a credentials reader; only that role may SELECT it
     ("usage", "jsonb NOT NULL DEFAULT '{}'"),  # written by the apps (readers may UPDATE it), read by the PR summary
     ("usage_at", "timestamptz"),
+    ("app_version", "text"),
+    ("modules", "text[] NOT NULL DEFAULT '{}'"),
 )
 APP_WRITTEN = ("usage", "usage_at")
 """Columns the apps keep (`UPDATE tenants SET usage = ..., usage_at = now()`); `pulumi up` never writes them."""
@@ -89,13 +91,14 @@ ROW_FIELDS = (
     "display_name", "plan", "user_limit", "connections_limit", "db_connections", "backup_retention_days",
     "status", "db_host", "db_port", "db_name", "db_user", "hostnames", "custom_domains", "limits",
     "contact_name", "contact_email", "contact_phone", "subscription_status", "subscription_expires", "region", "db_password",
+    "app_version", "modules",
 )
 SECRET_COLUMN = "db_password"
 """The tenant's database password, for one shared app that serves every tenant (`fleet:registry.credentials_reader`)."""
 ACCESS = ("readers", "credentials_reader")
 """Who may read the table: `readers` every column but SECRET_COLUMN, `credentials_reader` all of it. Updated in place."""
 _INT_FIELDS = frozenset({"user_limit", "connections_limit", "db_connections", "backup_retention_days", "db_port"})
-_LIST_FIELDS = frozenset({"hostnames", "custom_domains"})
+_LIST_FIELDS = frozenset({"hostnames", "custom_domains", "modules"})
 _JSON_FIELDS = frozenset({"limits"})
 # Where the registry is: a change means another table, so the resource is replaced.
 LOCATION = ("host", "port", "database", "schema", "table")
@@ -470,6 +473,10 @@ class TenantRegistryRowArgs:
     region: pulumi.Input[Optional[str]] = None
     db_password: pulumi.Input[Optional[str]] = None
     """The tenant's database password (secret), only with a credentials reader."""
+    app_version: pulumi.Input[Optional[str]] = None
+    """The app version (image tag) the tenant runs, when its plan or file sets one."""
+    modules: pulumi.Input[Sequence[str]] = ()
+    """Modules installed in its database."""
     sslmode: pulumi.Input[str] = "prefer"
     """libpq sslmode for the provider's connection."""
     schema: pulumi.Input[str] = "public"
@@ -570,6 +577,7 @@ class TenantRegistryRow(FleetDynamicResource, module="registry", name="TenantReg
             RESOURCE_NAME_KEY: name,
         }
         props["custom_domains"] = list(args.custom_domains) if isinstance(args.custom_domains, tuple) else args.custom_domains
+        props["modules"] = list(args.modules) if isinstance(args.modules, tuple) else args.modules
         if args.db_password is not None:
             props[SECRET_COLUMN] = pulumi.Output.secret(args.db_password)
         secret = pulumi.ResourceOptions(additional_secret_outputs=["admin_password", SECRET_COLUMN])

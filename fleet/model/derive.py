@@ -437,6 +437,28 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
     }
 
 
+def with_tag(image: str, tag: Optional[str]) -> str:
+    """`image` with its tag (or digest) replaced by `tag`; unchanged when `tag` is None."""
+    if tag is None:
+        return image
+    repository = image.split("@", 1)[0]
+    name_start = repository.rfind("/") + 1
+    if ":" in repository[name_start:]:
+        repository = repository[: repository.rfind(":")]
+    return f"{repository}:{tag}"
+
+
+def app_version(tenant: TenantSpec, plan: Plan) -> Optional[str]:
+    """The app version (image tag) a tenant runs: its own pin, else its plan's, else None (`fleet:images` as given)."""
+    return tenant.app_version or plan.app_version
+
+
+def app_images(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, str]:
+    """The backend's and frontend's images for a tenant: `fleet:images` with the tenant's app version as their tag."""
+    version = app_version(tenant, plan)
+    return {"backend": with_tag(environment.images.backend, version), "frontend": with_tag(environment.images.frontend, version)}
+
+
 def migration_sources(tenant: TenantSpec, plan: Plan, root: Path) -> dict[str, Path]:
     """The tenant's migration sources in the order they run: the plan's (`app`), then its modules (`modules/<name>`)."""
     sources = {"app": root / plan.migrations} if plan.migrations else {}

@@ -263,6 +263,9 @@ class Plan(Strict):
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
     max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    app_version: Optional[str] = Field(
+        default=None, description="Image tag of the app for tenants on this plan (backend, frontend, workers), instead of `fleet:images`' tags."
+    )
     migrations: Optional[str] = Field(
         default=None, description="Folder of SQL migrations (relative to the repository) applied to every tenant's database as its owner role."
     )
@@ -294,6 +297,11 @@ class Plan(Strict):
         if twice:
             raise ValueError(f"two limits set the same env var: {', '.join(twice)}")
         return value
+
+    @field_validator("app_version")
+    @classmethod
+    def _pinned(cls, value: Optional[str]) -> Optional[str]:
+        return _version_tag(value)
 
     @model_validator(mode="after")
     def _a_backend_runs(self) -> "Plan":
@@ -348,6 +356,15 @@ class DatabaseRef(Strict):
     """Where the tenant's database lives."""
 
     server: str = Field(description="Key of a PostgreSQL server declared in the stack config (`fleet:servers`).")
+
+
+VERSION_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def _version_tag(value: Optional[str]) -> Optional[str]:
+    if value is not None and (not VERSION_TAG.match(value) or value == "latest"):
+        raise ValueError(f"{value!r} is not a pinned image tag (letters, digits, . _ -; never latest)")
+    return value
 
 
 class AppPlacement(Strict):
@@ -426,6 +443,7 @@ class TenantSpec(Strict):
     subscription: Subscription = Field(default_factory=Subscription, description="Subscription status and expiry, published in the registry.")
     region: Optional[str] = Field(default=None, max_length=60, description="Region or state the customer is in (free text, in the registry).")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
+    app_version: Optional[str] = Field(default=None, description="Pins this tenant's app image tag, whatever its plan says (a canary, or a customer held back).")
     modules: list[str] = Field(default_factory=list, description="Modules in its database: `modules/<name>/*.sql`, applied as its owner role; removing one drops nothing.")
     limits: dict[str, LimitValue] = Field(default_factory=dict, description="This tenant's business limits, over its plan's, within each limit's `max`.")
     env: AppEnv = Field(default_factory=AppEnv, description="Env vars of this tenant's containers, over its plan's (`${facts}` allowed, docs/env.md).")
@@ -453,6 +471,11 @@ class TenantSpec(Strict):
     def custom_domains(self) -> list[str]:
         """Every custom domain of the tenant: its frontend's, then its backend's."""
         return [*self.domains, *self.api_domains]
+
+    @field_validator("app_version")
+    @classmethod
+    def _pinned(cls, value: Optional[str]) -> Optional[str]:
+        return _version_tag(value)
 
     @model_validator(mode="after")
     def _domains_once(self) -> "TenantSpec":

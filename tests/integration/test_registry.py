@@ -209,6 +209,7 @@ def test_contact_subscription_and_region_reach_the_row(postgres_cluster, locatio
         contact={"name": "Ana Souza", "email": "ti@gurupi.to.gov.br", "phone": "+55 63 3315-0000"},
         subscription={"status": "past_due", "expires": "2027-03-31"},
         region="TO",
+        app_version="2.4.1",
     )
     TenantRegistryTableProvider().create(location)
     provider = TenantRegistryRowProvider()
@@ -216,6 +217,7 @@ def test_contact_subscription_and_region_reach_the_row(postgres_cluster, locatio
     row = rows(postgres_cluster)["gurupi"]
     assert (row["contact_name"], row["contact_email"], row["contact_phone"]) == ("Ana Souza", "ti@gurupi.to.gov.br", "+55 63 3315-0000")
     assert (row["subscription_status"], row["subscription_expires"], row["region"]) == ("past_due", datetime.date(2027, 3, 31), "TO")
+    assert (row["app_version"], row["modules"]) == ("2.4.1", [])
     assert not provider.diff(created.id, created.outs, row_props(location, workspace, "gurupi")).changes
     # A row read back (the date as a date) compares equal to the spec's text.
     refreshed = provider.read(created.id, created.outs)

@@ -57,3 +57,24 @@ def test_a_missing_module_an_empty_folder_or_a_role_switch_is_named(repo):
     text = str(raised.value)
     assert "tenants/_plans.yaml: plans.pro.migrations: 0002_sneaky.sql switches roles ('reset role')" in text
     assert "tenants/santarita.yaml: tenant santarita: modules: nope:" in text and "is not a folder" in text
+
+
+def test_the_app_version_is_set_per_plan_and_pinned_per_tenant(workspace):
+    from fleet.model import derive
+
+    path = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(path.read_text())
+    plans["plans"]["pro"]["app_version"] = "1.28.0"
+    plans["plans"]["pro"]["workers"] = {"queue": {"command": ["worker"], "cpu": 0.25, "memory_mb": 128}}
+    path.write_text(yaml.safe_dump(plans, sort_keys=False))
+    workspace.edit("santarita", app_version="1.27.9")  # held back
+    evaluation = workspace.evaluate()
+    images = {c.name: c.raw_inputs["image"] for c in of_type(evaluation, CONTAINER) if not c.name.endswith("backup")}
+    assert images["gurupi-backend-0"] == images["gurupi-frontend-0"] == images["gurupi-worker-queue-0"] == "nginx:1.28.0"
+    assert images["santarita-backend-0"] == "nginx:1.27.9"
+    assert images["novaroma-backend-0"] == "nginx:1.27.3-alpine"  # basic: fleet:images as given
+    assert derive.with_tag("ghcr.io:5000/acme/app@sha256:" + "a" * 64, "2.0.1") == "ghcr.io:5000/acme/app:2.0.1"
+    assert derive.with_tag("registry.local:5000/app", "3") == "registry.local:5000/app:3"
+    workspace.edit("santarita", app_version="latest")
+    with pytest.raises(SpecError, match="'latest' is not a pinned image tag"):
+        workspace.evaluate()
