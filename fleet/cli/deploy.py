@@ -74,6 +74,21 @@ def run_group() -> Iterator[None]:
         recovery.end_run(run, record)
 
 
+def _rollout_health(environment: str, root):
+    """A rollout's check after each wave (when `fleet:rollout.health`): each tenant's hostnames through the proxy."""
+
+    def check(tenants: list[str]) -> list[str]:
+        from fleet.ops.inventory import load_inventory
+        from fleet.ops.verify import verify_http
+
+        inventory = load_inventory(environment, root=root)
+        if not inventory.environment.rollout.health:
+            return []
+        return [f"{c.tenant}: {c.target} {c.detail}" for c in verify_http(inventory, inventory.select(tenants)) if c.outcome == "fail"]
+
+    return check
+
+
 def _engine(args: argparse.Namespace) -> int:
     environment, tenant = derive.split_stack(args.stack)
     selection = list(args.tenant or []) + ([tenant] if tenant else [])
@@ -81,7 +96,7 @@ def _engine(args: argparse.Namespace) -> int:
     if per_tenant(environment, root):
         return verbs.run_fleet_verb(
             args.verb, environment, selection=selection or None, force_all=args.all, platform_only=args.platform, parallel=args.parallel,
-            json_output=args.json, yes=args.yes, root=root,
+            json_output=args.json, yes=args.yes, root=root, health=_rollout_health(environment, root),
         )
     if tenant or args.all or args.parallel or args.platform:
         raise InputError(f"--stack {args.stack}, --all, --parallel and --platform are for environments with a stack per tenant (fleet:stacks: per-tenant)")

@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from fleet import paths
 from fleet.engine import driver, fanout, plugins, recovery
@@ -22,7 +22,8 @@ from fleet.engine.plugins import required_packages
 from fleet.engine.targets import deployed_tenants, tenant_targets
 from fleet.errors import FleetError
 from fleet.model import derive
-from fleet.model.spec import Fleet
+from fleet.model.spec import Fleet, Rollout
+from fleet.model.waves import describe_waves, plan_waves
 from fleet.offline.mocks import Evaluation, evaluate_once
 from fleet.offline.plan import plan_stack, stack_config
 from fleet.offline.policies import check, format_violations, has_mandatory, load_stack_fleet, write_policy_config
@@ -181,11 +182,15 @@ def run_fleet_verb(
     yes: bool = False,
     root: Optional[Path] = None,
     backend: Optional[str] = None,
+    health: Optional[Callable[[list[str]], list[str]]] = None,
     out=sys.stdout,
 ) -> int:
     """up/preview: the changed stacks only (platform first); refresh/destroy: every stack (or the selection).
 
-    `platform_only`: just the platform stack `<env>` (a CI job that runs before the tenant stacks' matrix)."""
+    `platform_only`: just the platform stack `<env>` (a CI job that runs before the tenant stacks' matrix).
+    An `up` under a declared `fleet:rollout` runs the tenant stacks in waves (canary, then batches); after each
+    wave `health(tenants)` returns the problems found (`tenant: why`), and the first failed stack or problem
+    stops the rollout there: the rest stays on what it ran, and the same command resumes."""
     root = root or PROJECT_ROOT
     started = time.monotonic()
     fleet = load_stack_fleet(environment, root)  # the whole environment is validated: raises SpecError
@@ -238,6 +243,7 @@ def run_fleet_verb(
             print(result.line(), file=out, flush=True)
 
     workers = parallel or fanout.default_parallel()
+    stopped: Optional[str] = None
     platform_tasks = [task for task in tasks if task.stack == derive.platform_stack(environment)]
     tenant_tasks = [task for task in tasks if task not in platform_tasks]
     results = []
@@ -248,7 +254,13 @@ def run_fleet_verb(
     else:
         results = fanout.run_tasks(platform_tasks, 1, progress)
         if all(result.ok for result in results):
-            results += fanout.run_tasks(tenant_tasks, workers, progress)
+            if verb == "up" and rollout_declared(fleet.environment.rollout):
+                # The wave lines go with the progress lines: stderr when the output is the JSON document.
+                wave_out = sys.stderr if json_output else out
+                in_waves, stopped = _run_waves(tenant_tasks, fleet.environment.rollout, environment, workers, progress, health, wave_out)
+                results += in_waves
+            else:
+                results += fanout.run_tasks(tenant_tasks, workers, progress)
         elif tenant_tasks:
             print(f"the platform stack failed: {len(tenant_tasks)} tenant stack(s) not run", file=sys.stderr)
     failed = [result for result in results if not result.ok]
@@ -260,6 +272,7 @@ def run_fleet_verb(
             "plan": changes.document(),
             "results": fanout.results_document(results),
             "failed": sorted(result.stack for result in failed),
+            "stopped": stopped,
             "duration_s": round(time.monotonic() - started, 3),
         }
         if verb == "refresh":
@@ -277,9 +290,40 @@ def run_fleet_verb(
             print(f"drifted: {', '.join(drifted)} (the next `fleet up --tenant <name>` puts them back)", file=out)
         for result in failed:
             print(f"FAILED {result.stack}: {result.error}", file=sys.stderr)
-        if failed:
+        if failed and not stopped:
             print("Run the same command again to finish: only what is not done runs.", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    if stopped:
+        print(stopped, file=sys.stderr)
+    return EXIT_FAILED if failed or stopped else EXIT_OK
+
+
+def rollout_declared(rollout: Rollout) -> bool:
+    """Whether the environment asks for waves (a canary or batches smaller than everything)."""
+    return bool(rollout.canary) or rollout.batch != "100%"
+
+
+def _run_waves(tasks, rollout: Rollout, environment: str, workers: int, progress, health, out) -> tuple[list[fanout.StackResult], Optional[str]]:
+    """The tenant stacks' `up` in waves: (results, why it stopped or None); stops at the first failed stack or
+    unhealthy tenant (see run_fleet_verb)."""
+    by_tenant = {str(derive.split_stack(task.stack)[1]): task for task in tasks if task.op == "up"}
+    others = [task for task in tasks if task.op != "up"]  # removed tenants: after every wave went well
+    waves = plan_waves(by_tenant, rollout)
+    results: list[fanout.StackResult] = []
+    for number, (wave, line) in enumerate(zip(waves, describe_waves(waves, rollout.canary)), 1):
+        print(line, file=out, flush=True)
+        ran = fanout.run_tasks([by_tenant[name] for name in wave], workers, progress)
+        results += ran
+        problems = [f"{derive.split_stack(r.stack)[1]}: {r.error.splitlines()[0] if r.error else 'failed'}" for r in ran if not r.ok]
+        if not problems and health is not None:
+            problems = health(wave)
+        if problems:
+            left = [name for later in waves[number:] for name in later]
+            return results, (
+                f"rollout of {environment} stopped in wave {number}: {'; '.join(problems)}. "
+                f"{len(left)} tenant(s) not reached ({', '.join(left[:10])}{', ...' if len(left) > 10 else ''}) keep what they run; "
+                "fix it and run the same command again: the waves resume with what is still changed."
+            )
+    return results + fanout.run_tasks(others, workers, progress), None
 
 
 def _police(verb: str, environment: str, root: Path, tenants: list[str], fleet: Fleet, out) -> int:

@@ -25,7 +25,7 @@ from fleet.model.spec import (
     PlanCatalog,
     TenantSpec,
 )
-from fleet.model.validate import check_environment_plans, check_fleet, check_migration_sources, check_references
+from fleet.model.validate import check_environment_plans, check_fleet, check_migration_sources, check_references, check_rollout
 
 # ---------------------------------------------------------------- YAML reading
 
@@ -222,6 +222,8 @@ def load_fleet(
     problems.extend(check_migration_sources(plans, tenants, root, lambda t: display_path(tenant_path(tenants_dir, t), root)))
     if env is not None:
         problems.extend(check_environment_plans(env, plans, environment_display))
+        if shard is None:
+            problems.extend(check_rollout(env, tenants, environment_display))
         problems.extend(check_fleet(env, plans, tenants, lambda t: display_path(tenant_path(tenants_dir, t), root)))
         problems.extend(check_references(env, plans, unparsed))
     if problems:

@@ -652,6 +652,14 @@ ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TENANT_ROLE_NAME = re.compile(r"^tenant_[a-z0-9_]+_(app|dbo)$")
 
 
+class Rollout(Strict):
+    """How `fleet up` of a per-tenant environment reaches the changed tenants: a canary set, then batches."""
+
+    canary: list[str] = Field(default_factory=list, description="Tenants deployed first, on their own (those of them that changed).")
+    batch: str = Field(default="100%", pattern=r"^[1-9][0-9]*%?$", description="Size of each later wave: a count (`5`) or a share of the rest (`25%`).")
+    health: bool = Field(default=True, description="After each wave, every tenant of it must answer through the proxy before the next wave starts.")
+
+
 class Registry(Strict):
     """The tenant registry: a `tenants` table kept in sync by `pulumi up`, read by apps that route by hostname."""
 
@@ -696,6 +704,7 @@ class Environment(Strict):
     backups: Backups = Field(default_factory=Backups, description="Backup storage.")
     registry: Optional[Registry] = Field(default=None, description="Tenant registry (`{server, database}`); unset: none.")
     redis: Optional[RedisServer] = Field(default=None, description="Shared Redis for plans with `redis: shared`; unset: none.")
+    rollout: Rollout = Field(default_factory=Rollout, description="Waves of a per-tenant `fleet up` (`{canary: [gurupi], batch: 25%}`); default: every changed tenant at once.")
     volumes: Optional[Volumes] = Field(default=None, description="Where tenants' persistent folders live (for plans with `volumes:`); unset: none.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")

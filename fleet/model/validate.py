@@ -47,6 +47,15 @@ def check_migration_sources(plans: dict[str, Plan], tenants: list[TenantSpec], r
     return problems
 
 
+def check_rollout(environment: Environment, tenants: list[TenantSpec], display: str) -> list[Problem]:
+    """The canary tenants exist."""
+    known = {tenant.name for tenant in tenants}
+    unknown = [name for name in environment.rollout.canary if name not in known]
+    if unknown and known:
+        return [Problem(display, None, "fleet:rollout.canary", f"no tenant file for {', '.join(unknown)}")]
+    return []
+
+
 def check_environment_plans(environment: Environment, plans: dict[str, Plan], display: str) -> list[Problem]:
     """Plans the stack config names (an app host's `plans`) exist in the catalog."""
     problems = []

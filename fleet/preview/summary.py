@@ -18,6 +18,7 @@ from fleet.model import derive
 from fleet.model.load import load_fleet
 from fleet.model.spec import Fleet, TenantSpec
 from fleet.model.type_tokens import DATABASE
+from fleet.model.waves import describe_waves, plan_waves
 from fleet.offline import policies
 from fleet.offline.mocks import Evaluation
 from fleet.offline.plan import evaluate, stack_config
@@ -217,6 +218,11 @@ def build_preview(
         preview = Preview(stack=stack, base_label=label, base_problems=base_problems)
     else:
         preview = compare(base, head, stack=stack, base_label=label, only=only)
+        if head.fleet is not None and head.fleet.environment.stacks == "per-tenant":
+            rollout = head.fleet.environment.rollout
+            changed = [tenant.tenant for tenant in preview.tenants if tenant.kind != "removed" and tenant.resources]
+            if changed and (rollout.canary or rollout.batch != "100%"):
+                preview.notes.append("rollout in waves (fleet:rollout): " + "; ".join(describe_waves(plan_waves(changed, rollout), rollout.canary)))
         if usage and head.fleet is not None:
             preview.warnings.extend(usage_warnings(base.fleet, head.fleet, [tenant.tenant for tenant in preview.tenants], usage, usage_source))
         if base.fleet is None:

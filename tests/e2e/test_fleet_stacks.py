@@ -200,3 +200,39 @@ def test_without_yes_and_without_a_terminal_nothing_is_removed(project, monkeypa
     assert project.routes() == before
     project.workspace.edit("gurupi", domains=[])  # an update alone needs no question either
     assert project.ran(project.fleet("up")) == {f"{ENV}.itabira": "remove"}
+
+
+def test_a_rollout_goes_in_waves_stops_when_the_canary_is_unhealthy_and_resumes(project):
+    """fleet:rollout {canary: gurupi, batch: 2}: a change to four tenants, checked through the proxy after each wave."""
+    from fleet.cli.deploy import _rollout_health
+
+    project.config["rollout"] = {"canary": ["gurupi"], "batch": "2"}
+    project.write_config()
+    project.fleet("up")  # the config change itself, whatever stacks it reaches
+    changed = ("gurupi", "novaroma", "pirapora", "santarita")
+    health = _rollout_health(ENV, project.root)
+    sick = {"gurupi"}
+
+    def canary_health(tenants: list[str]) -> list[str]:
+        # The real check through the proxy, plus the canary's app failing its own checks (its route answers,
+        # the app behind it doesn't): what a broken new version looks like.
+        return health(tenants) + [f"{name}: app answers 500 after the change" for name in tenants if name in sick]
+
+    try:
+        for tenant in changed:
+            project.workspace.edit(tenant, domains=[f"v2.{tenant}.example.gov.br"])
+        stopped = project.fleet("up", expect=EXIT_FAILED, health=canary_health)
+        assert project.ran(stopped) == {f"{ENV}.gurupi": "up"}  # the canary alone
+        assert "stopped in wave 1: gurupi: app answers 500" in stopped["stopped"]
+        assert "3 tenant(s) not reached (novaroma, pirapora, santarita)" in stopped["stopped"]
+        assert project.status("v2.gurupi.example.gov.br") == 200 and project.status("v2.pirapora.example.gov.br") == 404
+        sick.clear()
+        resumed = project.fleet("up", health=canary_health)  # the fix: the same command resumes
+        assert [result["stack"] for result in resumed["results"]] == [f"{ENV}.novaroma", f"{ENV}.pirapora", f"{ENV}.santarita"]
+        assert all(project.status(f"v2.{tenant}.example.gov.br") == 200 for tenant in changed)
+    finally:
+        project.config.pop("rollout")
+        project.write_config()
+        for tenant in changed:
+            project.workspace.edit(tenant, domains=[])
+        project.fleet("up")

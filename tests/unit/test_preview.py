@@ -447,3 +447,19 @@ def test_bad_usage_is_an_error_naming_the_file_and_the_entry(fresh, tmp_path):
     usage.write_text(json.dumps({"gurupi": {"user_limit": "lots"}, "santarita": 5}))
     code, _, err = fresh.plan("--usage", str(usage))
     assert code == 2 and "gurupi.user_limit: 'lots' is not a count" in err and "santarita: not an object" in err and "Traceback" not in err
+
+
+def test_the_summary_shows_the_waves_of_a_declared_rollout(fresh):
+    def per_tenant(data):
+        data["config"]["fleet:stacks"] = "per-tenant"
+        data["config"]["fleet:rollout"] = {"canary": ["gurupi"], "batch": "50%"}
+
+    fresh.edit_yaml("Pulumi.dev.yaml", per_tenant)
+    fresh.commit("per-tenant stacks with a rollout")
+    fresh.edit_yaml("tenants/_plans.yaml", lambda data: data["plans"]["pro"]["backend"].update(memory_mb=640))
+    fresh.edit("pirapora", rotation=1)
+    fresh.edit("novaroma", rotation=1)
+    code, out, _ = fresh.plan(base="HEAD")
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if "rollout in waves" in line]
+    assert line.endswith("wave 1 (canary): gurupi; wave 2: novaroma; wave 3: pirapora")
