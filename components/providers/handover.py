@@ -19,27 +19,32 @@ from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failur
 from fleet.postgres import catalog, privileges
 from fleet.postgres.access import ServerAccess
 
-__all__ = ["OwnerHandover", "OwnerHandoverArgs", "OwnerHandoverProvider"]
+__all__ = ["OwnerHandover", "OwnerHandoverArgs", "OwnerHandoverProvider", "TenantDatabaseTarget"]
 
 _TRACKED = ("database", "owner", "role", "server")
 
 
 @dataclass(frozen=True)
-class OwnerHandoverArgs:
-    """Inputs of OwnerHandover."""
+class TenantDatabaseTarget:
+    """A tenant's database and roles on one server, as the project's PostgreSQL jobs take them."""
 
     tenant: pulumi.Input[str]
     """Tenant name (for messages)."""
     database: pulumi.Input[str]
     """The tenant's database name."""
     owner: pulumi.Input[str]
-    """The NOLOGIN owner role (pass `Role.name` so the handover comes after it)."""
+    """The NOLOGIN owner role (pass `Role.name`, so the job comes after it)."""
     role: pulumi.Input[str]
     """The app's login role (pass `Role.name`)."""
     server: pulumi.Input[str]
     """Key of the server, in `servers`."""
     servers: pulumi.Input[dict[str, Any]]
     """Admin access per server key (secret): {host, port, admin_user, admin_password, sslmode}."""
+
+
+@dataclass(frozen=True)
+class OwnerHandoverArgs(TenantDatabaseTarget):
+    """Inputs of OwnerHandover: just its target."""
 
 
 class OwnerHandoverProvider(ResourceProvider):

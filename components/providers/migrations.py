@@ -18,6 +18,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context, is_unknown, resource_label
+from components.providers.handover import TenantDatabaseTarget
 from fleet.postgres.access import ServerAccess
 from fleet.postgres.migrations import apply_migrations
 
@@ -27,21 +28,11 @@ _TRACKED = ("database", "owner", "role", "server", "sources")
 
 
 @dataclass(frozen=True)
-class TenantMigrationsArgs:
-    """Inputs of TenantMigrations."""
+class TenantMigrationsArgs(TenantDatabaseTarget):
+    """Inputs of TenantMigrations: its target (pass the placement's database and server, so the job runs where the
+    data is; the owner role runs the migrations, the app role is denied their record) and its sources."""
 
-    tenant: pulumi.Input[str]
-    database: pulumi.Input[str]
-    """The tenant's database (pass the placement's output so the job runs where the data is)."""
-    owner: pulumi.Input[str]
-    """The owner role the migrations run as."""
-    role: pulumi.Input[str]
-    """The app's login role (denied the record tables)."""
-    server: pulumi.Input[str]
-    """Key of the server holding the data, in `servers`."""
-    servers: pulumi.Input[dict[str, Any]]
-    """Admin access per server key (secret), as for DatabasePlacement."""
-    sources: Sequence[Mapping[str, str]]
+    sources: Sequence[Mapping[str, str]] = ()
     """In order: {name, folder (absolute), digest}: the plan's migrations (`app`), then each module."""
 
 
