@@ -13,6 +13,7 @@ import pulumi
 import pulumi_postgresql as postgresql
 import pulumi_random as random
 
+from components.providers.first_admin import TenantFirstAdmin, TenantFirstAdminArgs, sql_digest
 from components.providers.handover import OwnerHandover, OwnerHandoverArgs
 from components.providers.migrations import TenantMigrations, TenantMigrationsArgs
 from components.providers.postgres import (
@@ -227,6 +228,23 @@ class TenantDatabase(pulumi.ComponentResource):
                 # After the data is where the placement says (a move first, then the migrations run there).
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[placement, *app_grants]),
             )
+        self.admin: Optional[dict[str, pulumi.Input[str]]] = None
+        email = derive.admin_email(tenant)
+        if args.plan.first_admin and args.project_root and email:
+            sql_file = Path(args.project_root) / args.plan.first_admin
+            admin_password = random.RandomPassword(
+                names.admin_password, length=24, special=False, keepers={"rotation": str(tenant.admin.rotation)}, opts=pulumi.ResourceOptions(parent=self)
+            )
+            TenantFirstAdmin(
+                names.first_admin,
+                TenantFirstAdminArgs(
+                    tenant=tenant.name, database=placement.database, owner=owner.name, role=role.name, server=placement.server, servers=servers,
+                    sql_file=str(sql_file), digest=sql_digest(sql_file), email=email, password=admin_password.result,
+                ),
+                # After the migrations that create the app's users table.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[placement, *([self.migrations] if self.migrations else [])]),
+            )
+            self.admin = {"email": email, "password": pulumi.Output.secret(admin_password.result)}
         self.server = placement.server
         self.host = placement.host
         self.port = placement.port

@@ -27,6 +27,8 @@ from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 
 CONFIG_NAMESPACE = "fleet"
 SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets")
+ADMIN_CREDENTIALS_OUTPUT = "admin_credentials"
+"""Secret stack output: each tenant's first admin {email, password} (`fleet admin-credentials` shows one)."""
 
 
 class InvalidFleetSpec(pulumi.RunError, FleetError):
@@ -160,6 +162,7 @@ def export_outputs(tenants: dict[str, Any]) -> None:
     """Stack outputs: URLs and database coordinates per tenant; passwords only as a secret output of their own."""
     summary = {}
     passwords = {}
+    admins = {}
     for name, component in tenants.items():
         entry: dict[str, Any] = {"urls": component.urls}
         if component.database is not None:
@@ -170,10 +173,14 @@ def export_outputs(tenants: dict[str, Any]) -> None:
                 "user": component.database.role_name,
             }
             passwords[name] = component.database.password
+            if component.database.admin is not None:
+                admins[name] = component.database.admin
         summary[name] = entry
     pulumi.export("tenants", summary)
     if passwords:
         pulumi.export("database_passwords", pulumi.Output.secret(passwords))
+    if admins:
+        pulumi.export(ADMIN_CREDENTIALS_OUTPUT, pulumi.Output.secret(admins))
 
 
 def load(

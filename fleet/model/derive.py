@@ -252,6 +252,14 @@ class Names:
     def migrations(self) -> str:
         return f"{self.tenant}-migrations"
 
+    @property
+    def first_admin(self) -> str:
+        return f"{self.tenant}-first-admin"
+
+    @property
+    def admin_password(self) -> str:
+        return f"{self.tenant}-admin-password"
+
     def volume(self, volume: str) -> str:
         return f"{self.tenant}-volume-{volume}"
 
@@ -457,6 +465,11 @@ def app_images(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
     """The backend's and frontend's images for a tenant: `fleet:images` with the tenant's app version as their tag."""
     version = app_version(tenant, plan)
     return {"backend": with_tag(environment.images.backend, version), "frontend": with_tag(environment.images.frontend, version)}
+
+
+def admin_email(tenant: TenantSpec) -> Optional[str]:
+    """The first admin's login: `admin.email`, else `contact.email`."""
+    return tenant.admin.email or tenant.contact.email
 
 
 def migration_sources(tenant: TenantSpec, plan: Plan, root: Path) -> dict[str, Path]:

@@ -43,3 +43,14 @@ def check_source(name: str, folder: Path) -> list[str]:
         for path in files
         if (match := ROLE_SWITCH.search(path.read_text(encoding="utf-8", errors="replace")))
     ]
+
+
+def check_admin_sql(path: Path) -> list[str]:
+    """Problems of a plan's first-admin SQL file: missing, without the %(password)s parameter, or switching roles."""
+    if not Path(path).is_file():
+        return [f"{path} is not a file"]
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    problems = [] if "%(password)s" in text else ["it never uses %(password)s: the generated password would go nowhere"]
+    if (match := ROLE_SWITCH.search(text)) is not None:
+        problems.append(f"it switches roles ({match.group(0)!r}): it runs as the tenant's owner role only")
+    return problems

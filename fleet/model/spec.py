@@ -266,6 +266,11 @@ class Plan(Strict):
     app_version: Optional[str] = Field(
         default=None, description="Image tag of the app for tenants on this plan (backend, frontend, workers), instead of `fleet:images`' tags."
     )
+    first_admin: Optional[str] = Field(
+        default=None,
+        description="SQL file (relative to the repository) that creates or updates the tenant's first admin, run as its owner role "
+        "with %(email)s, %(password)s and %(tenant)s; the password is generated per tenant.",
+    )
     migrations: Optional[str] = Field(
         default=None, description="Folder of SQL migrations (relative to the repository) applied to every tenant's database as its owner role."
     )
@@ -367,6 +372,20 @@ def _version_tag(value: Optional[str]) -> Optional[str]:
     return value
 
 
+class Admin(Strict):
+    """The tenant's first admin user (plans with `first_admin:`)."""
+
+    email: Optional[str] = Field(default=None, max_length=254, description="Its login (default: `contact.email`).")
+    rotation: int = Field(default=0, ge=0, description="Bump it to issue a new one-time password.")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address")
+        return value
+
+
 class AppPlacement(Strict):
     """Which Docker host runs the tenant's containers."""
 
@@ -443,6 +462,7 @@ class TenantSpec(Strict):
     subscription: Subscription = Field(default_factory=Subscription, description="Subscription status and expiry, published in the registry.")
     region: Optional[str] = Field(default=None, max_length=60, description="Region or state the customer is in (free text, in the registry).")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
+    admin: Admin = Field(default_factory=Admin, description="Its first admin (plans with `first_admin:`): email and password rotation.")
     app_version: Optional[str] = Field(default=None, description="Pins this tenant's app image tag, whatever its plan says (a canary, or a customer held back).")
     modules: list[str] = Field(default_factory=list, description="Modules in its database: `modules/<name>/*.sql`, applied as its owner role; removing one drops nothing.")
     limits: dict[str, LimitValue] = Field(default_factory=dict, description="This tenant's business limits, over its plan's, within each limit's `max`.")

@@ -11,7 +11,7 @@ from typing import Any
 
 from fleet.errors import Problem
 from fleet.model import derive, env_template
-from fleet.model.migration_sources import MODULES_FOLDER, check_source
+from fleet.model.migration_sources import MODULES_FOLDER, check_admin_sql, check_source
 from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec, limit_within
 
 
@@ -41,7 +41,12 @@ def check_migration_sources(plans: dict[str, Plan], tenants: list[TenantSpec], r
     for name, plan in sorted(plans.items()):
         if plan.migrations:
             problems.extend(Problem("tenants/_plans.yaml", None, f"plans.{name}.migrations", text) for text in check_source("app", root / plan.migrations))
+        if plan.first_admin:
+            problems.extend(Problem("tenants/_plans.yaml", None, f"plans.{name}.first_admin", text) for text in check_admin_sql(root / plan.first_admin))
     for tenant in tenants:
+        tenant_plan = plans.get(tenant.plan)
+        if tenant_plan is not None and tenant_plan.first_admin and not (tenant.admin.email or tenant.contact.email):
+            problems.append(Problem(file_of(tenant), tenant.name, "admin.email", f"plan {tenant.plan} creates a first admin: give admin.email (or contact.email)"))
         for module in tenant.modules:
             problems.extend(Problem(file_of(tenant), tenant.name, "modules", f"{module}: {text}") for text in check_source(module, root / MODULES_FOLDER / module))
     return problems

@@ -94,3 +94,16 @@ def _staged(source: str, folder: Path, staging: Path) -> Path:
 def first_lines(error: BaseException, lines: int = 3) -> str:
     text = str(error).strip() or type(error).__name__
     return " | ".join(text.splitlines()[:lines])
+
+
+def run_as_owner(access: ServerAccess, database: str, owner: str, statement: str, params: dict[str, str]) -> None:
+    """One SQL text with named parameters, in one transaction, as `owner` (set at connection time, as for migrations)."""
+    import psycopg
+
+    if not SAFE_ROLE.match(owner):
+        raise MigrationError(f"owner role {owner!r} is not a plain identifier")
+    try:
+        with psycopg.connect(access.dsn(database, with_password=True, options=f"-c role={owner}")) as connection:
+            connection.execute(statement, params, prepare=False)
+    except psycopg.Error as error:
+        raise MigrationError(f"failed on {database} ({access.label}): {first_lines(error)}") from None

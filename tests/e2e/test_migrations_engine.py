@@ -36,6 +36,7 @@ class MigrationsStack:
     def __init__(self, cluster: PostgresCluster, root, backend) -> None:
         self.cluster, self.root, self.backend = cluster, root, backend
         self.modules = {"alpha": ["price_basket"], "beta": ["reports"]}
+        self.jobs: dict = {}
 
     def folder(self, name: str):
         return self.root / name
@@ -59,6 +60,7 @@ class MigrationsStack:
                                      server=SERVER, servers=servers, sources=sources),
             )
             pulumi.export(f"{tenant}_last_applied", job.last_applied)
+            self.jobs[tenant] = job
 
     def run(self, op: str) -> dict:
         secrets = {"fleet:server_passwords": {SERVER: self.cluster.admin_password}}
@@ -131,3 +133,69 @@ def test_removing_a_module_drops_nothing(stack):
     stack.run("up")
     assert {"cp_baskets", "cp_items"} <= set(stack.tables("alpha"))
     assert catalog.table_counts(cluster_access(stack.cluster), "tenant_alpha")["public.cp_baskets"] == 1
+
+
+class AdminStack(MigrationsStack):
+    """The same tenants, with the app's users table and the plan's first-admin SQL, the password from the stack's secret."""
+
+    passwords = {"alpha": "first-password-for-alpha-0001"}
+
+    def program(self) -> None:
+        from components.providers.first_admin import TenantFirstAdmin, TenantFirstAdminArgs, sql_digest
+        from fleet.program import ADMIN_CREDENTIALS_OUTPUT
+
+        super().program()
+        server = {"host": self.cluster.host, "port": self.cluster.port, "admin_user": self.cluster.admin_user, "max_connections": 100, "sslmode": "disable"}
+        environment = Environment.model_validate(
+            {"base_domain": "fleet.localhost", "servers": {SERVER: server}, "docker_host": {"memory_mb": 1024, "cpus": 1},
+             "images": {"backend": "example/backend:1", "frontend": "example/frontend:1"}, "layers": ["database"]}
+        )
+        config = pulumi.Config("fleet")
+        servers = server_access(environment, config.require_secret_object("server_passwords"))
+        password = config.require_secret_object("admin_passwords").apply(lambda all_: all_["alpha"])
+        sql_file = self.root / "first_admin.sql"
+        TenantFirstAdmin(
+            "alpha-first-admin",
+            TenantFirstAdminArgs(tenant="alpha", database="tenant_alpha", owner="tenant_alpha_dbo", role="tenant_alpha_app", server=SERVER, servers=servers,
+                                 sql_file=str(sql_file), digest=sql_digest(sql_file), email="ti@alpha.example.org", password=password),
+            opts=pulumi.ResourceOptions(depends_on=[self.jobs["alpha"]]),  # after the migrations, as components/database.py wires it
+        )
+        pulumi.export(ADMIN_CREDENTIALS_OUTPUT, pulumi.Output.secret(password.apply(lambda value: {"alpha": {"email": "ti@alpha.example.org", "password": value}})))
+
+    def run(self, op: str) -> dict:
+        secrets = {"fleet:server_passwords": {SERVER: self.cluster.admin_password}, "fleet:admin_passwords": self.passwords}
+        return engine.run(op, engine.stack_for(STACK + "-admin", self.program, backend_dir=self.backend, secrets=secrets), on_output=None)
+
+
+def test_the_first_admin_is_created_as_the_owner_rotated_by_a_diff_and_shown_once(stack, tmp_path):
+    from fleet.ops.admin import admin_credentials
+
+    admin = AdminStack(stack.cluster, stack.root, stack.backend)
+    admin.modules = dict(stack.modules)
+    admin.write("app", "0004_users.sql", "create table users (email text primary key, password_hash text not null);")
+    (stack.root / "first_admin.sql").write_text(
+        "insert into users (email, password_hash) values (%(email)s, md5(%(password)s))\n"
+        "on conflict (email) do update set password_hash = excluded.password_hash;"
+    )
+    admin.run("up")
+
+    def stored() -> list[tuple]:
+        with stack.cluster.connect("tenant_alpha") as connection:
+            return connection.execute("select email, password_hash = md5(%s) from users", [admin.passwords["alpha"]]).fetchall()
+
+    assert stored() == [("ti@alpha.example.org", True)]
+    assert stack.tables("alpha")["users"] == "tenant_alpha_dbo"
+    assert set(admin.run("preview")["changes"]) == {"same"}
+
+    admin.passwords = {"alpha": "second-password-for-alpha-002"}  # a rotation: a new password is a diff
+    assert admin.run("up")["changes"].get("update") == 1
+    assert stored() == [("ti@alpha.example.org", True)]
+
+    (tmp_path / f"Pulumi.{STACK}-admin.yaml").write_text("config: {}\n")
+    shown = admin_credentials(STACK + "-admin", tmp_path, "alpha", backend_dir=stack.backend)
+    assert shown == {"email": "ti@alpha.example.org", "password": "second-password-for-alpha-002"}
+    with pytest.raises(FleetError, match="shown already .* add --again"):
+        admin_credentials(STACK + "-admin", tmp_path, "alpha", backend_dir=stack.backend)
+    assert admin_credentials(STACK + "-admin", tmp_path, "alpha", again=True, backend_dir=stack.backend)["email"] == "ti@alpha.example.org"
+    with pytest.raises(FleetError, match="no first admin for beta"):
+        admin_credentials(STACK + "-admin", tmp_path, "beta", backend_dir=stack.backend)

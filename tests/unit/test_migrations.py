@@ -78,3 +78,36 @@ def test_the_app_version_is_set_per_plan_and_pinned_per_tenant(workspace):
     workspace.edit("santarita", app_version="latest")
     with pytest.raises(SpecError, match="'latest' is not a pinned image tag"):
         workspace.evaluate()
+
+
+def test_a_first_admin_is_created_as_the_owner_after_the_migrations_with_a_secret_password(repo):
+    workspace, root = repo
+    (root / "migrations" / "first_admin.sql").write_text(
+        "insert into users (email, password_hash) values (%(email)s, md5(%(password)s)) on conflict (email) do update set password_hash = excluded.password_hash;"
+    )
+    path = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(path.read_text())
+    plans["plans"]["pro"]["first_admin"] = "migrations/first_admin.sql"
+    path.write_text(yaml.safe_dump(plans, sort_keys=False))
+    workspace.edit("gurupi", contact={"email": "ti@gurupi.to.gov.br"}, modules=["price_basket"])
+    workspace.edit("santarita", admin={"email": "admin@santarita.mg.gov.br", "rotation": 2})
+    evaluation = workspace.evaluate()
+    admins = {r.tenant: r for r in of_type(evaluation, "pulumi-python:dynamic/postgres:TenantFirstAdmin")}
+    assert set(admins) == {"gurupi", "santarita"}
+    gurupi = admins["gurupi"]
+    assert gurupi.raw_inputs["email"] == "ti@gurupi.to.gov.br" and {"password", "servers"} <= gurupi.secret_inputs
+    assert of_type(evaluation, JOB, "gurupi")[0].urn in gurupi.options["dependencies"]  # after the migrations
+    passwords = {p.name: p for p in of_type(evaluation, "random:index/randomPassword:RandomPassword") if p.name.endswith("-admin-password")}
+    assert passwords["santarita-admin-password"].raw_inputs["keepers"] == {"rotation": "2"}
+    from pulumi.runtime import rpc
+
+    output = evaluation.outputs["admin_credentials"]
+    assert rpc.is_rpc_secret(output) and set(rpc.unwrap_rpc_secret(output)) == {"gurupi", "santarita"}
+
+    workspace.edit("santarita", admin={}, contact={})
+    (root / "migrations" / "first_admin.sql").write_text("insert into users (email) values (%(email)s);")
+    with pytest.raises(SpecError) as raised:
+        workspace.evaluate()
+    text = str(raised.value)
+    assert "plans.pro.first_admin: it never uses %(password)s" in text
+    assert "tenants/santarita.yaml: tenant santarita: admin.email: plan pro creates a first admin: give admin.email (or contact.email)" in text

@@ -42,11 +42,12 @@ def _cases(tmp_path):
         ["status", "--tenant", "nobody", "--secrets", "env"],
         ["policy-config", "--stack", "nope"],
         ["schema", "--out", str(unreadable / "x")],
+        ["admin-credentials", "gurupi", "--stack", "nope"],
         ["unlock", "--stack", "dev", "--backend", str(tmp_path / "state")],
     ]
 
 
-@pytest.mark.parametrize("index", range(18))
+@pytest.mark.parametrize("index", range(19))
 def test_no_verb_shows_a_traceback(index, down_env, capsys):
     argv = _cases(down_env)[index]
     try:
