@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components.providers.jobs import JobOutcome, JobOutcomeArgs
 from components.providers.volume import TenantVolume, TenantVolumeArgs
 from fleet.model import derive, env_template, type_tokens
 from fleet.model.spec import Environment, Plan, TenantSpec
@@ -104,7 +106,6 @@ class TenantApp(pulumi.ComponentResource):
         self.upstreams = {}
         role_envs: dict[str, pulumi.Output[list[str]]] = {}
         for role in derive.APP_ROLES:
-            size = derive.container_size(plan, tenant, role)
             env: dict[str, str] = {**derive.plain_env(tenant, plan, environment, role)}
             templates: dict[str, str] = getattr(declared_env, role)
             if role == "backend" and derive.full_stack(plan, tenant):
@@ -126,6 +127,13 @@ class TenantApp(pulumi.ComponentResource):
             # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
             envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secret_env[role] else env_list
             role_envs[role] = envs
+
+        # The plan's container jobs run first (with the backend's image and env); the app's containers wait for them.
+        outcomes = tenant_jobs(names, tenant, plan, images["backend"], role_envs["backend"], network, mounts["backend"], on_host)
+        on_host = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=outcomes))
+        for role in derive.APP_ROLES:
+            size = derive.container_size(plan, tenant, role)
+            envs = role_envs[role]
             containers = []
             for index in range(derive.replica_count(plan, tenant, role)):
                 container = docker.Container(
@@ -176,6 +184,45 @@ class TenantApp(pulumi.ComponentResource):
             # No frontend containers: the backend serves the app- hostname and custom domains as well.
             self.upstreams["frontend"] = self.upstreams["backend"]
         self.register_outputs({"upstreams": self.upstreams})
+
+
+def tenant_jobs(names, tenant: TenantSpec, plan: Plan, image: str, envs, network, mounts, on_host) -> list[pulumi.Resource]:
+    """A one-shot container per plan job (its command, the backend's image and env), and the outcome that fails the
+    tenant's `up` on a non-zero exit with the tail of its output. `when` decides what runs it again: `create` nothing,
+    `version` a new app version (image), `always` every `up`."""
+    if tenant.status != "active":
+        return []
+    outcomes: list[pulumi.Resource] = []
+    for name, job in sorted(plan.jobs.items()):
+        ignored = {"create": ["image", "envs", "labels"], "version": ["envs", "labels"], "always": []}[job.when]
+        labels = {**derive.labels(tenant, "backend"), "component": "job", "job": name}
+        if job.when == "always":
+            labels["run"] = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")  # a new container each up
+        container = docker.Container(
+            names.job(name),
+            image=job.image or image,
+            command=list(job.command),
+            envs=envs,
+            labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in labels.items()],
+            memory=job.memory_mb,
+            memory_swap=job.memory_mb,
+            cpus=derive.cpus_value(job.cpu),
+            must_run=False,
+            attach=True,  # the provider waits for it to end...
+            logs=True,  # ...and keeps its output
+            restart="no",
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[f"job-{name}"])],
+            mounts=mounts or None,
+            opts=pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(ignore_changes=ignored)),
+        )
+        outcomes.append(
+            JobOutcome(
+                names.job_outcome(name),
+                JobOutcomeArgs(tenant=tenant.name, job=name, exit_code=container.exit_code, output=container.container_logs),
+                opts=pulumi.ResourceOptions(parent=on_host.parent, depends_on=[container]),
+            )
+        )
+    return outcomes
 
 
 def dedicated_redis(names, tenant: TenantSpec, plan: Plan, environment: Environment, network, keepers, on_host, child) -> pulumi.Output[str]:

@@ -227,6 +227,8 @@ def container_limits_set(args: ResourceValidationArgs, report: ReportViolation) 
 BACKUP_ROLE = "backup"
 """`component` label of the per-tenant scheduled backup container."""
 REDIS_ROLE = "redis"
+JOB_ROLE = "job"
+"""`component` label of a plan's one-shot job containers."""
 """`component` label of a tenant's dedicated Redis container (its limit is the plan's redis_memory_mb)."""
 
 
@@ -238,8 +240,8 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
     tenant = tenant_of(args)
     labels = _labels(args.props)
     role = labels.get("component")
-    if role in (BACKUP_ROLE, REDIS_ROLE):
-        return  # the backup job and a dedicated Redis are sized by their own settings, not the plan's app sizes
+    if role in (BACKUP_ROLE, REDIS_ROLE, JOB_ROLE):
+        return  # the backup job, a dedicated Redis and the plan's jobs are sized by their own settings, not the app's
     if tenant is not None and role == WORKER_ROLE:
         _worker_limits_match_plan(args, report, tenant, labels, config)
         return

@@ -266,6 +266,12 @@ class Names:
     def worker(self, worker: str, index: int) -> str:
         return f"{self.tenant}-worker-{worker}-{index}"
 
+    def job(self, job: str) -> str:
+        return f"{self.tenant}-job-{job}"
+
+    def job_outcome(self, job: str) -> str:
+        return f"{self.tenant}-job-{job}-outcome"
+
     @property
     def redis_component(self) -> str:
         return f"{self.tenant}-redis"

@@ -163,6 +163,18 @@ class Worker(Strict):
     replicas: int = Field(default=1, ge=0, le=20, description="Number of containers.")
 
 
+class Job(Strict):
+    """A one-shot container of the tenant (migrations an ORM runs, seeding): the backend's image and env, a command."""
+
+    command: list[str] = Field(min_length=1, description="What it runs, e.g. `[npx, prisma, migrate, deploy]`.")
+    when: Literal["create", "version", "always"] = Field(
+        default="version", description="`create`: once, when the tenant is created; `version`: again on each new app version; `always`: on every `up`."
+    )
+    image: Optional[str] = Field(default=None, description="Its image, pinned (default: the tenant's backend image, so it follows the app version).")
+    cpu: float = Field(default=0.25, gt=0, le=64, description="CPU limit, in cores.")
+    memory_mb: int = Field(default=256, ge=32, le=262144, description="Memory limit, in MB.")
+
+
 def _name_check(pattern: str, rule: str) -> Callable[[str], str]:
     """A validator for the keys of a mapping: names matching `pattern`, else a problem stating `rule`."""
     compiled = re.compile(pattern)
@@ -273,6 +285,9 @@ class Plan(Strict):
     )
     migrations: Optional[str] = Field(
         default=None, description="Folder of SQL migrations (relative to the repository) applied to every tenant's database as its owner role."
+    )
+    jobs: dict[WorkerName, Job] = Field(
+        default_factory=dict, description="One-shot containers per tenant run before its app's containers (`migrate: {command: [...], when: version}`)."
     )
     workers: dict[WorkerName, Worker] = Field(
         default_factory=dict, description="Background services per tenant (`queue: {command: [...], cpu, memory_mb}`), with the backend's env."

@@ -111,3 +111,44 @@ def test_a_first_admin_is_created_as_the_owner_after_the_migrations_with_a_secre
     text = str(raised.value)
     assert "plans.pro.first_admin: it never uses %(password)s" in text
     assert "tenants/santarita.yaml: tenant santarita: admin.email: plan pro creates a first admin: give admin.email (or contact.email)" in text
+
+
+def test_container_jobs_run_once_per_create_version_or_up_before_the_app_and_fail_it_with_their_output(workspace):
+    from components.providers import ProviderError
+    from components.providers.jobs import JobOutcomeProvider
+    from fleet.model.load import load_fleet
+    from fleet.offline.policies import check
+
+    path = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(path.read_text())
+    plans["plans"]["pro"]["jobs"] = {
+        "migrate": {"command": ["npx", "prisma", "migrate", "deploy"]},
+        "seed": {"command": ["node", "seed.js"], "when": "create"},
+        "warm": {"command": ["node", "warm.js"], "when": "always"},
+    }
+    path.write_text(yaml.safe_dump(plans, sort_keys=False))
+    evaluation = workspace.evaluate()
+    jobs = {c.name: c for c in of_type(evaluation, CONTAINER, "gurupi") if "-job-" in c.name}
+    assert set(jobs) == {"gurupi-job-migrate", "gurupi-job-seed", "gurupi-job-warm"}
+    migrate = jobs["gurupi-job-migrate"]
+    assert migrate.raw_inputs["command"] == ["npx", "prisma", "migrate", "deploy"]
+    assert (migrate.raw_inputs["mustRun"], migrate.raw_inputs["attach"], migrate.raw_inputs["logs"], migrate.raw_inputs["restart"]) == (False, True, True, "no")
+    backend = next(c for c in of_type(evaluation, CONTAINER, "gurupi") if c.name == "gurupi-backend-0")
+    assert migrate.raw_inputs["image"] == backend.raw_inputs["image"] and "envs" in migrate.secret_inputs
+    assert migrate.options.get("ignoreChanges") == ["envs", "labels"]  # a new version (image) runs it again
+    assert jobs["gurupi-job-seed"].options.get("ignoreChanges") == ["image", "envs", "labels"]  # once, at creation
+    assert not jobs["gurupi-job-warm"].options.get("ignoreChanges")  # every up (a new run label each time)
+    outcomes = {r.name: r for r in of_type(evaluation, "pulumi-python:dynamic/jobs:JobOutcome", "gurupi")}
+    assert set(outcomes) == {f"{name}-outcome" for name in jobs}
+    assert migrate.urn in outcomes["gurupi-job-migrate-outcome"].options["dependencies"]
+    assert set(o.urn for o in outcomes.values()) <= set(backend.options["dependencies"])  # the app waits for its jobs
+    fleet = load_fleet(workspace.tenants_dir, workspace.config)
+    assert [v.message for v in check(evaluation, fleet) if v.enforcement == "mandatory"] == []
+
+    provider = JobOutcomeProvider()
+    assert provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 0.0, "output": "done"}).outs["exit_code"] == 0.0
+    output = "\n".join(f"line {n}" for n in range(40)) + "\nError: P3009 migrate found failed migrations"
+    with pytest.raises(ProviderError) as failure:
+        provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 1.0, "output": output})
+    message = str(failure.value)
+    assert "job migrate of tenant gurupi exited 1; its last 20 line(s):" in message and "P3009" in message and "line 20" not in message
