@@ -233,7 +233,7 @@ class TenantDatabase(pulumi.ComponentResource):
         if args.plan.first_admin and args.project_root and email:
             sql_file = Path(args.project_root) / args.plan.first_admin
             admin_password = random.RandomPassword(
-                names.admin_password, length=24, special=False, keepers={"rotation": str(tenant.admin.rotation)}, opts=pulumi.ResourceOptions(parent=self)
+                names.admin_password, length=32, special=False, keepers={"rotation": str(tenant.admin.rotation)}, opts=pulumi.ResourceOptions(parent=self)
             )
             TenantFirstAdmin(
                 names.first_admin,
