@@ -228,6 +228,14 @@ class TenantDatabase(pulumi.ComponentResource):
                 # After the data is where the placement says (a move first, then the migrations run there).
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[placement, *app_grants]),
             )
+        # What the jobs did last, for the registry: empty until a plan declares migrations.
+        self.job_results: Optional[pulumi.Output[dict]] = (
+            pulumi.Output.all(self.migrations.last_applied, self.migrations.last_run).apply(
+                lambda parts: {"migrations": {"applied": parts[0] or {}, "at": parts[1]}}
+            )
+            if self.migrations is not None
+            else None
+        )
         self.admin: Optional[dict[str, pulumi.Input[str]]] = None
         email = derive.admin_email(tenant)
         if args.plan.first_admin and args.project_root and email:

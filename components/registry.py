@@ -78,6 +78,7 @@ def row_values(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
         "region": tenant.region,
         "app_version": derive.app_version(tenant, plan),
         "modules": list(tenant.modules),
+        "jobs": {},  # the program passes what the tenant's jobs did (registry_row's `jobs`)
     }
 
 
@@ -99,6 +100,8 @@ class TenantRegistryArgs:
     """Where each tenant's data is (host, port) as its placement reports it; rows follow a move only once it succeeded."""
     passwords: Optional[Mapping[str, pulumi.Input[str]]] = None
     """Each tenant's database password (secret), written into its row only with a credentials reader."""
+    jobs: Optional[Mapping[str, pulumi.Input[dict]]] = None
+    """What each tenant's jobs did last (components.database.TenantDatabase.job_results)."""
 
 
 class TenantRegistry(pulumi.ComponentResource):
@@ -122,6 +125,7 @@ class TenantRegistry(pulumi.ComponentResource):
             self.rows[tenant.name] = registry_row(
                 tenant, args.plans[tenant.plan], args.environment, location, self.table.table,
                 (args.locations or {}).get(tenant.name), name=name, opts=pulumi.ResourceOptions(parent=self), password=password,
+                jobs=(args.jobs or {}).get(tenant.name),
             )
         self.register_outputs({"table": self.table.qualified_name})
 
@@ -153,11 +157,15 @@ def registry_row(
     name: str = REGISTRY_COMPONENT_NAME,
     opts: Optional[pulumi.ResourceOptions] = None,
     password: Optional[pulumi.Input[str]] = None,
+    jobs: Optional[pulumi.Input[dict]] = None,
 ) -> TenantRegistryRow:
-    """One tenant's row; `database_at` is (host, port) as the tenant's placement reports it; `password` only for a credentials reader."""
+    """One tenant's row; `database_at` is (host, port) as the tenant's placement reports it; `password` only for a
+    credentials reader; `jobs` what its jobs did last."""
     values: dict[str, Any] = row_values(tenant, plan, environment)
     if database_at is not None:
         values["db_host"], values["db_port"] = database_at
+    if jobs is not None:
+        values["jobs"] = jobs
     return TenantRegistryRow(derive.registry_row_name(tenant, name), TenantRegistryRowArgs(table=table, **location, **values, db_password=password), opts=opts)
 
 
@@ -167,6 +175,7 @@ def tenant_stack_registry_row(
     server_passwords: Optional[pulumi.Output],
     database_at: Optional[tuple[pulumi.Input[str], pulumi.Input[int]]] = None,
     password: Optional[pulumi.Input[str]] = None,
+    jobs: Optional[pulumi.Input[dict]] = None,
 ) -> Optional[TenantRegistryRow]:
     """A tenant stack's own registry row (`fleet:stacks: per-tenant`), at the stack's root: the table is the platform's."""
     settings = RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
@@ -174,7 +183,8 @@ def tenant_stack_registry_row(
         return None
     location = registry_location(settings, fleet.environment, _admin_password(server_passwords, settings))
     return registry_row(
-        tenant, fleet.plan_of(tenant), fleet.environment, location, settings.table, database_at, password=password if settings.credentials_reader else None
+        tenant, fleet.plan_of(tenant), fleet.environment, location, settings.table, database_at,
+        password=password if settings.credentials_reader else None, jobs=jobs,
     )
 
 
@@ -191,6 +201,7 @@ def declare_registry(
     name: str = REGISTRY_COMPONENT_NAME,
     locations: Optional[Mapping[str, tuple[pulumi.Input[str], pulumi.Input[int]]]] = None,
     passwords: Optional[Mapping[str, pulumi.Input[str]]] = None,
+    jobs: Optional[Mapping[str, pulumi.Input[dict]]] = None,
 ) -> Optional[TenantRegistry]:
     """The registry of a fleet when one is configured (`settings`, else `fleet:registry`); None otherwise."""
     settings = settings or RegistrySettings.from_config(getattr(fleet.environment, "registry", None))
@@ -199,5 +210,5 @@ def declare_registry(
     password = _admin_password(server_passwords, settings)
     return TenantRegistry(
         name,
-        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password), locations, passwords),
+        TenantRegistryArgs(settings, fleet.environment, fleet.plans, list(fleet.tenants), pulumi.Output.secret(password), locations, passwords, jobs),
     )

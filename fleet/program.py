@@ -239,7 +239,8 @@ def fleet_program(
         tenants = declare_tenants(fleet, platform)
         database = tenants[tenant.name].database
         tenant_stack_registry_row(
-            tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None, database.password if database is not None else None
+            tenant, fleet, server_passwords, (database.host, database.port) if database is not None else None,
+            database.password if database is not None else None, database.job_results if database is not None else None,
         )
         export_outputs(tenants)
         return tenants
@@ -248,6 +249,7 @@ def fleet_program(
         # Rows take the database address from each placement, so they follow a move only once it succeeded.
         locations = {name: (t.database.host, t.database.port) for name, t in tenants.items() if t.database is not None}
         passwords = {name: t.database.password for name, t in tenants.items() if t.database is not None}
-        declare_registry(fleet, server_passwords, locations=locations, passwords=passwords)
+        jobs = {name: t.database.job_results for name, t in tenants.items() if t.database is not None and t.database.job_results is not None}
+        declare_registry(fleet, server_passwords, locations=locations, passwords=passwords, jobs=jobs)
     export_outputs(tenants)
     return tenants

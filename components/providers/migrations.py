@@ -90,6 +90,8 @@ class TenantMigrations(FleetDynamicResource, module="postgres", name="TenantMigr
     """Every migration this resource applied, by source."""
     last_applied: pulumi.Output[dict]
     """What the last run applied, by source."""
+    last_run: pulumi.Output[str]
+    """When it last ran (UTC)."""
 
     def __init__(self, name: str, args: TenantMigrationsArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         props = {

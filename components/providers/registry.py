@@ -83,6 +83,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("usage_at", "timestamptz"),
     ("app_version", "text"),
     ("modules", "text[] NOT NULL DEFAULT '{}'"),
+    ("jobs", "jsonb NOT NULL DEFAULT '{}'"),  # the last run of the tenant's jobs: {migrations: {applied, at}}
 )
 APP_WRITTEN = ("usage", "usage_at")
 """Columns the apps keep (`UPDATE tenants SET usage = ..., usage_at = now()`); `pulumi up` never writes them."""
@@ -91,7 +92,7 @@ ROW_FIELDS = (
     "display_name", "plan", "user_limit", "connections_limit", "db_connections", "backup_retention_days",
     "status", "db_host", "db_port", "db_name", "db_user", "hostnames", "custom_domains", "limits",
     "contact_name", "contact_email", "contact_phone", "subscription_status", "subscription_expires", "region", "db_password",
-    "app_version", "modules",
+    "app_version", "modules", "jobs",
 )
 SECRET_COLUMN = "db_password"
 """The tenant's database password, for one shared app that serves every tenant (`fleet:registry.credentials_reader`)."""
@@ -99,7 +100,7 @@ ACCESS = ("readers", "credentials_reader")
 """Who may read the table: `readers` every column but SECRET_COLUMN, `credentials_reader` all of it. Updated in place."""
 _INT_FIELDS = frozenset({"user_limit", "connections_limit", "db_connections", "backup_retention_days", "db_port"})
 _LIST_FIELDS = frozenset({"hostnames", "custom_domains", "modules"})
-_JSON_FIELDS = frozenset({"limits"})
+_JSON_FIELDS = frozenset({"limits", "jobs"})
 # Where the registry is: a change means another table, so the resource is replaced.
 LOCATION = ("host", "port", "database", "schema", "table")
 # How the provider logs in: a change updates the recorded inputs, nothing in the database.
@@ -266,7 +267,7 @@ def _normalize(field: str, value: Any) -> Any:
     if field == "subscription_expires":
         return value.isoformat() if hasattr(value, "isoformat") else str(value)  # a date read back, or the spec's text
     if field in _JSON_FIELDS:
-        # Counts arrive as doubles from the engine; flags and `unlimited` as they are.
+        # Counts arrive as doubles from the engine; flags, text and nested records as they are.
         return {str(key): int(item) if isinstance(item, float) and item.is_integer() else item for key, item in dict(value).items()}
     if field == "schema":
         return value or "public"
@@ -477,6 +478,8 @@ class TenantRegistryRowArgs:
     """The app version (image tag) the tenant runs, when its plan or file sets one."""
     modules: pulumi.Input[Sequence[str]] = ()
     """Modules installed in its database."""
+    jobs: pulumi.Input[Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    """What the tenant's jobs did last: `{migrations: {applied: {source: [files]}, at}}`."""
     sslmode: pulumi.Input[str] = "prefer"
     """libpq sslmode for the provider's connection."""
     schema: pulumi.Input[str] = "public"

@@ -295,3 +295,14 @@ def test_apps_report_usage_which_the_pr_summary_reads(postgres_cluster, location
         with postgres_cluster.connect() as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
             admin.execute("DROP ROLE IF EXISTS router_app")
+
+
+def test_a_row_carries_what_the_tenants_jobs_did_last(postgres_cluster, location, workspace):
+    TenantRegistryTableProvider().create(location)
+    provider = TenantRegistryRowProvider()
+    jobs = {"migrations": {"applied": {"app": ["0001_customers"], "price_basket": []}, "at": "2026-11-30T01:00:00Z"}}
+    created = provider.create({**row_props(location, workspace, "gurupi"), "jobs": jobs})
+    assert rows(postgres_cluster)["gurupi"]["jobs"] == jobs
+    assert not provider.diff(created.id, created.outs, {**row_props(location, workspace, "gurupi"), "jobs": jobs}).changes
+    plain = provider.create(row_props(location, workspace, "santarita"))  # no jobs: an empty object, not null
+    assert rows(postgres_cluster)["santarita"]["jobs"] == {} and plain.outs["jobs"] == {}
