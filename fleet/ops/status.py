@@ -37,6 +37,11 @@ class TenantStatus:
     """`running 2/2`, `none (suspended)`, `unknown (...)`, or `-` when this stack has no app layer."""
     newest_backup: Optional[str] = None
     backup_age_hours: Optional[float] = None
+    app_version: Optional[str] = None
+    """The image tag its plan or file sets (None: `fleet:images` as given)."""
+    modules: list[str] = field(default_factory=list)
+    migrations: Optional[str] = None
+    """What its SQL jobs applied, from the record in its database: `12 applied, last 2026-11-30 01:00` (None: no record)."""
     flags: list[str] = field(default_factory=list)
     error: Optional[str] = None
 
@@ -81,6 +86,16 @@ def _server_figures(access, tenants) -> tuple[dict[str, int], dict[str, int], di
     return sizes, sessions, limits, int(total), max_connections
 
 
+def migrations_record(access, database: str) -> str:
+    """What the tenant's SQL jobs applied, from `_fleet_migrations` in its database (fleet.postgres.migrations)."""
+    try:
+        with access.connect(database) as connection:
+            count, last = connection.execute("select count(*), max(applied_at_utc) from _fleet_migrations").fetchone()
+    except Exception as error:  # noqa: BLE001 - no record yet (a job never ran), or the database can't be read
+        return "none recorded" if "does not exist" in str(error) else f"unknown ({one_line(error)})"
+    return f"{count} applied, last {last:%Y-%m-%d %H:%M} UTC" if last else "none applied"
+
+
 def fleet_status(
     inventory,
     tenants=None,
@@ -91,7 +106,13 @@ def fleet_status(
     """Figures per tenant and per server; a server or Docker that can't be read shows as an error, not a crash."""
     chosen = inventory.select(tenants)
     now = clock()
-    rows = {entry.name: TenantStatus(entry.name, entry.plan_name, entry.spec.status, entry.server_key, entry.database, planned_limit=entry.connection_limit) for entry in chosen}
+    rows = {
+        entry.name: TenantStatus(
+            entry.name, entry.plan_name, entry.spec.status, entry.server_key, entry.database, planned_limit=entry.connection_limit,
+            app_version=derive.app_version(entry.spec, entry.plan), modules=list(entry.spec.modules),
+        )
+        for entry in chosen
+    }
     servers: list[ServerStatus] = []
     by_server: dict[str, list] = {}
     for entry in chosen:
@@ -120,6 +141,8 @@ def fleet_status(
             flag = _share_flag("connections", row.connections, row.connection_limit)
             if flag:
                 row.flags.append(flag)
+            if row.size_bytes is not None and (entry.plan.migrations or entry.spec.modules):
+                row.migrations = migrations_record(inventory.admin_access(server_key), entry.database)
 
     if inventory.environment.manages("app"):
         _container_states(inventory, chosen, rows, containers)

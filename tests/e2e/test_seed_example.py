@@ -74,3 +74,10 @@ def test_an_empty_server_gets_the_module_tables_and_a_first_admin_in_one_up(tmp_
             assert (email, role_name, matches) == ("admin@gurupi.example.gov.br", "admin", True)
             assert admin.execute("select left(password, 4) from users").fetchone()[0] == "$2a$"  # bcrypt, as Laravel reads it
         assert set(engine.run("preview", stack, on_output=None)["changes"]) == {"same"}
+        # What `fleet status` shows in its jobs column, read from the record in the tenant's database.
+        from fleet.ops.status import migrations_record
+
+        record = migrations_record(cluster_access(cluster), database)
+        assert record.startswith("3 applied, last ") and record.endswith(" UTC")  # users; the module's tables and indexes
+        provision_tenant_database(cluster_access(cluster), "tenant_fresh", "tenant_fresh_app", "fresh-password-000000000")
+        assert migrations_record(cluster_access(cluster), "tenant_fresh") == "none recorded"
