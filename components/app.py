@@ -36,6 +36,8 @@ class TenantAppArgs:
     """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
     after: Sequence[pulumi.Resource] = ()
     """What the containers wait for (the tenant's migrations)."""
+    jobs_database_url: Optional[pulumi.Input[str]] = None
+    """The container jobs' DATABASE_URL (their own login, which becomes the owner role); default: the app's."""
 
 
 class TenantApp(pulumi.ComponentResource):
@@ -129,7 +131,14 @@ class TenantApp(pulumi.ComponentResource):
             role_envs[role] = envs
 
         # The plan's container jobs run first (with the backend's image and env); the app's containers wait for them.
-        outcomes = tenant_jobs(names, tenant, plan, images["backend"], role_envs["backend"], network, mounts["backend"], on_host)
+        job_envs = role_envs["backend"]
+        if args.jobs_database_url is not None:
+            job_envs = pulumi.Output.secret(
+                pulumi.Output.all(role_envs["backend"], args.jobs_database_url).apply(
+                    lambda parts: sorted([line for line in parts[0] if not line.startswith("DATABASE_URL=")] + [f"DATABASE_URL={parts[1]}"])
+                )
+            )
+        outcomes = tenant_jobs(names, tenant, plan, images["backend"], job_envs, network, mounts["backend"], on_host)
         on_host = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=outcomes))
         for role in derive.APP_ROLES:
             size = derive.container_size(plan, tenant, role)

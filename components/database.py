@@ -236,6 +236,32 @@ class TenantDatabase(pulumi.ComponentResource):
             if self.migrations is not None
             else None
         )
+        self.jobs_url: Optional[pulumi.Output[str]] = None
+        if args.plan.jobs:
+            # The container jobs' own login: it becomes the owner role at login, so an ORM's migrations create
+            # tables the owner owns (the app's role could not, and the owner never logs in itself).
+            jobs_password = random.RandomPassword(
+                names.jobs_password, length=derive.PASSWORD_LENGTH, special=False, keepers={"rotation": str(tenant.rotation)},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            jobs_role = postgresql.Role(
+                names.jobs_role(server_key),
+                name=derive.jobs_role_name(tenant),
+                login=tenant.status == "active",
+                password=jobs_password.result,
+                connection_limit=2,
+                roles=[owner.name],
+                assume_role=owner.name,
+                encrypted_password=True,
+                skip_drop_role=True,
+                skip_reassign_owned=True,
+                opts=pulumi.ResourceOptions.merge(on_server, keep),
+            )
+            self.jobs_url = pulumi.Output.secret(
+                pulumi.Output.all(jobs_password.result, placement.host, placement.port, jobs_role.name).apply(
+                    lambda parts: derive.database_url(tenant, environment, parts[0], parts[1], parts[2], user=parts[3])
+                )
+            )
         self.admin: Optional[dict[str, pulumi.Input[str]]] = None
         email = derive.admin_email(tenant)
         if args.plan.first_admin and args.project_root and email:
@@ -304,6 +330,7 @@ def tenant_purge(
             reason=tenant.purge.reason,
             pg_bin=environment.backups.pg_bin,
             owner=derive.owner_role_name(tenant),
+            jobs_role=derive.jobs_role_name(tenant),
         ),
         opts=opts,
     )

@@ -618,6 +618,8 @@ class PurgeReport:
     """Server keys the login role was dropped on."""
     dropped_owner_roles: list[str] = field(default_factory=list)
     """Server keys the owner role was dropped on."""
+    dropped_jobs_roles: list[str] = field(default_factory=list)
+    """Server keys the jobs' role was dropped on (plans with container jobs)."""
     kept: list[str] = field(default_factory=list)
     """Things deliberately left alone, with why."""
 
@@ -637,6 +639,7 @@ def purge_tenant(
     backup_dir: str | Path,
     *,
     owner: Optional[str] = None,
+    jobs_role: Optional[str] = None,
     reason: str = "",
     pg_bin: Optional[str] = None,
     on_phase: Optional[Callable[[str], None]] = None,
@@ -741,7 +744,8 @@ def purge_tenant(
             report.dropped_databases.append(key)
     for key in [key for key, _, current in copies if not current] + [current_server]:
         access = servers[key]
-        for name, dropped in ((role, report.dropped_roles), *(((owner, report.dropped_owner_roles),) if owner else ())):
+        others = [*(((jobs_role, report.dropped_jobs_roles),) if jobs_role else ()), *(((owner, report.dropped_owner_roles),) if owner else ())]
+        for name, dropped in ((role, report.dropped_roles), *others):
             try:
                 if drops.drop_role(access, name):
                     dropped.append(key)
@@ -776,6 +780,8 @@ class TenantPurgeArgs:
     """Folder with pg_dump/pg_restore; default: found on the machine."""
     owner: pulumi.Input[Optional[str]] = None
     """The tenant's owner role name, dropped after the login role."""
+    jobs_role: pulumi.Input[Optional[str]] = None
+    """The tenant's jobs role name (plans with container jobs), dropped before the owner role; absent is fine."""
 
 
 class TenantPurgeProvider(ResourceProvider):
@@ -809,6 +815,7 @@ class TenantPurgeProvider(ResourceProvider):
                 props["role"],
                 props["backup_dir"],
                 owner=props.get("owner") or None,
+                jobs_role=props.get("jobs_role") or None,
                 reason=props.get("reason") or "",
                 pg_bin=props.get("pg_bin") or None,
             )
@@ -860,6 +867,7 @@ class TenantPurge(FleetDynamicResource, module="postgres", name="TenantPurge"):
             "database": args.database,
             "role": args.role,
             "owner": args.owner,
+            "jobs_role": args.jobs_role,
             "server": args.server,
             "servers": pulumi.Output.secret(args.servers),
             "backup_dir": args.backup_dir,

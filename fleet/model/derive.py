@@ -75,9 +75,20 @@ def redis_url(tenant: TenantSpec, environment: Environment, password: str) -> st
     return f"{scheme}://{redis_username(tenant)}:{password}@{server.app_host or server.host}:{server.port}/0"
 
 
+def jobs_role_name(tenant: TenantSpec) -> str:
+    """Name of the login role the tenant's container jobs use: it becomes the owner role at login (`assume_role`),
+    so what an ORM's migrations create belongs to the owner. Only the jobs get its password."""
+    return f"tenant_{_sql_stem(tenant)}_job"
+
+
 def postgres_identifiers(tenant: TenantSpec) -> dict[str, str]:
     """Every PostgreSQL identifier derived from a tenant, with what it names (checked against the 63-byte limit)."""
-    return {database_name(tenant): "database name", role_name(tenant): "role name", owner_role_name(tenant): "owner role name"}
+    return {
+        database_name(tenant): "database name",
+        role_name(tenant): "role name",
+        owner_role_name(tenant): "owner role name",
+        jobs_role_name(tenant): "jobs role name",
+    }
 
 
 # ---------------------------------------------------------------- hostnames and URLs
@@ -222,6 +233,13 @@ class Names:
 
     def owner_role(self, server: str) -> str:
         return f"{self.tenant}-owner-role-{server}"
+
+    def jobs_role(self, server: str) -> str:
+        return f"{self.tenant}-jobs-role-{server}"
+
+    @property
+    def jobs_password(self) -> str:
+        return f"{self.tenant}-jobs-password"
 
     def handover(self, server: str) -> str:
         return f"{self.tenant}-db-{server}-handover"
@@ -537,8 +555,10 @@ def generated_secret_name(tenant: TenantSpec, env_name: str) -> str:
     return f"{tenant.name}-secret-{env_name}"
 
 
-def database_url(tenant: TenantSpec, environment: Environment, password: str, host: Optional[str] = None, port: Optional[int] = None) -> str:
-    """The app's connection string (contains the password: wrap it as a secret).
+def database_url(
+    tenant: TenantSpec, environment: Environment, password: str, host: Optional[str] = None, port: Optional[int] = None, user: Optional[str] = None
+) -> str:
+    """The app's connection string (contains the password: wrap it as a secret); `user` another role's (the jobs').
 
     `host`/`port` override the server's app address: the placement reports where the data is, and
     that changes only once a move has succeeded.
@@ -546,7 +566,7 @@ def database_url(tenant: TenantSpec, environment: Environment, password: str, ho
     server = environment.servers[tenant.database.server]
     host = host or server.app_host or server.host
     port = int(port) if port is not None else server.port
-    return f"postgresql://{role_name(tenant)}:{password}@{host}:{port}/{database_name(tenant)}?sslmode={server.sslmode}"
+    return f"postgresql://{user or role_name(tenant)}:{password}@{host}:{port}/{database_name(tenant)}?sslmode={server.sslmode}"
 
 
 # ---------------------------------------------------------------- the scheduled job

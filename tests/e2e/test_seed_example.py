@@ -9,6 +9,7 @@ all in one run.
 from __future__ import annotations
 
 import pulumi
+import pytest
 
 from components.database import server_access
 from components.providers.first_admin import TenantFirstAdmin, TenantFirstAdminArgs, sql_digest
@@ -81,3 +82,24 @@ def test_an_empty_server_gets_the_module_tables_and_a_first_admin_in_one_up(tmp_
         assert record.startswith("3 applied, last ") and record.endswith(" UTC")  # users; the module's tables and indexes
         provision_tenant_database(cluster_access(cluster), "tenant_fresh", "tenant_fresh_app", "fresh-password-000000000")
         assert migrations_record(cluster_access(cluster), "tenant_fresh") == "none recorded"
+
+
+def test_a_role_that_assumes_the_owner_at_login_creates_what_the_owner_owns():
+    """What the jobs' role (postgresql.Role assume_role=<owner>, a member of it) does for an ORM's migrations."""
+    import psycopg
+
+    with running(PostgresCluster("e2e-jobs-role-superuser")) as (cluster,):
+        access = cluster_access(cluster)
+        provision_tenant_database(access, "tenant_orm", "tenant_orm_app", "app-password-000000000000")
+        with access.connect() as admin:  # as the official Role resource does it
+            admin.execute("create role tenant_orm_job login password 'jobs-password-0000000000' connection limit 2 in role tenant_orm_dbo")
+            admin.execute("alter role tenant_orm_job set role = 'tenant_orm_dbo'")
+        with psycopg.connect(cluster.dsn("tenant_orm", "tenant_orm_job", "jobs-password-0000000000"), autocommit=True) as job:
+            assert job.execute("select current_user").fetchone()[0] == "tenant_orm_dbo"
+            job.execute("create table orders (id bigserial primary key, total numeric)")  # what `prisma migrate deploy` would do
+        with psycopg.connect(cluster.dsn("tenant_orm", "tenant_orm_app", "app-password-000000000000"), autocommit=True) as app:
+            app.execute("insert into orders (total) values (10)")  # the app gets it through the default privileges
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("drop table orders")
+        with access.connect("tenant_orm") as admin:
+            assert admin.execute("select tableowner from pg_tables where tablename = 'orders'").fetchone()[0] == "tenant_orm_dbo"

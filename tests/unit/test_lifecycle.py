@@ -315,6 +315,7 @@ def test_purge_declares_only_the_final_backup_and_drop(workspace, dev_plan):
         "database": "tenant_santarita",
         "role": "tenant_santarita_app",
         "owner": "tenant_santarita_dbo",
+        "jobs_role": "tenant_santarita_job",
         "server": "shared-1",
         "backup_dir": str(PROJECT_ROOT / "backups"),
         "reason": "contract ended 2025-06",

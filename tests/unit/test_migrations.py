@@ -145,6 +145,16 @@ def test_container_jobs_run_once_per_create_version_or_up_before_the_app_and_fai
     fleet = load_fleet(workspace.tenants_dir, workspace.config)
     assert [v.message for v in check(evaluation, fleet) if v.enforcement == "mandatory"] == []
 
+    # The jobs connect with their own login, which becomes the owner role at login; the app keeps its own.
+    roles = {r.raw_inputs["name"]: r for r in of_type(evaluation, "postgresql:index/role:Role", "gurupi")}
+    jobs_role = roles["tenant_gurupi_job"].raw_inputs
+    assert (jobs_role["assumeRole"], jobs_role["roles"], jobs_role["login"], jobs_role["connectionLimit"]) == ("tenant_gurupi_dbo", ["tenant_gurupi_dbo"], True, 2)
+    from tests.unit.graph import env_of
+
+    assert env_of(migrate)["DATABASE_URL"].startswith("postgresql://tenant_gurupi_job:")
+    assert env_of(backend)["DATABASE_URL"].startswith("postgresql://tenant_gurupi_app:")
+    assert "tenant_novaroma_job" not in {r.raw_inputs["name"] for r in of_type(evaluation, "postgresql:index/role:Role", "novaroma")}
+
     provider = JobOutcomeProvider()
     assert provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 0.0, "output": "done"}).outs["exit_code"] == 0.0
     output = "\n".join(f"line {n}" for n in range(40)) + "\nError: P3009 migrate found failed migrations"
