@@ -202,7 +202,7 @@ def tenant_jobs(names, tenant: TenantSpec, plan: Plan, image: str, envs, network
     if tenant.status != "active":
         return []
     outcomes: list[pulumi.Resource] = []
-    for name, job in sorted(plan.jobs.items()):
+    for name, job in sorted(derive.container_jobs(tenant, plan).items()):
         ignored = {"create": ["image", "envs", "labels"], "version": ["envs", "labels"], "always": []}[job.when]
         labels = {**derive.labels(tenant, "backend"), "component": "job", "job": name}
         if job.when == "always":

@@ -237,7 +237,7 @@ class TenantDatabase(pulumi.ComponentResource):
             else None
         )
         self.jobs_url: Optional[pulumi.Output[str]] = None
-        if args.plan.jobs:
+        if derive.container_jobs(tenant, args.plan):
             # The container jobs' own login: it becomes the owner role at login, so an ORM's migrations create
             # tables the owner owns (the app's role could not, and the owner never logs in itself).
             jobs_password = random.RandomPassword(

@@ -15,7 +15,7 @@ from typing import Any, Literal, Mapping, Optional
 
 from fleet.errors import InputError
 from fleet.model.migration_sources import MODULES_FOLDER
-from fleet.model.spec import Environment, Plan, Retention, Size, TenantSpec
+from fleet.model.spec import Environment, Job, Plan, Retention, Size, TenantSpec
 
 AppRole = Literal["backend", "frontend"]
 APP_ROLES: tuple[AppRole, ...] = ("backend", "frontend")
@@ -489,6 +489,11 @@ def app_images(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict
     """The backend's and frontend's images for a tenant: `fleet:images` with the tenant's app version as their tag."""
     version = app_version(tenant, plan)
     return {"backend": with_tag(environment.images.backend, version), "frontend": with_tag(environment.images.frontend, version)}
+
+
+def container_jobs(tenant: TenantSpec, plan: Plan) -> dict[str, Job]:
+    """A tenant's container jobs: its plan's, with its own on top (by name)."""
+    return {**plan.jobs, **tenant.jobs}
 
 
 def admin_email(tenant: TenantSpec) -> Optional[str]:

@@ -477,6 +477,7 @@ class TenantSpec(Strict):
     subscription: Subscription = Field(default_factory=Subscription, description="Subscription status and expiry, published in the registry.")
     region: Optional[str] = Field(default=None, max_length=60, description="Region or state the customer is in (free text, in the registry).")
     overrides: Overrides = Field(default_factory=Overrides, description="Size overrides within the plan's `max`.")
+    jobs: dict[WorkerName, Job] = Field(default_factory=dict, description="Container jobs of this tenant, over its plan's (same name: this one).")
     admin: Admin = Field(default_factory=Admin, description="Its first admin (plans with `first_admin:`): email and password rotation.")
     app_version: Optional[str] = Field(default=None, description="Pins this tenant's app image tag, whatever its plan says (a canary, or a customer held back).")
     modules: list[str] = Field(default_factory=list, description="Modules in its database: `modules/<name>/*.sql`, applied as its owner role; removing one drops nothing.")

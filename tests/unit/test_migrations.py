@@ -154,6 +154,12 @@ def test_container_jobs_run_once_per_create_version_or_up_before_the_app_and_fai
     assert env_of(migrate)["DATABASE_URL"].startswith("postgresql://tenant_gurupi_job:")
     assert env_of(backend)["DATABASE_URL"].startswith("postgresql://tenant_gurupi_app:")
     assert "tenant_novaroma_job" not in {r.raw_inputs["name"] for r in of_type(evaluation, "postgresql:index/role:Role", "novaroma")}
+    # A tenant adds its own job, or changes one of its plan's.
+    workspace.edit("novaroma", jobs={"import": {"command": ["node", "import-legacy.js"], "when": "create"}})
+    workspace.edit("gurupi", jobs={"migrate": {"command": ["npx", "prisma", "migrate", "deploy", "--schema", "custom.prisma"]}})
+    again = workspace.evaluate()
+    assert [c.name for c in of_type(again, CONTAINER, "novaroma") if "-job-" in c.name] == ["novaroma-job-import"]
+    assert next(c for c in of_type(again, CONTAINER, "gurupi") if c.name == "gurupi-job-migrate").raw_inputs["command"][-1] == "custom.prisma"
 
     provider = JobOutcomeProvider()
     assert provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 0.0, "output": "done"}).outs["exit_code"] == 0.0
