@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional
 
 import psycopg
 
+from fleet.model import derive
 from fleet.postgres.privileges import shared_databases_open_to_public
 
 Outcome = Literal["pass", "fail", "skip"]
@@ -83,7 +84,7 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
     """(databases by name, roles by name, (role, database) pairs with CONNECT) for the tenants of one server."""
     databases = [entry.database for entry in tenants]
     roles = [entry.role for entry in tenants]
-    owners = [entry.owner for entry in tenants]
+    owners = [entry.owner for entry in tenants] + [derive.jobs_role_name(entry.spec) for entry in tenants]
     with access.connect() as connection:
         database_rows = connection.execute(
             """
@@ -157,6 +158,8 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
         return [Check(entry.name, "role", "fail", f"role {entry.role} does not exist on {entry.server_key}")]
     checks.append(_owner_check(entry, database["owner"]))
     checks.extend(_owner_role_checks(entry, roles.get(entry.owner)))
+    if derive.container_jobs(entry.spec, entry.plan):
+        checks.append(_jobs_role_check(entry, derive.jobs_role_name(entry.spec), roles.get(derive.jobs_role_name(entry.spec))))
     for privilege in ("connect", "temporary"):
         granted = database[f"public_{privilege}"]
         checks.append(
@@ -209,6 +212,19 @@ def _owner_check(entry, owner: str) -> Check:
             f"`fleet up` hands it to {entry.owner}",
         )
     return Check(entry.name, "owner", "fail", f"database {entry.database} is owned by {owner}, expected {entry.owner}")
+
+
+def _jobs_role_check(entry, name: str, jobs: Optional[dict]) -> Check:
+    """The container jobs' role: a member of the owner role and of nothing else, with no attribute (docs/jobs.md)."""
+    if jobs is None:
+        return Check(entry.name, "jobs role", "fail", f"role {name} does not exist on {entry.server_key}")
+    problems = [*(jobs.get("attributes") or [])]
+    problems += [f"member of {role}" for role in jobs.get("member_of") or [] if role != entry.owner]
+    if entry.owner not in (jobs.get("member_of") or []):
+        problems.append(f"not a member of {entry.owner}")
+    if problems:
+        return Check(entry.name, "jobs role", "fail", f"role {name} has {', '.join(problems)}")
+    return Check(entry.name, "jobs role", "pass", f"role {name} is a member of {entry.owner} only, with no attributes")
 
 
 def _owner_role_checks(entry, owner: Optional[dict]) -> list[Check]:

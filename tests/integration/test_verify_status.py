@@ -361,3 +361,26 @@ def test_verify_names_ownership_drift_and_shared_databases_opened_to_public(flee
     clean = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
     assert not [check for check in clean if check.outcome == "fail"]
     assert {check.check for check in clean} >= {"owner", "owner role", "shared databases"}
+
+
+def test_verify_checks_the_container_jobs_role_where_a_tenant_has_jobs(fleet):
+    """gurupi gets a container job: its jobs role must exist, be a member of its owner role only, with no attribute."""
+    shared = fleet.clusters["shared-1"]
+    fleet.workspace.edit("gurupi", jobs={"seed": {"command": ["node", "seed.js"]}})
+    try:
+        missing = [c.line() for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.check == "jobs role"]
+        assert missing == ["gurupi: jobs role: role tenant_gurupi_job does not exist on shared-1"]
+        with shared.connect() as admin:  # as the official Role resource makes it
+            admin.execute("CREATE ROLE tenant_gurupi_job LOGIN PASSWORD 'jobs-pw-000000000000' CONNECTION LIMIT 2 IN ROLE tenant_gurupi_dbo")
+            admin.execute("ALTER ROLE tenant_gurupi_job SET role = 'tenant_gurupi_dbo'")
+        good = [c for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.check == "jobs role"]
+        assert [c.outcome for c in good] == ["pass"]
+        with shared.connect() as admin:
+            admin.execute("ALTER ROLE tenant_gurupi_job CREATEDB")
+            admin.execute("GRANT tenant_novaroma_dbo TO tenant_gurupi_job")
+        drifted = [c.line() for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.check == "jobs role"]
+        assert drifted == ["gurupi: jobs role: role tenant_gurupi_job has CREATEDB, member of tenant_novaroma_dbo"]
+    finally:
+        fleet.workspace.edit("gurupi", jobs={})
+        with shared.connect() as admin:
+            admin.execute("DROP ROLE IF EXISTS tenant_gurupi_job")
