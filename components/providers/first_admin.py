@@ -90,13 +90,7 @@ class TenantFirstAdmin(FleetDynamicResource, module="postgres", name="TenantFirs
 
     def __init__(self, name: str, args: TenantFirstAdminArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         props = {
-            RESOURCE_NAME_KEY: name,
-            "tenant": args.tenant,
-            "database": args.database,
-            "owner": args.owner,
-            "role": args.role,
-            "server": args.server,
-            "servers": pulumi.Output.secret(args.servers),
+            **args.target_props(name),
             "sql_file": args.sql_file,
             "digest": args.digest,
             "email": args.email,

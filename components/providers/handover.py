@@ -41,6 +41,18 @@ class TenantDatabaseTarget:
     servers: pulumi.Input[dict[str, Any]]
     """Admin access per server key (secret): {host, port, admin_user, admin_password, sslmode}."""
 
+    def target_props(self, name: str) -> dict[str, Any]:
+        """The inputs every job on this target declares (`servers` as a secret; list it in additional_secret_outputs)."""
+        return {
+            RESOURCE_NAME_KEY: name,
+            "tenant": self.tenant,
+            "database": self.database,
+            "owner": self.owner,
+            "role": self.role,
+            "server": self.server,
+            "servers": pulumi.Output.secret(self.servers),
+        }
+
 
 @dataclass(frozen=True)
 class OwnerHandoverArgs(TenantDatabaseTarget):
@@ -114,13 +126,7 @@ class OwnerHandover(FleetDynamicResource, module="postgres", name="OwnerHandover
 
     def __init__(self, name: str, args: OwnerHandoverArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         props = {
-            RESOURCE_NAME_KEY: name,
-            "tenant": args.tenant,
-            "database": args.database,
-            "owner": args.owner,
-            "role": args.role,
-            "server": args.server,
-            "servers": pulumi.Output.secret(args.servers),
+            **args.target_props(name),
             "handed_over_at": None,
             "reassigned": None,
             "schemas": None,

@@ -95,13 +95,7 @@ class TenantMigrations(FleetDynamicResource, module="postgres", name="TenantMigr
 
     def __init__(self, name: str, args: TenantMigrationsArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         props = {
-            RESOURCE_NAME_KEY: name,
-            "tenant": args.tenant,
-            "database": args.database,
-            "owner": args.owner,
-            "role": args.role,
-            "server": args.server,
-            "servers": pulumi.Output.secret(args.servers),
+            **args.target_props(name),
             "sources": [dict(source) for source in args.sources],
             "applied": None,
             "last_run": None,

@@ -387,6 +387,13 @@ def _version_tag(value: Optional[str]) -> Optional[str]:
     return value
 
 
+def checked_email(value: Optional[str]) -> Optional[str]:
+    """An email address as given, or a problem saying it isn't one (None passes: the field is optional)."""
+    if value is not None and not EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
 class Admin(Strict):
     """The tenant's first admin user (plans with `first_admin:`)."""
 
@@ -396,9 +403,7 @@ class Admin(Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not EMAIL.match(value):
-            raise ValueError(f"{value!r} is not an email address")
-        return value
+        return checked_email(value)
 
 
 class AppPlacement(Strict):
@@ -442,9 +447,7 @@ class Contact(Strict):
     @field_validator("email")
     @classmethod
     def _email(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not EMAIL.match(value):
-            raise ValueError(f"{value!r} is not an email address")
-        return value
+        return checked_email(value)
 
     @field_validator("phone")
     @classmethod

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
+import psycopg
 from yoyo import get_backend, read_migrations
 
 from fleet.errors import FleetError
@@ -98,8 +99,6 @@ def first_lines(error: BaseException, lines: int = 3) -> str:
 
 def run_as_owner(access: ServerAccess, database: str, owner: str, statement: str, params: dict[str, str]) -> None:
     """One SQL text with named parameters, in one transaction, as `owner` (set at connection time, as for migrations)."""
-    import psycopg
-
     if not SAFE_ROLE.match(owner):
         raise MigrationError(f"owner role {owner!r} is not a plain identifier")
     try:
