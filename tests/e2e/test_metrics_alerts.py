@@ -1,6 +1,10 @@
 """Per-tenant metrics and alerts end to end: `python -m fleet metrics --listen` against real PostgreSQL, Caddy and
 backups, scraped by a real Prometheus that evaluates the rules `python -m fleet alerts` wrote from the plans.
 
+Caddy is 2.10 with per-host metrics on (tests/support/caddy_build.py: Debian's 2.6.2 has no host label), its
+fleet server and tenant routes made by the project's own Caddy providers; gurupi's API route points at a
+port where nothing listens, so Caddy answers its requests with 502.
+
 The shipped tenants are provisioned on two clusters (shared-1: gurupi and santarita on `pro`, novaroma and
 catasaltas; dedicated-1: pirapora on `enterprise`). The test plan catalog lowers two plans' thresholds so the
 alerts fire within seconds. gurupi is pushed past `pro`'s: half its connection limit in open sessions and a
@@ -22,15 +26,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
 from fleet.bench.prometheus import PrometheusServerProcess
-from fleet.bench.servers import CaddyServerProcess, PostgresCluster, ServerStartError, free_port, http_get
+from fleet.bench.servers import CaddyServerProcess, PostgresCluster, ServerStartError, UpstreamHTTPServer, free_port, http_get
+from fleet.model import derive
 from fleet.ops import backups
 from fleet.ops.backups import utc_now
 from fleet.paths import PROJECT_ROOT
 from tests.integration.test_backup import STACK, FleetOnServers
+from tests.support.caddy_build import caddy_with_host_metrics
 from tests.support.fixtures import running
 
-PRO_ALERTS = {"connections_percent": 50, "backup_age_hours": 1, "for_minutes": 0}
+PRO_ALERTS = {"connections_percent": 50, "backup_age_hours": 1, "for_minutes": 0, "errors_per_hour": 5}
 ENTERPRISE_ALERTS = {"down_minutes": 0}
 FIRING_WITHIN = 60.0
 
@@ -81,7 +88,12 @@ def stack(tmp_path_factory):
     """The clusters, a Caddy, the provisioned fleet with lowered thresholds, the exporter, and Prometheus on the generated rules."""
     root = tmp_path_factory.mktemp("metrics-fleet")
     with ExitStack() as cleanup:
-        shared, dedicated, caddy = cleanup.enter_context(running(PostgresCluster("shared-admin-secret"), PostgresCluster("dedicated-admin-secret"), CaddyServerProcess()))
+        shared, dedicated, caddy, upstream = cleanup.enter_context(
+            running(
+                PostgresCluster("shared-admin-secret"), PostgresCluster("dedicated-admin-secret"),
+                CaddyServerProcess(caddy=caddy_with_host_metrics()), UpstreamHTTPServer("app"),
+            )
+        )
         fleet = FleetOnServers(root, {"shared-1": shared, "dedicated-1": dedicated})
         fleet.config["proxy"] = {"admin_url": caddy.admin_url, "server": "fleet", "listen": [caddy.http_listen], "automatic_https": False}
         fleet.config["docker_host"] = {**fleet.config["docker_host"], "url": f"unix://{root / 'no-docker.sock'}"}
@@ -92,6 +104,7 @@ def stack(tmp_path_factory):
         plans_file.write_text(yaml.safe_dump(catalog, sort_keys=False))
         fleet.provision()
         fleet.write_stack_file()
+        _routes(fleet, caddy, upstream)
         secrets = fleet.write_secrets_file()
 
         rules_dir = root / "rules"
@@ -104,7 +117,24 @@ def stack(tmp_path_factory):
         exporter = Exporter(root, secrets)
         cleanup.callback(exporter.stop)
         prometheus = cleanup.enter_context(running(PrometheusServerProcess([exporter.target], sorted(rules_dir.iterdir()), interval=1.0)))[0]
-        yield fleet, exporter, prometheus, dedicated
+        yield fleet, exporter, prometheus, dedicated, caddy
+
+
+def _routes(fleet: FleetOnServers, caddy: CaddyServerProcess, upstream: UpstreamHTTPServer) -> None:
+    """The fleet server and every tenant's routes, as `fleet up` makes them; per-host metrics on, as docs/observability.md says."""
+    CaddyServerProvider().create({"admin_url": caddy.admin_url, "server": "fleet", "listen": [caddy.http_listen], "automatic_https": False, "not_found_body": "tenant not found"})
+    caddy.admin("POST", "/config/apps/http/metrics", {"per_host": True})
+    nothing_listens = f"127.0.0.1:{free_port()}"
+    for entry in fleet.inventory().select():
+        hosts = {"backend": [entry.api_hostname], "frontend": list(entry.frontend_hostnames)}
+        for role in derive.APP_ROLES:
+            broken = entry.name == "gurupi" and role == "backend"
+            CaddyRouteProvider().create(
+                {
+                    "admin_url": caddy.admin_url, "server": "fleet", "route_id": derive.route_id(entry.spec, role), "hosts": hosts[role],
+                    "upstreams": [nothing_listens if broken else upstream.address], "maintenance": not entry.active,
+                }
+            )
 
 
 def _wait_for(what: str, check, prometheus: PrometheusServerProcess, timeout: float = FIRING_WITHIN):
@@ -131,7 +161,7 @@ def _listed(prometheus: PrometheusServerProcess, alert: str, tenant: str) -> lis
 
 
 def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inactive(stack):
-    fleet, exporter, prometheus, _dedicated = stack
+    fleet, exporter, prometheus, _dedicated, _caddy = stack
     inventory = fleet.inventory()
     now = utc_now()
     # real backups: gurupi's newest is three hours old (pro allows one), santarita's is fresh
@@ -177,8 +207,29 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
             session.close()
 
 
+def test_http_errors_per_tenant_host_fire_for_that_tenant_only(stack):
+    fleet, exporter, prometheus, _dedicated, caddy = stack
+    inventory = fleet.inventory()
+    gurupi, santarita = inventory.tenant("gurupi").api_hostname, inventory.tenant("santarita").api_hostname
+    assert caddy.get(gurupi).status == 502 and caddy.get(santarita).status == 200
+    # increase() counts from the first sample Prometheus has: let it see both series before the burst
+    _wait_for("the first HTTP series scraped", lambda: len(prometheus.query('tenant_fleet_http_requests_total{tenant=~"gurupi|santarita"}')) == 2, prometheus)
+    for _ in range(10):
+        assert caddy.get(gurupi).status == 502
+        assert caddy.get(santarita).status == 200
+    text = exporter.scrape()
+    assert f'tenant_fleet_http_errors_total{{host="{gurupi}",tenant="gurupi"}} 11.0' in text
+    assert f'tenant_fleet_http_requests_total{{host="{santarita}",tenant="santarita"}} 11.0' in text
+    assert f'tenant_fleet_http_errors_total{{host="{santarita}",tenant="santarita"}} 0.0' in text
+    assert f'tenant_fleet_http_request_duration_seconds_count{{host="{santarita}",tenant="santarita"}} 11.0' in text
+    assert 'source="caddy_per_host"} 1.0' in text
+    firing = _wait_for("gurupi's HTTP error alert firing", lambda: _firing(prometheus, "TenantHTTPErrors", "gurupi"), prometheus)[0]
+    assert firing["labels"]["plan"] == "pro" and firing["annotations"]["summary"].startswith("Tenant gurupi: ")
+    assert _listed(prometheus, "TenantHTTPErrors", "santarita") == []
+
+
 def test_an_unreachable_database_stays_in_the_output_and_its_down_alert_fires(stack):
-    fleet, exporter, prometheus, dedicated = stack
+    fleet, exporter, prometheus, dedicated, _caddy = stack
     assert 'tenant_fleet_database_up{tenant="pirapora"} 1.0' in exporter.scrape()
     dedicated.stop()
     text = exporter.scrape()
@@ -192,7 +243,7 @@ def test_an_unreachable_database_stays_in_the_output_and_its_down_alert_fires(st
 
 
 def test_once_prints_one_scrape(stack):
-    fleet, _exporter, _prometheus, _dedicated = stack
+    fleet, _exporter, _prometheus, _dedicated, _caddy = stack
     result = subprocess.run(
         [sys.executable, "-m", "fleet", "metrics", "--once", "--root", str(fleet.root), "--stack", STACK, "--secrets", str(fleet.root / "secrets.json")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, env={**os.environ},
