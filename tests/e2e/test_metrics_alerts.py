@@ -30,7 +30,7 @@ from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
 from fleet.bench.prometheus import PrometheusServerProcess
 from fleet.bench.servers import CaddyServerProcess, PostgresCluster, ServerStartError, UpstreamHTTPServer, free_port, http_get
 from fleet.model import derive
-from fleet.ops import backups
+from fleet.ops import backups, status
 from fleet.ops.backups import utc_now
 from fleet.paths import PROJECT_ROOT
 from tests.integration.test_backup import STACK, FleetOnServers
@@ -192,6 +192,11 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
         assert alert["annotations"]["summary"] == "Tenant gurupi: database connections at 50% of its limit (pro alerts at 50%)"
         backup_alert = _wait_for("gurupi's backup alert firing", lambda: _firing(prometheus, "TenantBackupTooOld", "gurupi"), prometheus)[0]
         assert backup_alert["labels"]["plan"] == "pro" and "Tenant gurupi" in backup_alert["annotations"]["summary"]
+
+        # `fleet status` flags by the same plan thresholds
+        rows = {row.tenant: row for row in status.fleet_status(fleet.inventory())[0]}
+        assert "connections 5/10 (50%)" in rows["gurupi"].flags and "backup 3h old" in rows["gurupi"].flags
+        assert rows["santarita"].flags == []
 
         # the neighbour's rules were evaluated on the same scrapes, and stay inactive
         time.sleep(3)
