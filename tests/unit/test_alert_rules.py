@@ -156,3 +156,16 @@ def test_promtool_test_rules_fires_the_connection_alert_for_the_tenant_past_it(t
     result = alert_rules.promtool("test", "rules", str(test_file))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
+
+
+def test_changing_a_plans_thresholds_runs_no_tenant_stack(workspace: FleetWorkspace):
+    from fleet.engine.fingerprints import tenant_fingerprint
+
+    before = load_fleet(workspace.tenants_dir, workspace.config, root=workspace.tenants_dir.parent)
+    catalog = yaml.safe_load((workspace.tenants_dir / "_plans.yaml").read_text())
+    catalog["plans"]["pro"]["alerts"] = {"connections_percent": 60}
+    (workspace.tenants_dir / "_plans.yaml").write_text(yaml.safe_dump(catalog))
+    after = load_fleet(workspace.tenants_dir, workspace.config, root=workspace.tenants_dir.parent)
+    assert after.plans["pro"].alerts.connections_percent == 60
+    # the rules follow the plan at the next scrape; the tenant's resources don't change, so neither does its stack's fingerprint
+    assert tenant_fingerprint(before, before.tenant("gurupi"), workspace.config, "p") == tenant_fingerprint(after, after.tenant("gurupi"), workspace.config, "p")
