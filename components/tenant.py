@@ -110,7 +110,8 @@ class Tenant(pulumi.ComponentResource):
         if environment.manages("database") and plan.redis == "shared" and not purged:
             self.redis = TenantRedis(names.redis_component, TenantRedisArgs(tenant, environment, platform.redis_password), opts=child)
 
-        upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment))
+        service_names = [service.name for service in derive.services(plan, tenant, environment)]
+        upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment, service_names))
         if environment.manages("app") and not purged:
             # Environment refuses app without database, and build_platform declares the docker provider with app.
             assert self.database is not None and tenant.app.host in platform.docker
@@ -152,7 +153,7 @@ class Tenant(pulumi.ComponentResource):
             TenantDns(names.dns_component, TenantDnsArgs(tenant, environment, platform.dns), opts=child)
 
         if environment.manages("proxy") and not purged:
-            TenantRoutes(names.proxy_component, TenantRoutesArgs(tenant, environment, upstreams, platform.proxy), opts=child)
+            TenantRoutes(names.proxy_component, TenantRoutesArgs(tenant, plan, environment, upstreams, platform.proxy), opts=child)
 
         self.urls = {}
         if not purged:

@@ -57,6 +57,8 @@ class TenantEntry:
     """api-, app- and custom domains (fleet.model.derive.hostnames)."""
     api_hostname: str
     frontend_hostnames: tuple[str, ...]
+    health_paths: dict[str, str] = field(default_factory=dict)
+    """The health-check path per hostname, of the service that serves it (fleet.model.derive.routes)."""
     volumes: dict[str, str] = field(default_factory=dict)
     """Its volume folders on the app host by name (fleet.model.derive.volume_folders)."""
 
@@ -117,6 +119,7 @@ def tenant_entry(tenant: TenantSpec, plan: Plan, environment: Environment) -> Te
         hostnames=tuple(derive.hostnames(tenant, environment)),
         api_hostname=derive.api_hostname(tenant, environment),
         frontend_hostnames=tuple(derive.frontend_hostnames(tenant, environment)),
+        health_paths={host: route.health_path for route in derive.routes(plan, tenant, environment) for host in route.hostnames},
         volumes=derive.volume_folders(tenant, plan, environment),
     )
 
