@@ -50,6 +50,8 @@ class TenantApp(pulumi.ComponentResource):
 
     upstreams: dict[str, pulumi.Output[list[str]]]
     """Dial addresses ("host:port") per service (`backend`, `frontend`, or the plan's service names), for the proxy."""
+    env: dict[str, pulumi.Output[list[str]]]
+    """Each service's env as its containers get it (`NAME=value` lines; secret when it holds one)."""
 
     def __init__(self, name: str, args: TenantAppArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_tokens.COMPONENT_TYPE.format("TenantApp"), name, None, opts)
@@ -123,6 +125,7 @@ class TenantApp(pulumi.ComponentResource):
             # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
             envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secrets else env_list
             service_envs[service.name] = envs
+        self.env = service_envs
 
         # The plan's container jobs run first (with the primary service's image and env); the app's containers wait for them.
         job_envs = service_envs[primary.name]

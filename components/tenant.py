@@ -90,6 +90,7 @@ class Tenant(pulumi.ComponentResource):
         names = derive.names(tenant)
         child = pulumi.ResourceOptions(parent=self)
         self.spec = tenant
+        self.environment = environment
 
         # A purge request replaces everything: no app, routes or DNS; instead of the role, database and
         # placement, only the purge (final backup, then drop) is declared.
@@ -110,6 +111,7 @@ class Tenant(pulumi.ComponentResource):
         if environment.manages("database") and plan.redis == "shared" and not purged:
             self.redis = TenantRedis(names.redis_component, TenantRedisArgs(tenant, environment, platform.redis_password), opts=child)
 
+        self.app_env: Optional[dict[str, pulumi.Output[list[str]]]] = None
         service_names = [service.name for service in derive.services(plan, tenant, environment)]
         upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment, service_names))
         if environment.manages("app") and not purged:
@@ -127,6 +129,7 @@ class Tenant(pulumi.ComponentResource):
                 opts=child,
             )
             upstreams = dict(app.upstreams)
+            self.app_env = app.env
             if environment.images.ops:
                 ScheduledBackup(
                     names.backup_component,
@@ -139,6 +142,7 @@ class Tenant(pulumi.ComponentResource):
                         environment.images.ops,
                         platform.backup_dir,
                         environment.backups.schedule,
+                        app_env=app.env if environment.backups.env_recipient else None,
                     ),
                     opts=child,
                 )

@@ -7,6 +7,7 @@ reference and the JSON Schemas (`python -m fleet schema`).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -750,6 +751,24 @@ class Backups(Strict):
     dir: str = Field(default="backups", description="Folder for `pg_dump -Fc` files, relative to the project root or absolute.")
     pg_bin: Optional[str] = Field(default=None, description="Folder with pg_dump/pg_restore matching the servers' major version (default: found on the machine).")
     schedule: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Daily UTC time (HH:MM) of each tenant's scheduled backup.")
+    env_recipient: Optional[str] = Field(
+        default=None,
+        description="Public key (base64 Curve25519, from `python -m fleet backup-key`) to which each backup seals the tenant's generated app env; "
+        "unset: backups carry no env.",
+    )
+
+    @field_validator("env_recipient")
+    @classmethod
+    def _curve25519_key(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        try:
+            raw = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            raise ValueError("env_recipient is not base64 (make one with `python -m fleet backup-key`)") from None
+        if len(raw) != 32:
+            raise ValueError(f"env_recipient is {len(raw)} bytes, not the 32 of a Curve25519 public key (make one with `python -m fleet backup-key`)")
+        return value.strip()
 
     def folder(self, root: Path) -> Path:
         """`dir` as an absolute path (`~` expanded; relative to the project root `root`): where the scheduled job,

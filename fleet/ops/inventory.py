@@ -194,6 +194,11 @@ class Inventory:
             )
         return password
 
+    def app_env(self, tenant: str) -> Optional[dict[str, list[str]]]:
+        """A tenant's generated app env (service -> lines), from a source that knows it (the deployed stack), else None."""
+        reader = getattr(self.secrets, "app_env", None)
+        return reader(tenant) if reader is not None else None
+
     def admin_access(self, server_key: str):
         """pgtools.ServerAccess to a server as its admin."""
 

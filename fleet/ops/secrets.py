@@ -13,10 +13,11 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from fleet.engine import driver as engine
 from fleet.errors import FleetError
+from fleet.program import APP_ENVS_OUTPUT
 
 SERVER_PASSWORD_ENV = "FLEET_SERVER_PASSWORD_"
 DATABASE_PASSWORD_ENV = "FLEET_DATABASE_PASSWORD_"
@@ -127,12 +128,20 @@ class EngineSecrets:
         self.passphrase = passphrase
         self.description = f"stack {stack} (engine)"
         self._loaded: Optional[tuple[dict[str, str], dict[str, str]]] = None
+        self._app_envs: Optional[dict[str, Any]] = None
 
     def server_password(self, server_key: str) -> Optional[str]:
         return self._load()[0].get(server_key)
 
     def database_password(self, tenant: str) -> Optional[str]:
         return self._load()[1].get(tenant)
+
+    def app_env(self, tenant: str) -> Optional[dict[str, list[str]]]:
+        """The tenant's generated app env from the stack's secret output `app_envs` (None when not exported)."""
+        if self._app_envs is None:
+            self._app_envs = read_stack_output(self.stack, self.root, APP_ENVS_OUTPUT, backend_dir=self.backend_dir, passphrase=self.passphrase) or {}
+        env = self._app_envs.get(tenant)
+        return {str(service): [str(line) for line in lines] for service, lines in env.items()} if isinstance(env, dict) else None
 
     def _load(self) -> tuple[dict[str, str], dict[str, str]]:
         if self._loaded is None:
@@ -179,6 +188,26 @@ def read_stack_secrets(
     return servers, databases
 
 
+def read_stack_output(
+    stack: str, root: Path, name: str, *, backend_dir: Optional[str | os.PathLike[str]] = None, passphrase: Optional[str] = None
+) -> Optional[Any]:
+    """One output of a deployed stack (secrets revealed), through the engine; None when the stack has no such output."""
+    stack_file = Path(root) / f"Pulumi.{stack}.yaml"
+    scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")
+    try:
+        if stack_file.exists():
+            shutil.copy(stack_file, Path(scratch) / stack_file.name)
+        try:
+            outputs = engine.stack_for(stack, lambda: None, work_dir=scratch, backend_dir=backend_dir, passphrase=passphrase).outputs()
+        except (engine.EngineMissing, engine.EngineError) as error:
+            raise fleet_error(f"cannot read output {name} of stack {stack} through the engine: {error}") from None
+        except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError for a bad passphrase
+            raise fleet_error(f"cannot read output {name} of stack {stack} through the engine: {str(error).strip().splitlines()[-1]}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return outputs[name].value if name in outputs else None
+
+
 class ChainedSecrets:
     """Ask each source in turn; the first that knows a value wins."""
 
@@ -191,6 +220,10 @@ class ChainedSecrets:
 
     def database_password(self, tenant: str) -> Optional[str]:
         return next((value for source in self.sources if (value := source.database_password(tenant))), None)
+
+    def app_env(self, tenant: str) -> Optional[dict[str, list[str]]]:
+        readers = [reader for source in self.sources if (reader := getattr(source, "app_env", None)) is not None]
+        return next((value for reader in readers if (value := reader(tenant))), None)
 
 
 def secret_source(spec: str, stack: str, root: Path) -> SecretSource:
