@@ -150,6 +150,11 @@ class TenantApp(pulumi.ComponentResource):
                     memory_swap=size.memory_mb,  # no swap beyond the limit
                     cpus=derive.cpus_value(size.cpu),
                     restart="unless-stopped",
+                    # Created means healthy: the route's upstreams come from this container, so a new container
+                    # (an update, a move to another host) takes traffic only once its health check passes; the
+                    # one it replaces goes after that. `wait` changes nothing of a running container.
+                    wait=True,
+                    wait_timeout=derive.HEALTHY_WAIT_SECONDS,
                     healthcheck=docker.ContainerHealthcheckArgs(
                         tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{service.port}{service.health_path}"],
                         interval="30s",

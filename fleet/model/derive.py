@@ -282,6 +282,11 @@ def routes(plan: Plan, tenant: TenantSpec, environment: Environment) -> list[Rou
     return [RouteSpec(service.name, route_id(tenant, service.name), hosts, service.name, service.health_path) for service, hosts in routed if hosts]
 
 
+HEALTHY_WAIT_SECONDS = 180
+"""How long creating an app container waits for Docker to call it healthy (its check runs every 30 s after a 20 s
+grace): only then do its routes switch to it, and only after that do replaced containers go."""
+
+
 def cpus_value(cpu: float) -> str:
     """Docker's `cpus` as a stable string (0.25 -> '0.25', 1.0 -> '1')."""
     return f"{cpu:g}"
