@@ -36,8 +36,9 @@ class TenantAppArgs:
     """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
     after: Sequence[pulumi.Resource] = ()
     """What the containers wait for (the tenant's migrations)."""
-    jobs_database_url: Optional[pulumi.Input[str]] = None
-    """The container jobs' DATABASE_URL (their own login, which becomes the owner role); default: the app's."""
+    jobs_facts: Optional[Mapping[str, pulumi.Input[str]]] = None
+    """`db.user`, `db.password` and `db.url` of the container jobs' own login (which becomes the owner role): their
+    DATABASE_URL and every env template over those facts (`DIRECT_URL: ${db.url}`) use it; default: the app's."""
 
 
 class TenantApp(pulumi.ComponentResource):
@@ -104,13 +105,15 @@ class TenantApp(pulumi.ComponentResource):
         # The proxy reaches published ports at the app host's address (the default host: the proxy's upstream_host).
         upstream_host = environment.app_hosts()[tenant.app.host].upstream_host or environment.proxy.upstream_host
         self.upstreams = {}
-        service_envs: dict[str, pulumi.Output[list[str]]] = {}
-        for service in services:
+        backend_secrets = secret_env["backend"]
+
+        def service_env_lines(service: derive.AppService, facts: Mapping[str, pulumi.Input[str]], base_secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
+            """A service's `NAME=value` lines: its plain env, its kind's declared templates over `facts`, its secrets."""
             env: dict[str, str] = derive.service_env(tenant, plan, environment, service)
             templates: dict[str, str] = getattr(declared_env, service.env)
             if service.env == "backend" and "app-" in service.routes:
                 templates = {**declared_env.frontend, **declared_env.backend}  # it renders the pages too
-            secrets = dict(secret_env[service.env])
+            secrets = dict(base_secrets)
             for key, template in templates.items():
                 value = rendered(template, facts)
                 if isinstance(value, str):
@@ -118,23 +121,23 @@ class TenantApp(pulumi.ComponentResource):
                 else:  # from a resource's output (or a secret): with the secrets, which are Outputs too
                     secrets[key] = value
 
-            def env_lines(secret_values: Mapping[str, object], env: dict[str, str] = env) -> list[str]:
+            def env_lines(secret_values: Mapping[str, object]) -> list[str]:
                 return sorted(f"{key}={value}" for key, value in {**env, **secret_values}.items())
 
             env_list = pulumi.Output.from_input(secrets).apply(env_lines)
             # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
-            envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secrets else env_list
-            service_envs[service.name] = envs
+            lines: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secrets else env_list
+            return lines
+
+        service_envs = {service.name: service_env_lines(service, facts, secret_env[service.env]) for service in services}
         self.env = service_envs
 
-        # The plan's container jobs run first (with the primary service's image and env); the app's containers wait for them.
+        # The plan's container jobs run first, with the primary service's image and env, as their own login: every
+        # db.* fact (DATABASE_URL, and templates such as Prisma's DIRECT_URL) is theirs. The app's containers wait.
         job_envs = service_envs[primary.name]
-        if args.jobs_database_url is not None:
-            job_envs = pulumi.Output.secret(
-                pulumi.Output.all(service_envs[primary.name], args.jobs_database_url).apply(
-                    lambda parts: sorted([line for line in parts[0] if not line.startswith("DATABASE_URL=")] + [f"DATABASE_URL={parts[1]}"])
-                )
-            )
+        if args.jobs_facts is not None:
+            job_facts = {**facts, **args.jobs_facts}
+            job_envs = service_env_lines(primary, job_facts, {**backend_secrets, "DATABASE_URL": job_facts["db.url"]})
         outcomes = tenant_jobs(names, tenant, plan, primary.image, job_envs, network, mounts["backend"], on_host)
         on_host = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=outcomes))
         for service in services:

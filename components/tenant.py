@@ -124,7 +124,7 @@ class Tenant(pulumi.ComponentResource):
                     tenant, plan, environment, host_provider, self.env_facts(plan, environment), platform.app_secrets,
                     # The jobs run before the containers are (re)created: a new version starts on a migrated database.
                     after=[self.database.migrations] if self.database.migrations is not None else [],
-                    jobs_database_url=self.database.jobs_url,
+                    jobs_facts=self.database.jobs_facts,
                 ),
                 opts=child,
             )
