@@ -11,7 +11,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -149,6 +149,27 @@ class EngineSecrets:
         return self._loaded
 
 
+def _deployed_config_and_outputs(
+    stack: str, root: Path, what: str, *, backend_dir: Optional[str | os.PathLike[str]] = None, passphrase: Optional[str] = None
+) -> tuple[MutableMapping[str, Any], MutableMapping[str, Any]]:
+    """(config, outputs) of a deployed stack through the engine, from a scratch work dir holding its `Pulumi.<stack>.yaml`
+    (with its encryption salt), as `fleet up` does; `what` names the reading in errors."""
+    stack_file = Path(root) / f"Pulumi.{stack}.yaml"
+    scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")
+    try:
+        if stack_file.exists():
+            shutil.copy(stack_file, Path(scratch) / stack_file.name)
+        try:
+            workspace_stack = engine.stack_for(stack, lambda: None, work_dir=scratch, backend_dir=backend_dir, passphrase=passphrase)
+            return workspace_stack.get_all_config(), workspace_stack.outputs()
+        except (engine.EngineMissing, engine.EngineError) as error:
+            raise fleet_error(f"cannot read {what} of stack {stack} through the engine: {error}") from None
+        except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError for a bad passphrase
+            raise fleet_error(f"cannot read {what} of stack {stack} through the engine: {str(error).strip().splitlines()[-1]}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def read_stack_secrets(
     stack: str,
     root: Path,
@@ -158,21 +179,7 @@ def read_stack_secrets(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(server passwords by key, tenant role passwords by tenant) of a deployed stack, through the engine."""
 
-    stack_file = Path(root) / f"Pulumi.{stack}.yaml"
-    scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")
-    try:
-        if stack_file.exists():
-            shutil.copy(stack_file, Path(scratch) / stack_file.name)
-        try:
-            workspace_stack = engine.stack_for(stack, lambda: None, work_dir=scratch, backend_dir=backend_dir, passphrase=passphrase)
-            config = workspace_stack.get_all_config()
-            outputs = workspace_stack.outputs()
-        except (engine.EngineMissing, engine.EngineError) as error:
-            raise fleet_error(f"cannot read the secrets of stack {stack} through the engine: {error}") from None
-        except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError for a bad passphrase
-            raise fleet_error(f"cannot read the secrets of stack {stack} through the engine: {str(error).strip().splitlines()[-1]}") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    config, outputs = _deployed_config_and_outputs(stack, root, "the secrets", backend_dir=backend_dir, passphrase=passphrase)
     servers: dict[str, str] = {}
     if SERVER_PASSWORDS_CONFIG in config:
         raw = config[SERVER_PASSWORDS_CONFIG].value
@@ -192,19 +199,7 @@ def read_stack_output(
     stack: str, root: Path, name: str, *, backend_dir: Optional[str | os.PathLike[str]] = None, passphrase: Optional[str] = None
 ) -> Optional[Any]:
     """One output of a deployed stack (secrets revealed), through the engine; None when the stack has no such output."""
-    stack_file = Path(root) / f"Pulumi.{stack}.yaml"
-    scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")
-    try:
-        if stack_file.exists():
-            shutil.copy(stack_file, Path(scratch) / stack_file.name)
-        try:
-            outputs = engine.stack_for(stack, lambda: None, work_dir=scratch, backend_dir=backend_dir, passphrase=passphrase).outputs()
-        except (engine.EngineMissing, engine.EngineError) as error:
-            raise fleet_error(f"cannot read output {name} of stack {stack} through the engine: {error}") from None
-        except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError for a bad passphrase
-            raise fleet_error(f"cannot read output {name} of stack {stack} through the engine: {str(error).strip().splitlines()[-1]}") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    _, outputs = _deployed_config_and_outputs(stack, root, f"output {name}", backend_dir=backend_dir, passphrase=passphrase)
     return outputs[name].value if name in outputs else None
 
 
