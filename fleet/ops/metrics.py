@@ -187,11 +187,11 @@ class Snapshot:
 
 
 def app_version_of(entry, environment) -> str:
-    """The tag its backend image runs (its own pin, its plan's, or `fleet:images`' tag); empty when none is visible."""
+    """The tag its primary service's image runs (its own pin, its plan's, or the image's tag); empty when none is visible."""
     version = derive.app_version(entry.spec, entry.plan)
     if version:
         return version
-    image = derive.app_images(entry.spec, entry.plan, environment)["backend"]
+    image = derive.primary_service(entry.plan, entry.spec, environment).image
     name = image.split("@", 1)[0].rsplit("/", 1)[-1]
     return name.split(":", 1)[1] if ":" in name else ""
 
