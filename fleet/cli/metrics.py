@@ -27,6 +27,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     if not args.once and not args.listen:
         raise InputError("give --listen HOST:PORT to serve the metrics, or --once to print one scrape")
+    address = None if args.once else _listen_address(args.listen)
     inventory = load(args)
     if args.once:
         text, snapshot = metrics.exposition(inventory)
@@ -35,7 +36,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
             if not source.up:
                 print(f"note: {source.source} {source.key} absent: {source.detail}", file=sys.stderr)
         return EXIT_OK
-    host, port = _listen_address(args.listen)
+    assert address is not None
+    host, port = address
     registry, _collector = metrics.registry_for(inventory)
     from prometheus_client import start_http_server
 

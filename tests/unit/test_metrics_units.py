@@ -122,3 +122,12 @@ def test_caddy_per_host_figures_count_each_request_once():
 def test_caddy_without_host_labels_is_absent_not_zero():
     assert traffic_per_host(CADDY_2_6) is None
     assert traffic_per_host("") is None
+
+
+def test_the_verb_asks_for_listen_or_once_and_checks_the_address(capsys):
+    from fleet.cli.main import main
+
+    assert main(["metrics"]) == 2
+    assert "give --listen HOST:PORT to serve the metrics, or --once" in capsys.readouterr().err
+    assert main(["metrics", "--listen", "9187"]) == 2
+    assert "--listen '9187': expected HOST:PORT" in capsys.readouterr().err
