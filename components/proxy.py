@@ -71,7 +71,7 @@ class TenantRoutes(pulumi.ComponentResource):
                     route_id=derive.route_id(tenant, role),
                     hosts=hosts[role],
                     upstreams=args.upstreams[role],
-                    maintenance=tenant.status == "suspended",
+                    maintenance=derive.app_stopped(tenant),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
             )

@@ -183,9 +183,14 @@ def container_size(plan: Plan, tenant: TenantSpec, role: AppRole) -> Size:
     return base.model_copy(update=changes)
 
 
+def app_stopped(tenant: TenantSpec) -> bool:
+    """Whether the tenant's app is stopped and a maintenance page shown (suspended or offboarded; data kept)."""
+    return tenant.status in ("suspended", "offboarded")
+
+
 def replica_count(plan: Plan, tenant: TenantSpec, role: AppRole) -> int:
-    """How many containers run: none while suspended."""
-    return 0 if tenant.status == "suspended" else container_size(plan, tenant, role).replicas
+    """How many containers run: none while suspended or offboarded."""
+    return 0 if app_stopped(tenant) else container_size(plan, tenant, role).replicas
 
 
 def full_stack(plan: Plan, tenant: TenantSpec) -> bool:
@@ -236,6 +241,12 @@ class Names:
 
     def jobs_role(self, server: str) -> str:
         return f"{self.tenant}-jobs-role-{server}"
+
+    def role_settings(self, server: str) -> str:
+        return f"{self.tenant}-role-{server}-settings"
+
+    def jobs_role_settings(self, server: str) -> str:
+        return f"{self.tenant}-jobs-role-{server}-settings"
 
     @property
     def jobs_password(self) -> str:
@@ -403,7 +414,7 @@ PROXY_SERVER_NAME = "proxy"
 def external_upstreams(tenant: TenantSpec, environment: Environment) -> dict[str, list[str]]:
     """Upstreams of a tenant whose app runs outside this stack, from `proxy.external_upstreams`."""
     templates = environment.proxy.external_upstreams or {}
-    if tenant.status == "suspended":
+    if app_stopped(tenant):
         return {role: [] for role in APP_ROLES}
     return {role: [templates[role].format(tenant=tenant.name)] if role in templates else [] for role in APP_ROLES}
 
@@ -432,7 +443,7 @@ def worker_labels(tenant: TenantSpec, worker: str) -> dict[str, str]:
 
 def worker_count(plan: Plan, tenant: TenantSpec, worker: str) -> int:
     """How many containers of a worker run: none while suspended."""
-    return 0 if tenant.status == "suspended" else plan.workers[worker].replicas
+    return 0 if app_stopped(tenant) else plan.workers[worker].replicas
 
 
 def network_labels(tenant: TenantSpec) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import Problem
-from fleet.model import derive, env_template
+from fleet.model import db_limits, derive, env_template
 from fleet.model.migration_sources import MODULES_FOLDER, check_admin_sql, check_source
 from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec, limit_within
 
@@ -150,6 +150,16 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
                     if value is not None and value > getattr(bound, field):
                         problems.append(
                             Problem(where, tenant.name, f"overrides.{part}.{field}", f"{value} exceeds plan {tenant.plan}'s max {getattr(bound, field)}")
+                        )
+            if tenant.overrides.database is not None:
+                limits_bound = db_limits.database_limit_bounds(plan)
+                for field, value in tenant.overrides.database.model_dump().items():
+                    if value is not None and value > getattr(limits_bound, field):
+                        problems.append(
+                            Problem(
+                                where, tenant.name, f"overrides.database.{field}",
+                                f"{value} exceeds plan {tenant.plan}'s max {getattr(limits_bound, field)} (max.database, else its database_limits)",
+                            )
                         )
         for identifier, label in derive.postgres_identifiers(tenant).items():
             if len(identifier.encode()) > PG_IDENTIFIER_MAX_BYTES:
