@@ -91,6 +91,9 @@ def print_status(tenants: list, servers: list, console) -> None:
             human_age(row.backup_age_hours), flags,
         )
     console.print(table)
+    for row in tenants:
+        if row.offboarding:
+            console.print(f"{row.tenant}: {row.offboarding}; final backup: {row.final_backup or '[yellow]none found[/]'}")
     for server in servers:
         if server.error:
             console.print(f"server {server.server}: [{FAIL_STYLE}]{server.error}[/]")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from fleet.model import derive
+from fleet.model.offboarding import offboarding_timer
 from fleet.ops.backups import Clock, newest_backup, utc_now
 from fleet.ops.verify import BACKUP_STALE_HOURS, FLAG_THRESHOLD
 
@@ -42,6 +43,10 @@ class TenantStatus:
     modules: list[str] = field(default_factory=list)
     migrations: Optional[str] = None
     """What its SQL jobs applied, from the record in its database: `12 applied, last 2026-11-30 01:00` (None: no record)."""
+    offboarding: Optional[str] = None
+    """An offboarded tenant's timer (fleet.model.offboarding): `offboarded ..., kept until ... (N days left)`."""
+    final_backup: Optional[str] = None
+    """An offboarded tenant's newest backup, the one its data would be restored from: its full path."""
     flags: list[str] = field(default_factory=list)
     error: Optional[str] = None
 
@@ -150,6 +155,12 @@ def fleet_status(
     for entry in chosen:
         row = rows[entry.name]
         backup = newest_backup(inventory.backups_dir, entry.name)
+        timer = offboarding_timer(entry.spec, entry.plan)
+        if timer is not None:
+            row.offboarding = timer.describe(now.date())
+            row.final_backup = str(backup.path) if backup is not None else None
+            if timer.ended(now.date()):
+                row.flags.append(f"retention ended {timer.ends.isoformat()}: purge proposed")
         if backup is None:
             row.flags.append("no backup")
             continue

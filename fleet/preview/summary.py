@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -16,6 +17,7 @@ import yaml
 from fleet.errors import SpecError
 from fleet.model import derive
 from fleet.model.load import load_fleet
+from fleet.model.offboarding import offboarding_timer, purge_proposal
 from fleet.model.spec import Fleet, TenantSpec
 from fleet.model.type_tokens import DATABASE
 from fleet.model.waves import describe_waves, plan_waves
@@ -188,6 +190,7 @@ def build_preview(
     only: Optional[Iterable[str]] = None,
     usage: Optional[Usage] = None,
     usage_source: str = "reported usage",
+    today: Optional[date] = None,
 ) -> Preview:
     """Compare the fleet at `base_ref` with the working tree of `root`, and add the head's policy verdicts.
 
@@ -234,5 +237,21 @@ def build_preview(
             f"⚠ this change also edits program code ({shown}): both sides were evaluated with the new code, "
             "so what the code change itself does shows only in the engine preview"
         )
+    if head.fleet is not None:
+        _offboarding(preview, head.fleet, today or datetime.now(timezone.utc).date(), tenants_relative, only)
     preview.violations, preview.policy_count = head_violations(head)
     return preview
+
+
+def _offboarding(preview: Preview, fleet: Fleet, today: date, tenants_folder: str, only: Optional[Iterable[str]]) -> None:
+    """Offboarded tenants: the timer as a note, and once it has run out, the purge to add as a warning (never done for them)."""
+    chosen = set(only) if only else None
+    for tenant in fleet.tenants:
+        timer = offboarding_timer(tenant, fleet.plan_of(tenant))
+        if timer is None or (chosen is not None and tenant.name not in chosen):
+            continue
+        proposal = purge_proposal(timer, today, tenants_folder)
+        if proposal:
+            preview.warnings.append(proposal)
+        else:
+            preview.notes.append(f"{tenant.name}: {timer.describe(today)}")
