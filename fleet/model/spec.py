@@ -108,6 +108,17 @@ class DatabaseLimitsOverride(Strict):
     jobs_statement_timeout_s: Optional[int] = Field(default=None, ge=1, le=86400, description="The jobs role's statement_timeout, in seconds.")
 
 
+class DrillSchedule(Strict):
+    """How often each tenant's latest backup must be proven by a restore drill (`fleet drill`)."""
+
+    every: str = Field(pattern=r"^[1-9][0-9]{0,3}d$", description="Interval in days, e.g. `7d`: `fleet status` flags a tenant whose last good drill is older.")
+
+    @property
+    def days(self) -> int:
+        """The interval as a number of days."""
+        return int(self.every[:-1])
+
+
 class Offboarding(Strict):
     """What happens to the data of a tenant that left (`status: offboarded`, or its file removed)."""
 
@@ -347,7 +358,8 @@ class Plan(Strict):
     database_limits: DatabaseLimits = Field(
         default_factory=DatabaseLimits, description="Per-role timeouts, work_mem and temp_file_limit of its tenants' databases (noisy-neighbour limits)."
     )
-    offboarding: Offboarding = Field(default_factory=Offboarding, description="How long an offboarded or removed tenant's data is kept before its purge is proposed.")
+    offboarding: Offboarding = Field(default_factory=Offboarding, description="How long an offboarded tenant's data is kept before its purge is proposed.")
+    drills: Optional[DrillSchedule] = Field(default=None, description="Restore drills of its tenants' backups (`{every: 7d}`); unset: no schedule is checked.")
 
     @field_validator("limits")
     @classmethod
