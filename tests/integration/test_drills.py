@@ -122,3 +122,19 @@ def test_the_cli_drills_only_the_chosen_tenant_and_status_shows_the_last_good_dr
         assert "no restore drill (plan: every 7d)" in flags["novaroma"]
     finally:
         catalog.write_text(original)
+
+
+def test_status_of_an_offboarded_tenant_shows_its_timer_and_final_backup(fleet):
+    """Not a drill, but the same backups: what `fleet status` says of a tenant whose data is kept until its purge is proposed."""
+    dump = backup(fleet, "catasaltas", T0 + timedelta(days=4))
+    original = fleet.workspace.read("catasaltas")
+    fleet.workspace.edit("catasaltas", status="offboarded", offboarded_on="2026-11-05")
+    try:
+        rows, _ = status.fleet_status(fleet.inventory(), ["catasaltas"], clock=clock_at(T0 + timedelta(days=10)))
+        (row,) = rows
+        assert (row.status, row.final_backup) == ("offboarded", str(dump))
+        assert row.offboarding == "offboarded 2026-11-05, kept until 2026-12-05 (24 days left)"
+        rows, _ = status.fleet_status(fleet.inventory(), ["catasaltas"], clock=clock_at(T0 + timedelta(days=40)))
+        assert "retention ended 2026-12-05: purge proposed" in rows[0].flags
+    finally:
+        fleet.workspace.write("catasaltas", original)
