@@ -13,7 +13,7 @@ from typing import Optional
 
 from fleet.model.spec import Plan, TenantSpec
 
-__all__ = ["OffboardingTimer", "offboarding_timer", "purge_proposal", "purge_snippet"]
+__all__ = ["OffboardingTimer", "offboarding_timer", "purge_proposal", "purge_snippet", "removed_file_proposal"]
 
 
 @dataclass(frozen=True)
@@ -66,5 +66,18 @@ def purge_proposal(timer: OffboardingTimer, today: date, tenants_folder: str = "
     return (
         f"⚠ {timer.tenant}: retention ended on {timer.ends.isoformat()} (offboarded {timer.since.isoformat()}, {timer.retain_days} days): "
         f"add `{purge_snippet(timer.tenant, timer.ends)}` to {tenants_folder}/{timer.tenant}.yaml to remove the data "
+        "(a final backup is taken and verified first); the fleet never purges by itself"
+    )
+
+
+def removed_file_proposal(timer: OffboardingTimer, today: date, path: str, deleted_in: str) -> Optional[str]:
+    """The preview's line for a tenant whose file was removed (its data kept): once the retention from the removal
+    is over, how to bring the file back with its purge (None before)."""
+    if not timer.ended(today):
+        return None
+    return (
+        f"⚠ {timer.tenant}: retention ended on {timer.ends.isoformat()} (its file was removed on {timer.since.isoformat()} in {deleted_in[:7]}; "
+        f"{timer.retain_days} days): restore it with `git show {deleted_in[:12]}^:{path} > {path}`, add "
+        f"`{purge_snippet(timer.tenant, timer.ends)}` to it, and open that as a PR to remove the data "
         "(a final backup is taken and verified first); the fleet never purges by itself"
     )

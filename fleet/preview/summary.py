@@ -17,8 +17,8 @@ import yaml
 from fleet.errors import SpecError
 from fleet.model import derive
 from fleet.model.load import load_fleet
-from fleet.model.offboarding import offboarding_timer, purge_proposal
-from fleet.model.spec import Fleet, TenantSpec
+from fleet.model.offboarding import OffboardingTimer, offboarding_timer, purge_proposal, removed_file_proposal
+from fleet.model.spec import Fleet, Offboarding, TenantSpec
 from fleet.model.type_tokens import DATABASE
 from fleet.model.waves import describe_waves, plan_waves
 from fleet.offline import policies
@@ -34,7 +34,7 @@ from fleet.preview.changes import (
     TenantChange,
 )
 from fleet.preview.diff import compare_resources
-from fleet.preview.git import BaseError, export_base, program_changes, resolve_base
+from fleet.preview.git import BaseError, export_base, file_before, program_changes, removed_files, resolve_base
 from fleet.preview.usage import Usage, usage_warnings
 from fleet.preview.wording import (
     cause_words,
@@ -238,9 +238,34 @@ def build_preview(
             "so what the code change itself does shows only in the engine preview"
         )
     if head.fleet is not None:
-        _offboarding(preview, head.fleet, today or datetime.now(timezone.utc).date(), tenants_relative, only)
+        day = today or datetime.now(timezone.utc).date()
+        _offboarding(preview, head.fleet, day, tenants_relative, only)
+        _removed_files(preview, head.fleet, root, commit, day, tenants_relative, only)
     preview.violations, preview.policy_count = head_violations(head)
     return preview
+
+
+def _removed_files(preview: Preview, fleet: Fleet, root: Path, commit: str, today: date, tenants_folder: str, only: Optional[Iterable[str]]) -> None:
+    """Tenants whose file was removed without a purge: their data is kept, and the plan's retention counts from the removal."""
+    chosen = set(only) if only else None
+    present = {tenant.name for tenant in fleet.tenants}
+    for path, sha, day in removed_files(root, commit, tenants_folder):
+        name = Path(path).stem
+        if name.startswith("_") or name in present or (chosen is not None and name not in chosen):
+            continue
+        try:
+            last = yaml.safe_load(file_before(root, sha, path)) or {}
+        except (BaseError, yaml.YAMLError):
+            continue
+        if not isinstance(last, dict) or last.get("purge"):
+            continue  # its purge was requested before the file went: nothing is kept
+        plan = fleet.plans.get(str(last.get("plan")))
+        timer = OffboardingTimer(name, date.fromisoformat(day), plan.offboarding.retain_days if plan else Offboarding().retain_days)
+        proposal = removed_file_proposal(timer, today, path, sha)
+        if proposal:
+            preview.warnings.append(proposal)
+        else:
+            preview.notes.append(f"{name}: file removed {timer.since.isoformat()}, data kept until {timer.ends.isoformat()} ({timer.days_left(today)} days left)")
 
 
 def _offboarding(preview: Preview, fleet: Fleet, today: date, tenants_folder: str, only: Optional[Iterable[str]]) -> None:

@@ -108,3 +108,33 @@ def test_the_preview_counts_the_days_then_proposes_the_purge(repo):
     code, out, _ = repo.plan("--today", "2026-12-02", base="HEAD")
     assert not [line for line in warnings_of(out) if "retention ended" in line]
     assert "purge" in out.lower()
+
+
+def test_a_removed_file_starts_the_timer_at_its_removal_and_the_preview_says_how_to_purge(repo, monkeypatch):
+    repo.reset()
+    repo.remove("novaroma")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-10-01T12:00:00+00:00")
+    repo.commit("remove novaroma")
+    monkeypatch.delenv("GIT_COMMITTER_DATE")
+    sha = repo.git("rev-parse", "HEAD").strip()
+    code, out, _ = repo.plan("--today", "2026-10-15", base="HEAD")
+    assert code == 0 and "novaroma: file removed 2026-10-01, data kept until 2026-10-31 (16 days left)" in out
+    code, out, _ = repo.plan("--today", "2026-11-05", base="HEAD")
+    (proposal,) = [line for line in warnings_of(out) if "retention ended" in line]
+    assert proposal == (
+        f"⚠ novaroma: retention ended on 2026-10-31 (its file was removed on 2026-10-01 in {sha[:7]}; 30 days): restore it with "
+        f"`git show {sha[:12]}^:tenants/novaroma.yaml > tenants/novaroma.yaml`, add "
+        '`purge: {confirm: novaroma, reason: "offboarded; retention ended on 2026-10-31"}` to it, and open that as a PR to remove the data '
+        "(a final backup is taken and verified first); the fleet never purges by itself"
+    )
+
+
+def test_a_file_removed_with_its_purge_keeps_nothing_to_propose(repo):
+    repo.reset()
+    data = repo.tenant("novaroma")
+    repo.write("novaroma", {**data, "purge": {"confirm": "novaroma", "reason": "contract ended"}})
+    repo.commit("purge novaroma")
+    repo.remove("novaroma")
+    repo.commit("remove novaroma after its purge")
+    code, out, _ = repo.plan("--today", "2030-01-01", base="HEAD")
+    assert code == 0 and "novaroma" not in out
