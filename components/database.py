@@ -22,7 +22,8 @@ from components.providers.postgres import (
     TenantPurge,
     TenantPurgeArgs,
 )
-from fleet.model import derive, privileges, type_tokens
+from components.providers.role_settings import RoleSettings, RoleSettingsArgs
+from fleet.model import db_limits, derive, privileges, type_tokens
 from fleet.model.migration_sources import digest
 from fleet.model.spec import Environment, Plan, TenantSpec
 
@@ -95,6 +96,10 @@ class TenantDatabase(pulumi.ComponentResource):
         on_server = pulumi.ResourceOptions(parent=self, provider=args.provider)
         keep = pulumi.ResourceOptions(retain_on_delete=True)
         servers = server_access(environment, args.server_passwords)
+        # Noisy-neighbour limits (fleet.model.db_limits): the timeouts on the official Role, work_mem and
+        # temp_file_limit through RoleSettings, the database's own connection limit; all changed in place.
+        app_limits = db_limits.app_role_limits(tenant, args.plan)
+        has_jobs = bool(derive.container_jobs(tenant, args.plan))
 
         password = random.RandomPassword(
             names.password,
@@ -118,10 +123,17 @@ class TenantDatabase(pulumi.ComponentResource):
             login=tenant.status == "active",
             password=password.result,
             connection_limit=args.plan.db_connections,
+            statement_timeout=app_limits.statement_timeout_ms,
+            idle_in_transaction_session_timeout=app_limits.idle_in_transaction_timeout_ms,
             encrypted_password=True,
             skip_drop_role=True,
             skip_reassign_owned=True,
             opts=pulumi.ResourceOptions.merge(on_server, keep),
+        )
+        RoleSettings(
+            names.role_settings(server_key),
+            RoleSettingsArgs(tenant=tenant.name, role=role.name, server=server_key, servers=servers, settings=app_limits.memory_settings()),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         handover = OwnerHandover(
             names.handover(server_key),
@@ -147,6 +159,7 @@ class TenantDatabase(pulumi.ComponentResource):
             lc_collate=server.locale,
             lc_ctype=server.locale,
             allow_connections=True,
+            connection_limit=db_limits.database_connection_limit(tenant, args.plan, jobs=has_jobs),
             opts=pulumi.ResourceOptions.merge(on_server, pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[handover]))),
         )
         # Grants go with their database when it leaves the program (moved away, removed, purged) without a
@@ -239,25 +252,33 @@ class TenantDatabase(pulumi.ComponentResource):
         self.jobs_url: Optional[pulumi.Output[str]] = None
         self.jobs_facts: Optional[dict[str, pulumi.Input[str]]] = None
         """The `db.*` env facts as the container jobs' own login sees them (user, password, url), when it has jobs."""
-        if derive.container_jobs(tenant, args.plan):
+        if has_jobs:
             # The container jobs' own login: it becomes the owner role at login, so an ORM's migrations create
             # tables the owner owns (the app's role could not, and the owner never logs in itself).
             jobs_password = random.RandomPassword(
                 names.jobs_password, length=derive.PASSWORD_LENGTH, special=False, keepers={"rotation": str(tenant.rotation)},
                 opts=pulumi.ResourceOptions(parent=self),
             )
+            jobs_limits = db_limits.jobs_role_limits(tenant, args.plan)
             jobs_role = postgresql.Role(
                 names.jobs_role(server_key),
                 name=derive.jobs_role_name(tenant),
                 login=tenant.status == "active",
                 password=jobs_password.result,
-                connection_limit=2,
+                connection_limit=db_limits.JOBS_CONNECTIONS,
+                statement_timeout=jobs_limits.statement_timeout_ms,
+                idle_in_transaction_session_timeout=jobs_limits.idle_in_transaction_timeout_ms,
                 roles=[owner.name],
                 assume_role=owner.name,
                 encrypted_password=True,
                 skip_drop_role=True,
                 skip_reassign_owned=True,
                 opts=pulumi.ResourceOptions.merge(on_server, keep),
+            )
+            RoleSettings(
+                names.jobs_role_settings(server_key),
+                RoleSettingsArgs(tenant=tenant.name, role=jobs_role.name, server=server_key, servers=servers, settings=jobs_limits.memory_settings()),
+                opts=pulumi.ResourceOptions(parent=self),
             )
             self.jobs_url = pulumi.Output.secret(
                 pulumi.Output.all(jobs_password.result, placement.host, placement.port, jobs_role.name).apply(

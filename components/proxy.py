@@ -74,7 +74,7 @@ class TenantRoutes(pulumi.ComponentResource):
                     route_id=route.route_id,
                     hosts=list(route.hostnames),
                     upstreams=args.upstreams.get(route.service, []),
-                    maintenance=tenant.status == "suspended",
+                    maintenance=derive.app_stopped(tenant),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
             )

@@ -33,6 +33,7 @@ GRANT = "postgresql:index/grant:Grant"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 DNS_RECORD_TYPES = ("cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/record:Record")
 CADDY_ROUTE = "pulumi-python:dynamic/caddy:CaddyRoute"
+ROLE_SETTINGS = "pulumi-python:dynamic/role_settings:RoleSettings"
 TENANT_TYPE = "tenant-fleet:index:Tenant"
 # A tenant's child components are named "<tenant><suffix>" (fleet.model.derive.Names); their children inherit the tenant.
 COMPONENT_SUFFIXES = {
@@ -68,6 +69,8 @@ DNS_RECORDS_PROXIED = "dns-records-proxied"
 DOCKER_HOST_CAPACITY = "docker-host-capacity"
 POSTGRES_CONNECTION_CAPACITY = "postgres-connection-capacity"
 PLAN_OVERRIDES_NEAR_MAX = "plan-overrides-near-max"
+ROLE_TIMEOUTS_BOUNDED = "role-timeouts-bounded"
+POSTGRES_MEMORY_CAPACITY = "postgres-memory-capacity"
 CAPACITY_UTILIZATION_HIGH = "capacity-utilization-high"
 
 REGENERATE_CONFIG = "regenerate it with `python -m fleet policy-config --stack <stack> --out <file>`"
@@ -459,6 +462,94 @@ def role_connection_limit(args: ResourceValidationArgs, report: ReportViolation)
     if number is None or number < 0:
         shown = "unset (unlimited)" if limit is None else _fmt(limit)
         report(f"{_who(args)}role {args.name} ({_get(args.props, 'name')!r}) has connection limit {shown}; set connection_limit from the plan's db_connections.", None)
+
+
+# Upper bounds of a tenant login role's timeouts, in ms, unless the policy config says otherwise.
+DEFAULT_TIMEOUT_BOUNDS_MS = {"statementTimeout": 3_600_000, "idleInTransactionSessionTimeout": 3_600_000, "jobsStatementTimeout": 86_400_000}
+# Tenant login roles by name (fleet.model.derive): the app's and the container jobs'.
+_APP_ROLE_NAME = re.compile(r"^tenant_[a-z0-9_]+_app$")
+_JOBS_ROLE_NAME = re.compile(r"^tenant_[a-z0-9_]+_job$")
+
+
+def role_timeouts_bounded(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """A tenant's login role has a statement timeout and an idle-in-transaction timeout, each above 0 and within the bounds."""
+    if args.resource_type != ROLE:
+        return
+    name = _get(args.props, "name")
+    if name is UNKNOWN or not isinstance(name, str) or not (_APP_ROLE_NAME.match(name) or _JOBS_ROLE_NAME.match(name)):
+        return
+    bounds = {**DEFAULT_TIMEOUT_BOUNDS_MS, **(args.get_config() or {})}
+    jobs = bool(_JOBS_ROLE_NAME.match(name))
+    for prop, bound_key in (("statementTimeout", "jobsStatementTimeout" if jobs else "statementTimeout"), ("idleInTransactionSessionTimeout", "idleInTransactionSessionTimeout")):
+        value = _get(args.props, prop)
+        if value is UNKNOWN:
+            continue
+        number, bound = _number(value), _number(bounds.get(bound_key))
+        if number is None or number <= 0:
+            report(
+                f"{_who(args)}role {args.name} ({name!r}) has no {prop}: one session could hold the shared server; "
+                "set it from the plan's database_limits (fleet.model.db_limits).",
+                None,
+            )
+        elif bound is not None and number > bound:
+            report(f"{_who(args)}role {args.name} ({name!r}) has {prop} {int(number)} ms, above the bound {int(bound)} ms.", None)
+
+
+def _kilobytes(value: Any) -> Optional[float]:
+    """A memory setting as PostgreSQL takes it (`4096kB`, `4MB`, `1GB`, a bare number of kB) in kB."""
+    if not isinstance(value, str):
+        return _number(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(kB|MB|GB|TB)?\s*", value, flags=re.IGNORECASE)
+    if not match:
+        return None
+    factor = {"kb": 1, "mb": 1024, "gb": 1024**2, "tb": 1024**3}[(match.group(2) or "kB").lower()]
+    return float(match.group(1)) * factor
+
+
+def postgres_memory_capacity(args: StackValidationArgs, report: ReportViolation) -> None:
+    """On each PostgreSQL server with a declared memory_mb, work_mem × connection limit summed over its tenants' login
+    roles fits in the share of its memory given to queries (`workMemPercent`; the rest is shared_buffers and the OS)."""
+    config = args.get_config()
+    servers = config.get("servers") or {}
+    share = _number(config.get("workMemPercent")) or 50.0
+    limits: dict[tuple[str, str], float] = {}
+    for role in args.resources:
+        if role.resource_type == ROLE:
+            name, limit = _get(role.props, "name"), _number(_get(role.props, "connectionLimit"))
+            if isinstance(name, str) and limit is not None and limit > 0:
+                server = (servers.get(_provider_name(role)) or {}).get("server")
+                if server:
+                    limits[(str(server), name)] = limit
+    loads: dict[str, _Load] = defaultdict(_Load)
+    for settings in args.resources:
+        if settings.resource_type != ROLE_SETTINGS:
+            continue
+        server, role_name = _get(settings.props, "server"), _get(settings.props, "role")
+        values = _get(settings.props, "settings")
+        if not isinstance(server, str) or not isinstance(role_name, str) or not isinstance(values, Mapping):
+            continue
+        load = loads[server]
+        load.urn = load.urn or settings.urn
+        work_mem = _kilobytes(values.get("work_mem"))
+        connections = limits.get((server, role_name))
+        if work_mem is None or connections is None:
+            load.unmeasured.append(settings.name)
+            continue
+        load.add(tenant_of(settings) or _get(settings.props, "tenant"), "work_mem", work_mem * connections / 1024.0)
+    declared = {str(entry.get("server")): _number(entry.get("memoryMb")) for entry in servers.values()}
+    for server, load in sorted(loads.items()):
+        memory = declared.get(server)
+        if memory is None:
+            continue  # the server declares no memory_mb: nothing to check against
+        usable = memory * share / 100.0
+        used = load.totals["work_mem"]
+        if used > usable + 1e-9:
+            report(
+                f"postgres server {server}: work_mem × connection limit of its tenants' roles adds up to {_fmt(round(used, 1))} MB, above "
+                f"{_fmt(round(usable, 1))} MB ({_fmt(share)}% of its memory_mb {_fmt(memory)}){_unmeasured_note(load)}; largest tenants: "
+                f"{load.largest('work_mem')}. Lower the plans' database_limits.work_mem_mb or db_connections, or place tenants on another server.",
+                load.urn,
+            )
 
 
 # ---------------------------------------------------------------- secrets
@@ -864,7 +955,7 @@ _SERVERS = {
     "description": "PostgreSQL servers by provider logical name: server key, max_connections, reserved connections.",
     "additionalProperties": {
         "type": "object",
-        "properties": {"server": {"type": "string"}, "maxConnections": _NUMBER, "reservedConnections": _NUMBER},
+        "properties": {"server": {"type": "string"}, "maxConnections": _NUMBER, "reservedConnections": _NUMBER, "memoryMb": {"type": ["number", "null"]}},
         "required": ["maxConnections"],
     },
 }
@@ -957,6 +1048,26 @@ ALL_POLICIES = [
         description="Every PostgreSQL role has a connection limit.",
         validate=role_connection_limit,
         enforcement_level=MANDATORY,
+    ),
+    ResourceValidationPolicy(
+        name=ROLE_TIMEOUTS_BOUNDED,
+        description="A tenant's login roles have a statement timeout and an idle-in-transaction timeout, within bounds.",
+        validate=role_timeouts_bounded,
+        enforcement_level=MANDATORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "statementTimeout": {"type": "number", "default": DEFAULT_TIMEOUT_BOUNDS_MS["statementTimeout"]},
+                "idleInTransactionSessionTimeout": {"type": "number", "default": DEFAULT_TIMEOUT_BOUNDS_MS["idleInTransactionSessionTimeout"]},
+                "jobsStatementTimeout": {"type": "number", "default": DEFAULT_TIMEOUT_BOUNDS_MS["jobsStatementTimeout"]},
+            },
+        ),
+    ),
+    StackValidationPolicy(
+        name=POSTGRES_MEMORY_CAPACITY,
+        description="work_mem × connection limit of the tenants on each PostgreSQL server fits its declared memory.",
+        validate=postgres_memory_capacity,
+        enforcement_level=MANDATORY,
+        config_schema=PolicyConfigSchema(properties={"servers": _SERVERS, "workMemPercent": {"type": "number", "default": 50}}, required=["servers"]),
     ),
     ResourceValidationPolicy(
         name=GENERATED_SECRETS_STRONG,

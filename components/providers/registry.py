@@ -105,7 +105,7 @@ _JSON_FIELDS = frozenset({"limits", "jobs"})
 LOCATION = ("host", "port", "database", "schema", "table")
 # How the provider logs in: a change updates the recorded inputs, nothing in the database.
 CREDENTIALS = ("admin_user", "admin_password", "sslmode")
-_STATUSES = ("active", "suspended", "purged")
+_STATUSES = ("active", "suspended", "offboarded", "purged")
 
 
 # ---------------------------------------------------------------- SQL

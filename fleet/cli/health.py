@@ -75,7 +75,7 @@ def print_status(tenants: list, servers: list, console) -> None:
     """The status table, then one line per server."""
 
     table = Table(title="status", title_justify="left")
-    for column in ("tenant", "plan", "status", "version", "server", "db size", "connections", "containers", "jobs", "newest backup", "flags"):
+    for column in ("tenant", "plan", "status", "version", "server", "db size", "connections", "containers", "jobs", "newest backup", "last drill", "flags"):
         table.add_column(column, overflow="fold")
     for row in tenants:
         limit = "?" if row.connection_limit is None else ("none" if row.connection_limit < 0 else str(row.connection_limit))
@@ -88,9 +88,12 @@ def print_status(tenants: list, servers: list, console) -> None:
         jobs = (row.migrations or "-") + (f" ({', '.join(row.modules)})" if row.modules else "")
         table.add_row(
             row.tenant, row.plan, row.status, row.app_version or "-", row.server, human_bytes(row.size_bytes), connections, row.containers, jobs,
-            human_age(row.backup_age_hours), flags,
+            human_age(row.backup_age_hours), (row.last_drill or "never")[:16].replace("T", " "), flags,
         )
     console.print(table)
+    for row in tenants:
+        if row.offboarding:
+            console.print(f"{row.tenant}: {row.offboarding}; final backup: {row.final_backup or '[yellow]none found[/]'}")
     for server in servers:
         if server.error:
             console.print(f"server {server.server}: [{FAIL_STYLE}]{server.error}[/]")

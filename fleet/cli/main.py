@@ -21,6 +21,7 @@ COMMANDS = (
     "fleet.cli.schema",
     "fleet.cli.deploy",
     "fleet.cli.backups",
+    "fleet.cli.drills",
     "fleet.cli.admin",
     "fleet.cli.health",
     "fleet.cli.bench",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ def _cmd_preview(args: argparse.Namespace, root: Path, tenants_dir: Path, output
     try:
         usage, source = _usage(args, root, tenants_dir)
         preview = summary.build_preview(
-            root, args.base, stack=args.stack, tenants_dir=tenants_dir, only=args.tenant or None, usage=usage, usage_source=source
+            root, args.base, stack=args.stack, tenants_dir=tenants_dir, only=args.tenant or None, usage=usage, usage_source=source,
+            today=args.today,
         )
     except git.BaseError as error:
         print(f"Error: {error}", file=sys.stderr)
@@ -107,6 +109,9 @@ def register(verbs) -> None:
         ),
     )
     plan.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to read (default: dev)")
+    plan.add_argument(
+        "--today", type=date.fromisoformat, metavar="YYYY-MM-DD", help="with --base: the day offboarding timers are counted to (default: today, UTC)"
+    )
     plan.add_argument("--base", metavar="REF", help="git ref to compare with (a branch, tag or commit): prints what changes, per tenant")
     plan.add_argument("--format", choices=("text", "markdown", "json"), help="output: text (default), markdown (with --base: the pull-request comment), json")
     plan.add_argument("--json", action="store_true", help="the same as --format json")

@@ -189,9 +189,14 @@ def container_size(plan: Plan, tenant: TenantSpec, role: str) -> Size:
     return size.model_copy(update=changes)
 
 
+def app_stopped(tenant: TenantSpec) -> bool:
+    """Whether the tenant's app is stopped and a maintenance page shown (suspended or offboarded; data kept)."""
+    return tenant.status in ("suspended", "offboarded")
+
+
 def replica_count(plan: Plan, tenant: TenantSpec, role: str) -> int:
-    """How many containers run: none while suspended."""
-    return 0 if tenant.status == "suspended" else container_size(plan, tenant, role).replicas
+    """How many containers run: none while suspended or offboarded."""
+    return 0 if app_stopped(tenant) else container_size(plan, tenant, role).replicas
 
 
 def full_stack(plan: Plan, tenant: TenantSpec) -> bool:
@@ -330,6 +335,12 @@ class Names:
 
     def jobs_role(self, server: str) -> str:
         return f"{self.tenant}-jobs-role-{server}"
+
+    def role_settings(self, server: str) -> str:
+        return f"{self.tenant}-role-{server}-settings"
+
+    def jobs_role_settings(self, server: str) -> str:
+        return f"{self.tenant}-jobs-role-{server}-settings"
 
     @property
     def jobs_password(self) -> str:
@@ -498,7 +509,7 @@ def external_upstreams(tenant: TenantSpec, environment: Environment, service_nam
     """Upstreams per service of a tenant whose app runs outside this stack, from `proxy.external_upstreams`."""
     templates = environment.proxy.external_upstreams or {}
     names_ = list(service_names or APP_ROLES)
-    if tenant.status == "suspended":
+    if app_stopped(tenant):
         return {name: [] for name in names_}
     return {name: [templates[name].format(tenant=tenant.name)] if name in templates else [] for name in names_}
 
@@ -527,7 +538,7 @@ def worker_labels(tenant: TenantSpec, worker: str) -> dict[str, str]:
 
 def worker_count(plan: Plan, tenant: TenantSpec, worker: str) -> int:
     """How many containers of a worker run: none while suspended."""
-    return 0 if tenant.status == "suspended" else plan.workers[worker].replicas
+    return 0 if app_stopped(tenant) else plan.workers[worker].replicas
 
 
 def network_labels(tenant: TenantSpec) -> dict[str, str]:

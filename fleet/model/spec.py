@@ -79,6 +79,53 @@ class ComponentSizes(Strict):
 
     backend: Size = Field(description="The API container group.")
     frontend: Size = Field(description="The web frontend container group.")
+    database: Optional["DatabaseLimits"] = Field(
+        default=None, description="Bounds of a tenant's `overrides.database` (default: the plan's own `database_limits`, so none may be raised)."
+    )
+
+
+class DatabaseLimits(Strict):
+    """Noisy-neighbour limits of a tenant's login roles (`ALTER ROLE ... SET`): one tenant's runaway query or
+    forgotten transaction can't hold a shared server. Changing them is an in-place change, never a new role."""
+
+    statement_timeout_s: int = Field(default=30, ge=1, le=3600, description="The app role's statement_timeout, in seconds: longer queries are cancelled.")
+    idle_in_transaction_timeout_s: int = Field(
+        default=60, ge=1, le=3600, description="idle_in_transaction_session_timeout, in seconds: a session idle inside a transaction is ended."
+    )
+    work_mem_mb: int = Field(default=4, ge=1, le=2048, description="work_mem per sort or hash of one query, in MB (checked against the server's memory_mb).")
+    temp_file_limit_mb: int = Field(default=1024, ge=1, le=1048576, description="temp_file_limit: temporary file space one session may use, in MB.")
+    jobs_statement_timeout_s: int = Field(
+        default=900, ge=1, le=86400, description="statement_timeout of the container jobs' role (migrations build indexes), in seconds."
+    )
+
+
+class DatabaseLimitsOverride(Strict):
+    """A tenant's change to its plan's `database_limits`; each value must stay within the plan's `max.database`."""
+
+    statement_timeout_s: Optional[int] = Field(default=None, ge=1, le=3600, description="statement_timeout, in seconds.")
+    idle_in_transaction_timeout_s: Optional[int] = Field(default=None, ge=1, le=3600, description="idle_in_transaction_session_timeout, in seconds.")
+    work_mem_mb: Optional[int] = Field(default=None, ge=1, le=2048, description="work_mem, in MB.")
+    temp_file_limit_mb: Optional[int] = Field(default=None, ge=1, le=1048576, description="temp_file_limit, in MB.")
+    jobs_statement_timeout_s: Optional[int] = Field(default=None, ge=1, le=86400, description="The jobs role's statement_timeout, in seconds.")
+
+
+class DrillSchedule(Strict):
+    """How often each tenant's latest backup must be proven by a restore drill (`fleet drill`)."""
+
+    every: str = Field(pattern=r"^[1-9][0-9]{0,3}d$", description="Interval in days, e.g. `7d`: `fleet status` flags a tenant whose last good drill is older.")
+
+    @property
+    def days(self) -> int:
+        """The interval as a number of days."""
+        return int(self.every[:-1])
+
+
+class Offboarding(Strict):
+    """What happens to the data of a tenant that left (`status: offboarded`, or its file removed)."""
+
+    retain_days: int = Field(
+        default=30, ge=1, le=3650, description="Days its data is kept; afterwards the PR preview proposes its purge (the fleet never purges by itself)."
+    )
 
 
 RESERVED_ENV = frozenset({"DATABASE_URL", "JWT_SECRET", "JWT_REFRESH_SECRET", "REDIS_URL", "REDIS_KEY_PREFIX", "TENANT", "PORT"})
@@ -387,6 +434,11 @@ class Plan(Strict):
     redis_memory_mb: int = Field(
         default=64, ge=16, le=65536, description="Redis memory per tenant: a dedicated container's limit, or its share of the shared Redis (capacity policy)."
     )
+    database_limits: DatabaseLimits = Field(
+        default_factory=DatabaseLimits, description="Per-role timeouts, work_mem and temp_file_limit of its tenants' databases (noisy-neighbour limits)."
+    )
+    offboarding: Offboarding = Field(default_factory=Offboarding, description="How long an offboarded tenant's data is kept before its purge is proposed.")
+    drills: Optional[DrillSchedule] = Field(default=None, description="Restore drills of its tenants' backups (`{every: 7d}`); unset: no schedule is checked.")
 
     @field_validator("limits")
     @classmethod
@@ -441,6 +493,10 @@ class Plan(Strict):
             for field in ("cpu", "memory_mb", "replicas"):
                 if getattr(size, field) > getattr(bound, field):
                     raise ValueError(f"{part}.{field} {getattr(size, field)} exceeds its own max {getattr(bound, field)}")
+        if self.max.database is not None:
+            for field, value in self.database_limits.model_dump().items():
+                if value > getattr(self.max.database, field):
+                    raise ValueError(f"database_limits.{field} {value} exceeds its own max {getattr(self.max.database, field)}")
         return self
 
 
@@ -523,6 +579,7 @@ class Overrides(Strict):
     backend: Optional[SizeOverride] = Field(default=None, description="Backend override.")
     frontend: Optional[SizeOverride] = Field(default=None, description="Frontend override.")
     services: dict[str, SizeOverride] = Field(default_factory=dict, description="Overrides of a plan's named services, by name, within each one's `max`.")
+    database: Optional[DatabaseLimitsOverride] = Field(default=None, description="Database limits override, within the plan's `max.database`.")
 
     @field_validator("backend")
     @classmethod
@@ -576,7 +633,12 @@ class TenantSpec(Strict):
     name: str = Field(description="Tenant key: a DNS label (lowercase letters, digits, `-`), equal to the file name. Never rename: it names every resource.")
     display_name: str = Field(min_length=1, max_length=120, description="Human name, e.g. `Prefeitura de Santa Rita`.")
     plan: str = Field(description="A plan from `tenants/_plans.yaml`.")
-    status: Literal["active", "suspended"] = Field(default="active", description="`suspended` stops the app, blocks the database login and shows a maintenance page; data is kept.")
+    status: Literal["active", "suspended", "offboarded"] = Field(
+        default="active",
+        description="`suspended` stops the app, blocks the database login and shows a maintenance page; data is kept. "
+        "`offboarded`: the same, and the plan's `offboarding.retain_days` count from `offboarded_on`.",
+    )
+    offboarded_on: Optional[date] = Field(default=None, description="The day the tenant was offboarded (YYYY-MM-DD); required with `status: offboarded`.")
     database: DatabaseRef = Field(description="Database placement.")
     app: AppPlacement = Field(default_factory=AppPlacement, description="App placement: the Docker host its containers run on.")
     domains: list[str] = Field(default_factory=list, description="Custom domains served by its frontend (besides `app-<name>.<base_domain>`).")
@@ -605,6 +667,14 @@ class TenantSpec(Strict):
         if value in RESERVED_NAMES:
             raise ValueError(f"{value!r} is reserved for the platform")
         return value
+
+    @model_validator(mode="after")
+    def _offboarding_dated(self) -> "TenantSpec":
+        if self.status == "offboarded" and self.offboarded_on is None:
+            raise ValueError("status offboarded needs offboarded_on: YYYY-MM-DD (the day its retention period starts)")
+        if self.status != "offboarded" and self.offboarded_on is not None:
+            raise ValueError(f"offboarded_on is only for status offboarded (status is {self.status})")
+        return self
 
     @model_validator(mode="after")
     def _purge_confirmed(self) -> "TenantSpec":
@@ -657,6 +727,9 @@ class PostgresServer(Strict):
     app_host: Optional[str] = Field(default=None, description="Address the app containers use (default: host).")
     max_connections: int = Field(ge=10, description="The server's max_connections; the sum of tenant role limits must fit below it.")
     reserved_connections: int = Field(default=10, ge=0, description="Connections kept free for admins, backups and moves.")
+    memory_mb: Optional[int] = Field(
+        default=None, ge=256, description="The server's memory: its tenants' work_mem × connection limit must fit in half of it (policy); unset: not checked."
+    )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(default="require", description="libpq sslmode for admin and app connections.")
     superuser: bool = Field(default=True, description="False on managed servers (RDS, Cloud SQL) where the admin is not a superuser.")
     locale: str = Field(default="C.UTF-8", description="lc_collate and lc_ctype of new tenant databases; set once, changing it replaces databases.")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import Problem
-from fleet.model import derive, env_template
+from fleet.model import db_limits, derive, env_template
 from fleet.model.migration_sources import MODULES_FOLDER, check_admin_sql, check_source
 from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec, limit_within
 
@@ -180,6 +180,16 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
             problems.extend(limit_problems(where, tenant, plan))
         if plan is not None:
             problems.extend(override_problems(where, tenant, plan))
+            if tenant.overrides.database is not None:
+                limits_bound = db_limits.database_limit_bounds(plan)
+                for field, value in tenant.overrides.database.model_dump().items():
+                    if value is not None and value > getattr(limits_bound, field):
+                        problems.append(
+                            Problem(
+                                where, tenant.name, f"overrides.database.{field}",
+                                f"{value} exceeds plan {tenant.plan}'s max {getattr(limits_bound, field)} (max.database, else its database_limits)",
+                            )
+                        )
         if plan is not None and environment.manages("proxy") and not environment.manages("app"):
             templates = environment.proxy.external_upstreams or {}
             unrouted = sorted({route.service for route in derive.routes(plan, tenant, environment)} - set(templates))

@@ -89,7 +89,10 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
         for key, host in sorted(environment.app_hosts().items())
     }
     servers = {
-        derive.postgres_provider_name(key): {"server": key, "maxConnections": server.max_connections, "reservedConnections": server.reserved_connections}
+        derive.postgres_provider_name(key): {
+            "server": key, "maxConnections": server.max_connections, "reservedConnections": server.reserved_connections,
+            **({"memoryMb": server.memory_mb} if server.memory_mb is not None else {}),
+        }
         for key, server in sorted(environment.servers.items())
     }
     config: dict[str, dict[str, Any]] = {
@@ -102,6 +105,7 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
         pack.HOSTNAMES_UNIQUE: {"claimedHostnames": {host: tenant.name for tenant in fleet.tenants for host in derive.hostnames(tenant, environment)}},
         pack.DOCKER_HOST_CAPACITY: {"hosts": hosts},
         pack.POSTGRES_CONNECTION_CAPACITY: {"servers": servers},
+        pack.POSTGRES_MEMORY_CAPACITY: {"servers": servers},
         pack.PLAN_OVERRIDES_NEAR_MAX: {"plans": plan_catalog},
         pack.CAPACITY_UTILIZATION_HIGH: {"hosts": hosts, "servers": servers},
         pack.REDIS_MEMORY_CAPACITY: {

@@ -23,6 +23,7 @@ from fleet.ops import env_backup
 from fleet.postgres import dumps
 from fleet.postgres.access import PgCommandError, PgToolsError, ServerAccess, pg_tool
 from fleet.postgres.dumps import write_private
+from fleet.postgres.table_digests import EMPTY_DIGEST, TableDigest
 
 DUMP_SUFFIX = ".dump"
 MANIFEST_SUFFIX = ".json"
@@ -191,14 +192,21 @@ def prune(folder: Path, tenant: str, retention: Retention | int, now: datetime) 
 
 
 def dump_row_counts(path: Path, *, pg_bin: Optional[str] = None, timeout: Optional[float] = None) -> dict[str, int]:
-    """Rows per table (`schema.table`) that a custom-format dump holds, read without a server.
+    """Rows per table (`schema.table`) that a custom-format dump holds, read without a server."""
+    return dump_table_data(path, pg_bin=pg_bin, timeout=timeout)[0]
 
-    Streams `pg_restore --data-only` and counts the lines of each COPY block: every data block is
-    decompressed, so a truncated or damaged dump fails here. (Helper to move into fleet.postgres.)
+
+def dump_table_data(path: Path, *, pg_bin: Optional[str] = None, timeout: Optional[float] = None) -> tuple[dict[str, int], dict[str, str]]:
+    """(rows, digest) per table (`schema.table`) of a custom-format dump, read without a server.
+
+    Streams `pg_restore --data-only` and reads the lines of each COPY block: every data block is
+    decompressed, so a truncated or damaged dump fails here. The digests are fleet.postgres.table_digests'.
+    (Helper to move into fleet.postgres.)
     """
     command = [str(pg_tool("pg_restore", pg_bin)), "--data-only", "--file=-", str(path)]
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     counts: dict[str, int] = {}
+    digests: dict[str, TableDigest] = {}
     started = time.monotonic()
     with subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
         assert process.stdout is not None
@@ -211,11 +219,13 @@ def dump_row_counts(path: Path, *, pg_bin: Optional[str] = None, timeout: Option
                     in_copy = False
                 elif table is not None:
                     counts[table] += 1
+                    digests[table].add(line)
                 continue
             header = _DATA_HEADER.match(line)
             if header:
                 table = f"{header.group('schema').decode(errors='replace')}.{header.group('name').decode(errors='replace')}"
                 counts.setdefault(table, 0)
+                digests.setdefault(table, TableDigest())
             elif line.startswith(b"COPY ") and line.endswith(b" FROM stdin;"):
                 in_copy = True
             if timeout is not None and time.monotonic() - started > timeout:
@@ -225,7 +235,7 @@ def dump_row_counts(path: Path, *, pg_bin: Optional[str] = None, timeout: Option
         code = process.wait()
     if code != 0 or in_copy:
         raise PgCommandError(f"pg_restore (data read) of {path}", code, stderr or "data ended inside a table's rows")
-    return counts
+    return counts, {name: digest.hex for name, digest in digests.items()}
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,8 @@ class DumpContents:
     """Rows per table (0 for a table dumped without data)."""
     owners: frozenset[str] = frozenset()
     """Roles that owned the tables when they were dumped."""
+    digests: dict[str, str] = field(default_factory=dict)
+    """Order-independent checksum of each table's rows (fleet.postgres.table_digests; an empty table's is 0...0)."""
 
     @property
     def rows(self) -> int:
@@ -255,11 +267,14 @@ def check_dump(path: Path, *, pg_bin: Optional[str] = None, expected_sha256: Opt
         if expected_sha256 is not None and dumps.sha256_of(path) != expected_sha256:
             raise BackupError(f"{path}: content differs from the sha256 recorded when it was written (damaged or replaced)")
         tables = dumps.verify_dump(path, pg_bin=pg_bin, full=False)
-        counts = dump_row_counts(path, pg_bin=pg_bin)
+        counts, digests = dump_table_data(path, pg_bin=pg_bin)
     except (PgToolsError, OSError) as error:
         raise BackupError(f"{path} is not a readable dump: {error}") from None
     names = [table.qualified for table in tables]
-    return DumpContents(names, {name: counts.get(name, 0) for name in names}, frozenset(table.owner for table in tables if table.owner))
+    return DumpContents(
+        names, {name: counts.get(name, 0) for name in names}, frozenset(table.owner for table in tables if table.owner),
+        {name: digests.get(name, EMPTY_DIGEST) for name in names},
+    )
 
 
 def read_manifest(dump: Path) -> Optional[dict[str, Any]]:
@@ -396,6 +411,7 @@ def backup_one(
             "sha256": written.sha256,
             "dump_seconds": written.seconds,
             "tables": contents.counts,
+            "checksums": contents.digests,
             **({"volumes": volumes} if volumes else {}),
             **({"env": env_entry} if env_entry is not None else {}),
         }

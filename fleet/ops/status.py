@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
 from fleet.model import derive
+from fleet.model.offboarding import offboarding_timer
+from fleet.ops import drills
 from fleet.ops.backups import Clock, newest_backup, utc_now
 from fleet.ops.verify import FLAG_THRESHOLD
 
@@ -42,6 +44,12 @@ class TenantStatus:
     modules: list[str] = field(default_factory=list)
     migrations: Optional[str] = None
     """What its SQL jobs applied, from the record in its database: `12 applied, last 2026-11-30 01:00` (None: no record)."""
+    last_drill: Optional[str] = None
+    """When its newest successful restore drill started (fleet.ops.drills), UTC ISO; None: never."""
+    offboarding: Optional[str] = None
+    """An offboarded tenant's timer (fleet.model.offboarding): `offboarded ..., kept until ... (N days left)`."""
+    final_backup: Optional[str] = None
+    """An offboarded tenant's newest backup, the one its data would be restored from: its full path."""
     flags: list[str] = field(default_factory=list)
     error: Optional[str] = None
 
@@ -150,6 +158,13 @@ def fleet_status(
     for entry in chosen:
         row = rows[entry.name]
         backup = newest_backup(inventory.backups_dir, entry.name)
+        _drill_status(inventory, entry, row, now)
+        timer = offboarding_timer(entry.spec, entry.plan)
+        if timer is not None:
+            row.offboarding = timer.describe(now.date())
+            row.final_backup = str(backup.path) if backup is not None else None
+            if timer.ended(now.date()):
+                row.flags.append(f"retention ended {timer.ends.isoformat()}: purge proposed")
         if backup is None:
             row.flags.append("no backup")
             continue
@@ -158,6 +173,20 @@ def fleet_status(
         if row.backup_age_hours > entry.plan.alerts.backup_age_hours:  # the plan's alert threshold
             row.flags.append(f"backup {row.backup_age_hours:.0f}h old")
     return [rows[entry.name] for entry in chosen], servers
+
+
+def _drill_status(inventory, entry, row: TenantStatus, now) -> None:
+    """The last good drill, flagged when older than the plan's `drills.every` (or missing while a schedule is set)."""
+    record = drills.last_good_drill(inventory.backups_dir, entry.name)
+    row.last_drill = record["started_at"] if record else None
+    schedule = entry.plan.drills
+    if schedule is None or not entry.active:
+        return
+    age = drills.drill_age_days(record, now)
+    if age is None:
+        row.flags.append(f"no restore drill (plan: every {schedule.every})")
+    elif age > schedule.days:
+        row.flags.append(f"restore drill {age:.0f}d old (plan: every {schedule.every})")
 
 
 def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containers: Optional[Callable[[], list[dict]]]) -> None:

@@ -15,8 +15,9 @@ from typing import Any, Literal, Optional
 
 import psycopg
 
-from fleet.model import derive
+from fleet.model import db_limits, derive
 from fleet.model.spec import AlertThresholds
+from fleet.postgres import role_settings
 from fleet.postgres.privileges import shared_databases_open_to_public
 
 Outcome = Literal["pass", "fail", "skip"]
@@ -90,7 +91,7 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
         database_rows = connection.execute(
             """
             select d.datname, pg_get_userbyid(d.datdba),
-                   has_database_privilege('public', d.oid, 'CONNECT'), has_database_privilege('public', d.oid, 'TEMPORARY')
+                   has_database_privilege('public', d.oid, 'CONNECT'), has_database_privilege('public', d.oid, 'TEMPORARY'), d.datconnlimit
             from pg_database d where d.datname = any(%s)
             """,
             [databases],
@@ -111,11 +112,17 @@ def _database_facts(access, tenants) -> tuple[dict[str, dict], dict[str, dict], 
             """,
             [roles, databases],
         ).fetchall()
-    by_database = {name: {"owner": owner, "public_connect": connect, "public_temporary": temporary} for name, owner, connect, temporary in database_rows}
+    by_database = {
+        name: {"owner": owner, "public_connect": connect, "public_temporary": temporary, "connection_limit": limit}
+        for name, owner, connect, temporary, limit in database_rows
+    }
     by_role = {
         name: {"connection_limit": limit, "login": login, "attributes": _attributes(flags), "member_of": list(member_of)}
         for name, limit, login, *flags, member_of in role_rows
     }
+    for name, settings in role_settings.role_settings(access, roles + [derive.jobs_role_name(entry.spec) for entry in tenants]).items():
+        if name in by_role:
+            by_role[name]["settings"] = settings
     return by_database, by_role, {(role, database) for role, database in grants}
 
 
@@ -180,6 +187,7 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
             f"role {entry.role} limit {limit}" + ("" if limit == entry.connection_limit else f", plan {entry.plan_name} says {entry.connection_limit}"),
         )
     )
+    checks.extend(_limit_checks(entry, database, role, roles))
     attributes = role.get("attributes") or []
     checks.append(
         Check(
@@ -200,6 +208,32 @@ def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -
     )
     if role["login"] != entry.active:
         checks.append(Check(entry.name, "role login", "fail", f"role {entry.role} has {'LOGIN' if role['login'] else 'NOLOGIN'} but the tenant is {entry.spec.status}"))
+    return checks
+
+
+def _limit_checks(entry, database: dict, role: dict, roles: dict[str, dict]) -> list[Check]:
+    """The noisy-neighbour limits (fleet.model.db_limits) on the app and jobs roles and the database, as planned."""
+    jobs = bool(derive.container_jobs(entry.spec, entry.plan))
+    planned = [(entry.role, role, db_limits.app_role_limits(entry.spec, entry.plan).settings())]
+    jobs_role = roles.get(derive.jobs_role_name(entry.spec))
+    if jobs and jobs_role is not None:
+        planned.append((derive.jobs_role_name(entry.spec), jobs_role, db_limits.jobs_role_limits(entry.spec, entry.plan).settings()))
+    checks = []
+    for name, facts, settings in planned:
+        drift = role_settings.settings_drift(settings, facts.get("settings") or {})
+        checks.append(
+            Check(
+                entry.name, "role settings", "fail" if drift else "pass",
+                f"role {name}: {'; '.join(drift)}" if drift else f"role {name}: {', '.join(f'{key} {value}' for key, value in sorted(settings.items()))}",
+            )
+        )
+    limit, expected = database.get("connection_limit"), db_limits.database_connection_limit(entry.spec, entry.plan, jobs=jobs)
+    checks.append(
+        Check(
+            entry.name, "database connection limit", "pass" if limit == expected else "fail",
+            f"database {entry.database} limit {limit}" + ("" if limit == expected else f", plan {entry.plan_name} says {expected}"),
+        )
+    )
     return checks
 
 

@@ -26,6 +26,7 @@ from fleet.model.type_tokens import (
     PLACEMENT,
     PURGE,
     ROLE,
+    ROLE_SETTINGS,
 )
 from fleet.offline.mocks import Declared, Evaluation, FleetMocks
 from fleet.preview.changes import (
@@ -84,6 +85,8 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
     PLACEMENT: ReplaceRule(compared=frozenset({"tenant", "database", "role", "owner", "server", "host", "port"})),
     # Runs again (an update) when the database, a role or the server changes (components.providers.handover._TRACKED).
     HANDOVER: ReplaceRule(compared=frozenset({"database", "owner", "role", "server"})),
+    # ALTER ROLE ... SET in place; admin credentials not compared (components.providers.role_settings._TRACKED).
+    ROLE_SETTINGS: ReplaceRule(compared=frozenset({"role", "server", "settings"})),
     # A purge happens once: its diff never reports a change.
     PURGE: ReplaceRule(compared=frozenset()),
 }

@@ -65,3 +65,26 @@ def program_changes(root: Path, commit: str) -> list[str]:
     except BaseError:
         return []
     return sorted({path for path in changed if any(path == entry or path.startswith(entry + "/") for entry in PROGRAM_SOURCES)})
+
+
+def removed_files(root: Path, commit: str, folder: str) -> list[tuple[str, str, str]]:
+    """(path, deleting commit, its committer date YYYY-MM-DD) of each `<folder>/*.yaml` deleted in `commit`'s history,
+    the latest deletion per path, newest first."""
+    try:
+        log = git(root, "log", commit, "--diff-filter=D", "--format=%x00%H %cs", "--name-only", "--relative", "--", f"{folder}/*.yaml")
+    except BaseError:
+        return []
+    found: dict[str, tuple[str, str, str]] = {}
+    for block in log.split("\x00"):
+        lines = [line for line in block.strip().splitlines() if line.strip()]
+        if not lines:
+            continue
+        sha, day = lines[0].split()
+        for path in lines[1:]:
+            found.setdefault(path, (path, sha, day))
+    return list(found.values())
+
+
+def file_before(root: Path, commit: str, path: str) -> str:
+    """A file's content just before `commit` (which deleted it)."""
+    return git(root, "show", f"{commit}^:./{path}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -15,7 +16,8 @@ import yaml
 
 from fleet.errors import SpecError
 from fleet.model.load import load_fleet
-from fleet.model.spec import Fleet, TenantSpec
+from fleet.model.offboarding import OffboardingTimer, offboarding_timer, purge_proposal, removed_file_proposal
+from fleet.model.spec import Fleet, Offboarding, TenantSpec
 from fleet.model.type_tokens import DATABASE
 from fleet.model.waves import describe_waves, plan_waves
 from fleet.offline import policies
@@ -31,7 +33,7 @@ from fleet.preview.changes import (
     TenantChange,
 )
 from fleet.preview.diff import compare_resources
-from fleet.preview.git import BaseError, export_base, program_changes, resolve_base
+from fleet.preview.git import BaseError, export_base, file_before, program_changes, removed_files, resolve_base
 from fleet.preview.usage import Usage, usage_warnings
 from fleet.preview.wording import (
     cause_words,
@@ -188,6 +190,7 @@ def build_preview(
     only: Optional[Iterable[str]] = None,
     usage: Optional[Usage] = None,
     usage_source: str = "reported usage",
+    today: Optional[date] = None,
 ) -> Preview:
     """Compare the fleet at `base_ref` with the working tree of `root`, and add the head's policy verdicts.
 
@@ -234,5 +237,46 @@ def build_preview(
             f"⚠ this change also edits program code ({shown}): both sides were evaluated with the new code, "
             "so what the code change itself does shows only in the engine preview"
         )
+    if head.fleet is not None:
+        day = today or datetime.now(timezone.utc).date()
+        _offboarding(preview, head.fleet, day, tenants_relative, only)
+        _removed_files(preview, head.fleet, root, commit, day, tenants_relative, only)
     preview.violations, preview.policy_count = head_violations(head)
     return preview
+
+
+def _removed_files(preview: Preview, fleet: Fleet, root: Path, commit: str, today: date, tenants_folder: str, only: Optional[Iterable[str]]) -> None:
+    """Tenants whose file was removed without a purge: their data is kept, and the plan's retention counts from the removal."""
+    chosen = set(only) if only else None
+    present = {tenant.name for tenant in fleet.tenants}
+    for path, sha, day in removed_files(root, commit, tenants_folder):
+        name = Path(path).stem
+        if name.startswith("_") or name in present or (chosen is not None and name not in chosen):
+            continue
+        try:
+            last = yaml.safe_load(file_before(root, sha, path)) or {}
+        except (BaseError, yaml.YAMLError):
+            continue
+        if not isinstance(last, dict) or last.get("purge"):
+            continue  # its purge was requested before the file went: nothing is kept
+        plan = fleet.plans.get(str(last.get("plan")))
+        timer = OffboardingTimer(name, date.fromisoformat(day), plan.offboarding.retain_days if plan else Offboarding().retain_days)
+        proposal = removed_file_proposal(timer, today, path, sha)
+        if proposal:
+            preview.warnings.append(proposal)
+        else:
+            preview.notes.append(f"{name}: file removed {timer.since.isoformat()}, data kept until {timer.ends.isoformat()} ({timer.days_left(today)} days left)")
+
+
+def _offboarding(preview: Preview, fleet: Fleet, today: date, tenants_folder: str, only: Optional[Iterable[str]]) -> None:
+    """Offboarded tenants: the timer as a note, and once it has run out, the purge to add as a warning (never done for them)."""
+    chosen = set(only) if only else None
+    for tenant in fleet.tenants:
+        timer = offboarding_timer(tenant, fleet.plan_of(tenant))
+        if timer is None or (chosen is not None and tenant.name not in chosen):
+            continue
+        proposal = purge_proposal(timer, today, tenants_folder)
+        if proposal:
+            preview.warnings.append(proposal)
+        else:
+            preview.notes.append(f"{tenant.name}: {timer.describe(today)}")

@@ -68,7 +68,12 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
     if base_spec.database.server != head_spec.database.server:
         words.append(f"moved {base_spec.database.server} → {head_spec.database.server} (data copy, downtime)")
     if base_spec.status != head_spec.status:
-        words.append("suspended (app stopped, logins refused; data kept)" if head_spec.status == "suspended" else "resumed")
+        words.append(
+            {
+                "suspended": "suspended (app stopped, logins refused; data kept)",
+                "offboarded": f"offboarded (app stopped, logins refused; data kept until its purge is proposed, from {head_spec.offboarded_on})",
+            }.get(head_spec.status, "resumed")
+        )
     if base_spec.rotation != head_spec.rotation:
         words.append(f"secrets rotated (rotation {base_spec.rotation} → {head_spec.rotation})")
     added = [domain for domain in head_spec.custom_domains if domain not in base_spec.custom_domains]

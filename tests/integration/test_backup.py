@@ -25,6 +25,7 @@ from psycopg import sql
 from components.backup import PASSWORD_ENV, TARGET_ENV, backup_command, backup_target
 from fleet.bench.servers import PostgresCluster
 from fleet.cli.main import main
+from fleet.model import db_limits, derive
 from fleet.ops import backups, restore
 from fleet.ops.inventory import load_inventory
 from fleet.ops.secrets import StaticSecrets
@@ -90,6 +91,8 @@ class FleetOnServers:
             provision_tenant_database(
                 cluster_access(self.clusters[entry.server_key]), entry.database, entry.role, password,
                 connection_limit=entry.connection_limit, login=entry.active, legacy=legacy,
+                settings=db_limits.app_role_limits(entry.spec, entry.plan).settings(),
+                database_connection_limit=db_limits.database_connection_limit(entry.spec, entry.plan, jobs=bool(derive.container_jobs(entry.spec, entry.plan))),
             )
 
     def seed(self, tenant: str, tables: dict[str, int]) -> None:
@@ -377,7 +380,10 @@ def test_restore_replace_through_the_cli_swaps_the_copy_in_and_keeps_the_old_dat
             assert app.execute("select count(*) from items").fetchone()[0] == at_backup["public.items"]
         with access.connect() as admin:
             limits = dict(admin.execute("select datname, datconnlimit from pg_database where datname like 'tenant_novaroma%%'").fetchall())
-        assert limits == {"tenant_novaroma": -1, result["previous_database"]: 0}
+        # The swapped-in copy carries the live database's planned connection limit; the kept one none.
+        entry = inventory.tenant("novaroma")
+        planned = db_limits.database_connection_limit(entry.spec, entry.plan, jobs=bool(derive.container_jobs(entry.spec, entry.plan)))
+        assert limits == {"tenant_novaroma": planned, result["previous_database"]: 0}
     finally:
         drops.drop_database(access, result["previous_database"])
         fleet.seed("novaroma", {"items": 30})

@@ -384,3 +384,25 @@ def test_verify_checks_the_container_jobs_role_where_a_tenant_has_jobs(fleet):
         fleet.workspace.edit("gurupi", jobs={})
         with shared.connect() as admin:
             admin.execute("DROP ROLE IF EXISTS tenant_gurupi_job")
+
+
+def test_verify_reports_drift_of_the_noisy_neighbour_limits(fleet):
+    """The role settings and the database connection limit the plan derives (fleet.model.db_limits), changed by hand."""
+    clean = [c for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.check in ("role settings", "database connection limit")]
+    assert [c.outcome for c in clean] == ["pass", "pass"]
+    assert {c.check: c.detail for c in clean}["role settings"] == (
+        "role tenant_gurupi_app: idle_in_transaction_session_timeout 60000, statement_timeout 30000, temp_file_limit 2097152kB, work_mem 4096kB"
+    )
+    with fleet.clusters["shared-1"].connect() as admin:
+        admin.execute("ALTER ROLE tenant_gurupi_app SET work_mem = '256MB'")
+        admin.execute("ALTER ROLE tenant_gurupi_app RESET statement_timeout")
+        admin.execute("ALTER DATABASE tenant_gurupi CONNECTION LIMIT -1")
+    try:
+        failed = sorted(c.line() for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.outcome == "fail")
+        assert failed == [
+            "gurupi: database connection limit: database tenant_gurupi limit -1, plan pro says 12",
+            "gurupi: role settings: role tenant_gurupi_app: statement_timeout unset, planned 30000; work_mem 256MB, planned 4096kB",
+        ]
+    finally:
+        fleet.provision(["gurupi"])
+    assert not [c for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.outcome == "fail"]

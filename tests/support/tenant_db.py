@@ -8,10 +8,14 @@ from fleet.model.privileges (the lists the program declares; tests/unit/test_pro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Optional
+
 from psycopg import sql
 
 from fleet.postgres.access import ServerAccess
 from fleet.postgres.privileges import apply_tenant_access
+from fleet.postgres.role_settings import apply_role_settings
 
 
 def owner_of(role: str) -> str:
@@ -35,6 +39,8 @@ def provision_tenant_database(
     login: bool = True,
     locale: str = "C.UTF-8",
     legacy: bool = False,
+    settings: Optional[Mapping[str, str]] = None,
+    database_connection_limit: int = -1,
 ) -> None:
     """Create or bring to the spec the tenant's roles and (if missing) its database; idempotent."""
     owner = owner_of(role)
@@ -56,5 +62,8 @@ def provision_tenant_database(
                 )
             )
         admin.execute(sql.SQL("revoke connect, temporary on database {} from public").format(sql.Identifier(database)))
+        admin.execute(sql.SQL("alter database {} connection limit {}").format(sql.Identifier(database), sql.Literal(database_connection_limit)))
+    if settings:
+        apply_role_settings(access, role, settings)  # the Role's timeouts and RoleSettings' work_mem, temp_file_limit
     if not legacy:
         apply_tenant_access(access, database, owner, role)

@@ -15,6 +15,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from components.providers.postgres import DatabasePlacementProvider, TenantPurgeProvider
+from fleet.model.type_tokens import ROLE_SETTINGS
 from fleet.offline import mocks as fleet_plan
 from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import (
@@ -71,6 +72,7 @@ def database_layer(tenant: str, server: str) -> set[tuple[str, str]]:
     return {
         (ROLE, f"{tenant}-role-{server}"),
         (ROLE, f"{tenant}-owner-role-{server}"),
+        (ROLE_SETTINGS, f"{tenant}-role-{server}-settings"),
         (HANDOVER, f"{tenant}-db-{server}-handover"),
         (DATABASE, f"{tenant}-db-{server}"),
         (GRANT, f"{tenant}-db-{server}-revoke-public"),
@@ -122,11 +124,16 @@ def test_upgrade_resizes_only_that_tenants_containers_and_connection_limit(works
     # role's limit updated in place.
     assert found["update"] == {
         (CONTAINER, "gurupi-backend-0"), (CONTAINER, "gurupi-frontend-0"), (ROLE, "gurupi-role-shared-1"),
-        (ROUTE, "gurupi-route-backend"), (ROUTE, "gurupi-route-frontend"),
+        (ROUTE, "gurupi-route-backend"), (ROUTE, "gurupi-route-frontend"), (DATABASE, "gurupi-db-shared-1"),
+        (ROLE_SETTINGS, "gurupi-role-shared-1-settings"),  # the plan's work_mem, ALTER ROLE in place
     }
     assert login_role(after, "gurupi").raw_inputs["connectionLimit"] == 40
-    # Database, grant, placement and secrets untouched.
-    for type_ in (DATABASE, GRANT, PLACEMENT, PASSWORD, NETWORK):
+    # The database's own connection limit follows the plan (ALTER DATABASE in place); nothing else of it changes.
+    (database_after,), (database_before,) = of_type(after, DATABASE, "gurupi"), of_type(dev_plan, DATABASE, "gurupi")
+    assert database_after.raw_inputs["connectionLimit"] > database_before.raw_inputs["connectionLimit"]
+    assert {**database_after.raw_inputs, "connectionLimit": None} == {**database_before.raw_inputs, "connectionLimit": None}
+    # Grant, placement and secrets untouched.
+    for type_ in (GRANT, PLACEMENT, PASSWORD, NETWORK):
         assert [r.raw_inputs for r in of_type(after, type_, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, type_, "gurupi")]
 
 
@@ -139,7 +146,10 @@ def test_downgrade_removes_replicas_and_lowers_the_connection_limit(workspace, d
     assert found["update"] == {
         (CONTAINER, "pirapora-backend-0"), (CONTAINER, "pirapora-frontend-0"), (ROLE, "pirapora-role-dedicated-1"),
         (ROUTE, "pirapora-route-backend"), (ROUTE, "pirapora-route-frontend"),  # one upstream each now
+        (DATABASE, "pirapora-db-dedicated-1"),  # its own connection limit, in place
+        (ROLE_SETTINGS, "pirapora-role-dedicated-1-settings"),  # the plan's work_mem, in place
     }
+    assert one(after, DATABASE, "pirapora").raw_inputs["connectionLimit"] < one(dev_plan, DATABASE, "pirapora").raw_inputs["connectionLimit"]
     assert [len(route.raw_inputs["upstreams"]) for route in of_type(after, ROUTE, "pirapora")] == [1, 1]
     assert login_role(after, "pirapora").raw_inputs["connectionLimit"] == 10
     backend = next(c for c in of_type(after, CONTAINER, "pirapora") if c.name == "pirapora-backend-0")

@@ -116,7 +116,7 @@ def test_each_policy_passes_on_the_shipped_fleet(policy, dev_plan, dev_fleet):
 
 def test_the_pack_has_a_clear_name_description_and_level_per_policy():
     names = [policy.name for policy in pack.ALL_POLICIES]
-    assert len(names) == len(set(names)) == 17
+    assert len(names) == len(set(names)) == 19
     for policy in pack.ALL_POLICIES:
         assert policy.description and policy.enforcement_level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
     advisory = {policy.name for policy in pack.ALL_POLICIES if policy.enforcement_level == EnforcementLevel.ADVISORY}
@@ -539,12 +539,12 @@ def test_violations_are_reported_grouped_by_tenant(workspace):
     assert lines[1] == "  [mandatory] images-pinned: container gurupi-backend-0 image 'nginx:latest' uses the floating tag `latest`; pin a version tag or a digest."
     assert [line for line in lines if not line.startswith("  ")] == [
         "tenant gurupi", "tenant novaroma", "tenant pirapora", "tenant santarita", SHARED,
-        "Policies: 6 mandatory and 1 advisory violation(s) over 17 policies; a deploy would be refused.",
+        "Policies: 6 mandatory and 1 advisory violation(s) over 19 policies; a deploy would be refused.",
     ]
     assert "  [mandatory] docker-host-capacity: docker host docker-host: containers need 5 CPUs" in text
     document = violations_document(violations)
     assert document[0].keys() == {"policy", "enforcement", "tenant", "resource", "message"}
-    assert format_violations([]) == "Policies: all 17 passed."
+    assert format_violations([]) == "Policies: all 19 passed."
 
 
 def test_policy_config_is_the_engine_config_file(dev_plan, dev_fleet):
@@ -555,7 +555,7 @@ def test_policy_config_is_the_engine_config_file(dev_plan, dev_fleet):
         assert set(required) <= set(config.get(policy.name, {})), policy.name
         assert set(config.get(policy.name, {})) <= set(policy.config_schema.properties if policy.config_schema else {}), policy.name
     assert config[pack.DOCKER_HOST_CAPACITY]["hosts"] == {derive.DOCKER_PROVIDER_NAME: {"memoryMb": 16384, "cpus": 8.0, "headroomPercent": 15}}
-    assert config[pack.POSTGRES_CONNECTION_CAPACITY]["servers"]["pg-shared-1"] == {"server": "shared-1", "maxConnections": 100, "reservedConnections": 10}
+    assert config[pack.POSTGRES_CONNECTION_CAPACITY]["servers"]["pg-shared-1"] == {"server": "shared-1", "maxConnections": 100, "reservedConnections": 10, "memoryMb": 4096}
     assert config[pack.CONTAINER_LIMITS_MATCH_PLAN]["tenants"]["santarita"]["backend"] == {"cpu": 0.5, "memoryMb": 768, "replicas": 1}
     assert config[pack.HOSTNAMES_UNIQUE]["claimedHostnames"]["compras.pirapora.mg.gov.br"] == "pirapora"
     assert f"{DATABASE}::santarita-db-shared-1" in config[pack.DATABASE_PROTECTED]["retainedOnDelete"]
@@ -663,3 +663,37 @@ def test_the_shared_redis_must_hold_its_tenants_redis_memory(workspace):
     ]
     workspace.config["redis"]["memory_mb"] = 512
     assert run(workspace.evaluate(), fleet_of(workspace), pack.REDIS_MEMORY_CAPACITY) == []
+
+
+# ---------------------------------------------------------------- noisy-neighbour limits
+
+
+@fails(pack.ROLE_TIMEOUTS_BOUNDED)
+def test_tenant_login_roles_need_bounded_timeouts(dev_plan, dev_fleet):
+    assert run(dev_plan, dev_fleet, pack.ROLE_TIMEOUTS_BOUNDED) == []  # every shipped plan sets them
+    evaluation = mutated(dev_plan, "gurupi-role-shared-1", drop=("statementTimeout",))
+    evaluation = mutated(evaluation, "pirapora-role-dedicated-1", inputs={"idleInTransactionSessionTimeout": 7_200_000})
+    messages = sorted(v.message for v in run(evaluation, dev_fleet, pack.ROLE_TIMEOUTS_BOUNDED))
+    assert messages == [
+        "tenant gurupi: role gurupi-role-shared-1 ('tenant_gurupi_app') has no statementTimeout: one session could hold the shared server; "
+        "set it from the plan's database_limits (fleet.model.db_limits).",
+        "tenant pirapora: role pirapora-role-dedicated-1 ('tenant_pirapora_app') has idleInTransactionSessionTimeout 7200000 ms, above the bound 3600000 ms.",
+    ]
+    owner = resource_args(ROLE, "x-owner-role-s", {"name": "tenant_x_dbo", "login": False, "connectionLimit": 0})
+    assert reports(pack.role_timeouts_bounded, owner) == []  # the NOLOGIN owner never runs a query
+    jobs = resource_args(ROLE, "x-jobs-role-s", {"name": "tenant_x_job", "statementTimeout": 900_000, "idleInTransactionSessionTimeout": 60_000})
+    assert reports(pack.role_timeouts_bounded, jobs) == []  # migrations get the longer jobs bound
+
+
+@fails(pack.POSTGRES_MEMORY_CAPACITY)
+def test_work_mem_times_connections_must_fit_the_servers_memory(workspace):
+    # shared-1: gurupi (pro, 10 x 4 MB), santarita (pro, 10 x 4 MB), catasaltas (basic, 5 x 2 MB), novaroma: 90 MB or so
+    workspace.config["layers"] = ["database"]
+    assert run(workspace.evaluate(), fleet_of(workspace), pack.POSTGRES_MEMORY_CAPACITY) == []  # 4096 MB declared
+    workspace.config["servers"]["shared-1"]["memory_mb"] = 256  # half of it, 128 MB, for queries
+    workspace.edit("gurupi", plan="enterprise", overrides={"database": {"work_mem_mb": 64}})  # 40 x 64 MB
+    (violation,) = run(workspace.evaluate(), fleet_of(workspace), pack.POSTGRES_MEMORY_CAPACITY)
+    assert violation.message.startswith("postgres server shared-1: work_mem × connection limit of its tenants' roles adds up to ")
+    assert "above 128 MB (50% of its memory_mb 256)" in violation.message and "largest tenants: gurupi 2560" in violation.message
+    del workspace.config["servers"]["shared-1"]["memory_mb"]
+    assert run(workspace.evaluate(), fleet_of(workspace), pack.POSTGRES_MEMORY_CAPACITY) == []  # undeclared: not checked

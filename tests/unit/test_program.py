@@ -230,8 +230,10 @@ def test_changing_one_plan_changes_only_that_tenant(workspace, dev_plan):
     # the upgrade resizes containers and the role's limit; database and secrets are untouched
     changed = {(r.type, r.name) for r in after.resources if r.tenant == "gurupi"} ^ {(r.type, r.name) for r in dev_plan.resources if r.tenant == "gurupi"}
     assert changed == {(CONTAINER, "gurupi-backend-1"), (CONTAINER, "gurupi-frontend-1")}
-    for type_ in (DATABASE, PASSWORD):
-        assert [r.raw_inputs for r in of_type(after, type_, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, type_, "gurupi")]
+    assert [r.raw_inputs for r in of_type(after, PASSWORD, "gurupi")] == [r.raw_inputs for r in of_type(dev_plan, PASSWORD, "gurupi")]
+    # the database's own connection limit follows the plan; nothing else of it changes
+    without_limit = [{**r.raw_inputs, "connectionLimit": None} for r in of_type(after, DATABASE, "gurupi")]
+    assert without_limit == [{**r.raw_inputs, "connectionLimit": None} for r in of_type(dev_plan, DATABASE, "gurupi")]
     limits = {role.raw_inputs["name"]: role.raw_inputs["connectionLimit"] for role in of_type(after, ROLE, "gurupi")}
     assert limits == {"tenant_gurupi_app": 40, "tenant_gurupi_dbo": 0}
     # the network carries no plan: an upgrade must not replace it
