@@ -27,6 +27,7 @@ COMMANDS = (
     "fleet.cli.policy",
     "fleet.cli.guard",
     "fleet.cli.cost",
+    "fleet.cli.ask",
 )
 """The verb modules, in the order `--help` lists them."""
 

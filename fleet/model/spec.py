@@ -669,6 +669,12 @@ class Proxy(Strict):
         ),
     )
 
+    @model_validator(mode="after")
+    def _on_demand_needs_tls(self) -> "Proxy":
+        if self.on_demand_tls is not None and not self.automatic_https:
+            raise ValueError("on_demand_tls needs automatic_https: true (with it off the server speaks plain HTTP)")
+        return self
+
     @field_validator("admin_url")
     @classmethod
     def _admin_endpoint_not_open(cls, value: str) -> str:
