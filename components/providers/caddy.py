@@ -194,6 +194,8 @@ _NO_BODY = object()
 # removes whichever object holds the @id by then.)
 _REPEATABLE = frozenset({"GET", "PATCH", "DELETE"})
 _ATTEMPTS = 3
+_TRANSIENT_LOAD_ERROR = "decoding certificate metadata"
+"""A config load that read a certificate another goroutine of Caddy was still writing (seen with quick successive reloads)."""
 
 
 def _admin(admin_url: str, method: str, path: str, payload: Any = _NO_BODY) -> Any:
@@ -221,6 +223,10 @@ def _admin(admin_url: str, method: str, path: str, payload: Any = _NO_BODY) -> A
                 message = json.loads(raw).get("error", raw)
             except (ValueError, AttributeError):
                 message = raw
+            if error.code == 500 and attempt < _ATTEMPTS and _TRANSIENT_LOAD_ERROR in str(message):
+                # Caddy rolled the change back: the same request again is safe, once its storage settles.
+                time.sleep(0.5 * 3 ** (attempt - 1))
+                continue
             raise CaddyAdminError(method, url, error.code, message or error.reason) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             reason = error.reason if isinstance(error, urllib.error.URLError) else error
@@ -301,27 +307,29 @@ def _ensure_value(admin_url: str, path: tuple[str, ...], value: Any) -> None:
 def _ensure_on_demand(admin_url: str, server: str, ask: Optional[str], issuer: str) -> None:
     """Make on-demand TLS match the inputs: the ask URL and the fleet's catch-all policy, or neither.
 
-    Only what the fleet owns is touched: its policy (by `@id`) and, while that policy exists, the ask URL.
+    Only what the fleet owns is touched: its policy (by `@id`) and, while that policy exists, the ask URL. The
+    change is one write of `apps.tls.automation`: each write makes Caddy reload and start managing certificates,
+    and a second write racing those (two quick reloads) can find a certificate half-written in its storage.
     """
     policy_id = on_demand_policy_id(server)
-    existing = _get_or_none(admin_url, _id_path(policy_id))
-    if not ask:
-        if existing is not None:
-            _admin(admin_url, "DELETE", _id_path(policy_id))
-            _admin(admin_url, "DELETE", _config_path(*_TLS_AUTOMATION, "on_demand"))  # 200 when absent too
-        return
-    _ensure_value(admin_url, (*_TLS_AUTOMATION, "on_demand", "ask"), ask)
-    if issuer == "internal":
-        # Caddy would otherwise install its root into the machine's trust store.
-        _ensure_value(admin_url, _LOCAL_CA_TRUST, False)
-    wanted = on_demand_policy(server, issuer)
-    if existing is None:
-        if _get_or_none(admin_url, _config_path(*_TLS_AUTOMATION, "policies")) is None:
-            _ensure_value(admin_url, (*_TLS_AUTOMATION, "policies"), [wanted])
-        else:
-            _admin(admin_url, "POST", _config_path(*_TLS_AUTOMATION, "policies"), wanted)
-    elif existing != wanted:
-        _admin(admin_url, "PATCH", _id_path(policy_id), wanted)
+    automation = _get_or_none(admin_url, _config_path(*_TLS_AUTOMATION))
+    current: dict[str, Any] = dict(automation) if isinstance(automation, dict) else {}
+    policies = [policy for policy in current.get("policies") or [] if policy.get("@id") != policy_id]
+    owned = len(policies) != len(current.get("policies") or [])
+    wanted = dict(current)
+    if ask:
+        if issuer == "internal":
+            # Caddy would otherwise install its root into the machine's trust store.
+            _ensure_value(admin_url, _LOCAL_CA_TRUST, False)
+        wanted["on_demand"] = {**(current.get("on_demand") or {}), "ask": ask}
+        wanted["policies"] = [*policies, on_demand_policy(server, issuer)]  # a catch-all comes last
+    elif owned:
+        wanted.pop("on_demand", None)
+        wanted["policies"] = policies
+        if not policies:
+            wanted.pop("policies")
+    if wanted != current:
+        _ensure_value(admin_url, _TLS_AUTOMATION, wanted)
 
 
 # ---------------------------------------------------------------- inputs, as the providers see them

@@ -197,3 +197,15 @@ def test_turning_on_demand_tls_off_removes_the_policy_and_the_ask(tls_stack):
     with pytest.raises(urllib.error.HTTPError):
         caddy.admin("GET", f"/id/{on_demand_policy_id('fleet')}")
     assert (caddy.config("apps/tls/automation") or {}).get("on_demand") is None
+
+
+def test_destroy_takes_the_policy_and_the_ask_with_the_server(tls_stack, ask_server):
+    tls_stack.config["proxy"]["on_demand_tls"] = {"ask": ask_server.url, "issuer": "internal"}
+    assert tls_stack.run("up")["changes"].get("update") == 1
+    assert tls_stack.caddy.admin("GET", f"/id/{on_demand_policy_id('fleet')}")["on_demand"] is True
+    tls_stack.run("destroy")
+    caddy = tls_stack.caddy
+    with pytest.raises(urllib.error.HTTPError):
+        caddy.admin("GET", f"/id/{on_demand_policy_id('fleet')}")
+    assert (caddy.config("apps/tls/automation") or {}).get("on_demand") is None
+    assert "fleet" not in (caddy.config("apps/http/servers") or {})
