@@ -54,7 +54,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if costs is None:
         raise InputError(
             f"Pulumi.{args.stack}.yaml sets no fleet:prices: say what RAM, CPU, database and backups cost a month "
-            "(`fleet:prices: {currency: BRL, ram_gb: 20, cpu: 30, database_gb: 1.5, backup_gb: 0.2}`, docs/operations.md)"
+            "(`fleet:prices: {currency: BRL, ram_gb: 20, cpu: 30, database_gb: 1.5, backup_gb: 0.2}`, docs/cost.md)"
         )
     if args.tenant:
         unknown = sorted(set(args.tenant) - {row.tenant for row in costs.tenants})
@@ -88,7 +88,7 @@ def print_costs(costs: FleetCost, stack: str) -> None:
     for row in costs.tenants:
         for note in row.notes:
             console.print(f"{row.tenant}: {note}", markup=False)
-    console.print("Shared: the proxy is split equally among the tenants; the shared Redis by redis_memory_mb (docs/operations.md).", markup=False)
+    console.print("Shared: the proxy is split equally among the tenants; the shared Redis by redis_memory_mb (docs/cost.md).", markup=False)
 
 
 def register(verbs) -> None:

@@ -1,7 +1,7 @@
 """What each tenant costs a month, its list price and its margin: pure arithmetic on the models, in Decimal.
 
 `fleet_costs(fleet)` is what `python -m fleet cost` shows and what the PR summary compares. The rules
-(docs/operations.md, "Cost per tenant"):
+(docs/cost.md):
 
 - RAM and CPU: the limits of the containers that run (backend, frontend, workers, a dedicated Redis's memory),
   times their replicas; none while suspended. The backup job and one-shot jobs run minutes a day: not counted.

@@ -768,7 +768,7 @@ class Registry(Strict):
 
 
 class Prices(Strict):
-    """What resources cost a month (`fleet:prices`), for `fleet cost` and the PR summary (docs/operations.md, "Cost per tenant")."""
+    """What resources cost a month (`fleet:prices`), for `fleet cost` and the PR summary (docs/cost.md)."""
 
     currency: str = Field(pattern=CURRENCY, description="ISO 4217 code of every amount here and of every plan's price, e.g. `BRL`.")
     ram_gb: Decimal = Field(default=Decimal(0), ge=0, description="Per GB (1024 MB) of container memory limit, a month.")

@@ -4,7 +4,7 @@ Caddy calls `GET <ask>?domain=<name>` before it obtains a certificate for a name
 only a 200 lets it go on. The answer comes from the tenant registry (`fleet:registry`: rows that are `active` with
 status `active`, by `hostnames` or `custom_domains`) or, when the stack has no registry, from the tenant files.
 Suspended, removed (inactive row) and purged tenants' names are refused. Answers are kept `cache_seconds`, so
-a flood of handshakes for one name costs one lookup (docs/operations.md, "On-demand TLS for custom domains").
+a flood of handshakes for one name costs one lookup (docs/on-demand-tls.md).
 """
 
 from __future__ import annotations
