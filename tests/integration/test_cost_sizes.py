@@ -7,14 +7,25 @@ import io
 import json
 from decimal import Decimal
 
+import pytest
+
+from fleet.bench.servers import PostgresCluster
 from fleet.cli.main import main
 from tests.integration.test_backup import STACK, FleetOnServers
+from tests.support.fixtures import running
 
 PRICES = {"currency": "BRL", "ram_gb": 20, "cpu": 30, "database_gb": 1000, "backup_gb": 1}
 
 
-def test_live_sizes_are_measured_on_the_servers(tmp_path, postgres_cluster):
-    fleet = FleetOnServers(tmp_path, {"shared-1": postgres_cluster, "dedicated-1": postgres_cluster})
+@pytest.fixture(scope="module")
+def cluster():
+    # Its own cluster: provisioning locks the server down (no CONNECT for PUBLIC), which the session's shared one must not get.
+    with running(PostgresCluster("cost-sizes-admin-5e1b")) as (server,):
+        yield server
+
+
+def test_live_sizes_are_measured_on_the_servers(tmp_path, cluster):
+    fleet = FleetOnServers(tmp_path, {"shared-1": cluster, "dedicated-1": cluster})
     fleet.provision(["santarita", "gurupi"])
     fleet.config["tenants"] = ["santarita", "gurupi"]
     fleet.config["prices"] = PRICES
