@@ -3,7 +3,7 @@
 `fleet_costs(fleet)` is what `python -m fleet cost` shows and what the PR summary compares. The rules
 (docs/cost.md):
 
-- RAM and CPU: the limits of the containers that run (backend, frontend, workers, a dedicated Redis's memory),
+- RAM and CPU: the limits of the containers that run (the app's services, workers, a dedicated Redis's memory),
   times their replicas; none while suspended. The backup job and one-shot jobs run minutes a day: not counted.
 - Database: the measured size when one is given, else the plan's `database_gb` allowance (else 0, noted).
 - Backups: copies kept (retention's daily + weekly + monthly) x one backup's size (`backup_ratio` x database).
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 
 from fleet.errors import Problem, SpecError
 from fleet.model import derive
-from fleet.model.spec import Fleet, Plan, Price, Prices, TenantSpec
+from fleet.model.spec import Environment, Fleet, Plan, Price, Prices, TenantSpec
 
 CENT = Decimal("0.01")
 MB_PER_GB = Decimal(1024)
@@ -140,14 +140,14 @@ def currency_problems(fleet: Fleet, plans_display: str = "tenants/_plans.yaml") 
     ]
 
 
-def _app_footprint(plan: Plan, tenant: TenantSpec) -> tuple[Decimal, Decimal]:
-    """(memory in MB, CPU cores) of what runs: app containers, workers, a dedicated Redis's memory."""
+def _app_footprint(plan: Plan, tenant: TenantSpec, environment: Environment) -> tuple[Decimal, Decimal]:
+    """(memory in MB, CPU cores) of what runs: the app's services (backend and frontend, or a plan's named ones),
+    workers, a dedicated Redis's memory."""
     memory, cpus = Decimal(0), Decimal(0)
-    for role in derive.APP_ROLES:
-        size = derive.container_size(plan, tenant, role)
-        replicas = derive.replica_count(plan, tenant, role)
-        memory += Decimal(size.memory_mb) * replicas
-        cpus += Decimal(str(size.cpu)) * replicas
+    for service in derive.services(plan, tenant, environment):
+        replicas = derive.replica_count(plan, tenant, service.name)
+        memory += Decimal(service.size.memory_mb) * replicas
+        cpus += Decimal(str(service.size.cpu)) * replicas
     for name, worker in plan.workers.items():
         replicas = derive.worker_count(plan, tenant, name)
         memory += Decimal(worker.memory_mb) * replicas
@@ -175,7 +175,7 @@ def tenant_cost(
     """One tenant's monthly cost; `proxy_share` and `redis_share` are its fractions of the shared resources."""
     plan = fleet.plan_of(tenant)
     notes: list[str] = []
-    memory_mb, cpus = _app_footprint(plan, tenant)
+    memory_mb, cpus = _app_footprint(plan, tenant, fleet.environment)
     ram_gb = memory_mb / MB_PER_GB
     if measured_bytes is not None:
         database_gb, source = Decimal(measured_bytes) / BYTES_PER_GB, "measured"

@@ -173,14 +173,15 @@ def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containe
             for entry in entries:
                 rows[entry.name].containers = f"unknown ({one_line(error)})"
             continue
-        _count_containers(entries, listed, rows)
+        _count_containers(entries, listed, rows, inventory.environment)
 
 
-def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus]) -> None:
+def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus], environment) -> None:
     for entry in entries:
-        expected = sum(derive.replica_count(entry.plan, entry.spec, role) for role in derive.APP_ROLES)
+        services = [service.name for service in derive.services(entry.plan, entry.spec, environment)]
+        expected = sum(derive.replica_count(entry.plan, entry.spec, service) for service in services)
         expected += sum(derive.worker_count(entry.plan, entry.spec, worker) for worker in entry.plan.workers)
-        app_components = (*derive.APP_ROLES, derive.WORKER_ROLE)
+        app_components = (*services, derive.WORKER_ROLE)
         mine = [c for c in listed if (c.get("Labels") or {}).get("tenant") == entry.name and (c.get("Labels") or {}).get("component") in app_components]
         running = sum(1 for c in mine if c.get("State") == "running")
         other = sorted({c.get("State", "?") for c in mine if c.get("State") != "running"})

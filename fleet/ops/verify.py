@@ -349,7 +349,7 @@ def verify_http(inventory, tenants, *, address: Optional[str] = None, insecure: 
     requests = []
     for entry in tenants:
         for hostname in entry.hostnames:
-            path = environment.images.health_path if hostname == entry.api_hostname else "/"
+            path = entry.health_paths.get(hostname, "/")
             requests.append((entry, hostname, path))
 
     def probe(request) -> Check:

@@ -162,6 +162,25 @@ def test_measured_sizes_replace_the_plans_allowance(tmp_path):
     assert measured.cost("bravo").quantities["database_source"] == "plan"
 
 
+def test_a_plans_named_services_are_priced_with_their_overrides(tmp_path):
+    plans = {
+        "web": {
+            "services": {
+                "web": {"image": "example/web:1.0.0", "cpu": 0.5, "memory_mb": 512, "replicas": 2, "routes": ["app-", "api-", "domains", "api_domains"],
+                        "max": {"cpu": 1.0, "memory_mb": 1024, "replicas": 2}},
+                "admin": {"image": "example/admin:1.0.0", "cpu": 0.25, "memory_mb": 256, "replicas": 1},
+            },
+            "user_limit": 3, "connections_limit": 2, "db_connections": 5, "backup_retention_days": 7,
+        },
+    }
+    tenants = [tenant("foxtrot", "web", overrides={"services": {"web": {"memory_mb": 1024}}})]
+    _, costs = costs_of(tmp_path, plans=plans, tenants=tenants)
+    foxtrot = costs.cost("foxtrot")
+    # web: 2 x 1024 MB (its override) + admin 256 MB = 2.25 GB; 2 x 0.5 + 0.25 = 1.25 CPU
+    assert (foxtrot.quantities["ram_gb"], foxtrot.quantities["cpu"]) == (Decimal("2.25"), Decimal("1.25"))
+    assert (foxtrot.items["ram"], foxtrot.items["cpu"]) == (Decimal("45.00"), Decimal("37.50"))
+
+
 def test_no_prices_no_costs(tmp_path):
     _, costs = costs_of(tmp_path, prices=None)
     assert costs is None
