@@ -25,7 +25,7 @@ NOT_FOUND_BODY = "tenant not found"
 
 
 def proxy_server(environment: Environment) -> CaddyServer:
-    """The Caddy HTTP server holding every tenant route, with a terminal 404 catch-all behind them."""
+    """The Caddy HTTP server holding every tenant route, with a terminal 404 catch-all behind them (and on-demand TLS when asked)."""
     proxy = environment.proxy
     return CaddyServer(
         derive.PROXY_SERVER_NAME,
@@ -35,6 +35,8 @@ def proxy_server(environment: Environment) -> CaddyServer:
             listen=list(proxy.listen),
             automatic_https=proxy.automatic_https,
             not_found_body=NOT_FOUND_BODY,
+            on_demand_ask=proxy.on_demand_tls.ask if proxy.on_demand_tls else None,
+            on_demand_issuer=proxy.on_demand_tls.issuer if proxy.on_demand_tls else "acme",
         ),
     )
 

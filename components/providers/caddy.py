@@ -55,6 +55,8 @@ __all__ = [
     "MAINTENANCE_BODY",
     "catch_all_id",
     "catch_all_route",
+    "on_demand_policy",
+    "on_demand_policy_id",
     "route_object",
     "server_object",
 ]
@@ -130,6 +132,26 @@ def route_object(route_id: str, hosts: list[str], upstreams: list[str], maintena
     return {"@id": route_id, "match": [{"host": list(hosts)}], "handle": handle, "terminal": True}
 
 
+ON_DEMAND_ISSUERS = ("acme", "internal")
+"""Who signs on-demand certificates: ACME (Caddy's default issuers, Let's Encrypt) or Caddy's internal CA (tests, private networks)."""
+_TLS_AUTOMATION = ("apps", "tls", "automation")
+_LOCAL_CA_TRUST = ("apps", "pki", "certificate_authorities", "local", "install_trust")
+
+
+def on_demand_policy_id(server: str) -> str:
+    """The `@id` of the fleet server's on-demand TLS automation policy."""
+    return f"{server}-on-demand"
+
+
+def on_demand_policy(server: str, issuer: str) -> dict[str, Any]:
+    """A catch-all TLS automation policy: a certificate for any name at its first handshake, once the ask endpoint
+    (`apps.tls.automation.on_demand.ask`) allows that name. Without subjects it must come last: it is appended."""
+    policy: dict[str, Any] = {"@id": on_demand_policy_id(server), "on_demand": True}
+    if issuer == "internal":
+        policy["issuers"] = [{"module": "internal"}]
+    return policy
+
+
 # ---------------------------------------------------------------- the admin API
 
 
@@ -172,6 +194,8 @@ _NO_BODY = object()
 # removes whichever object holds the @id by then.)
 _REPEATABLE = frozenset({"GET", "PATCH", "DELETE"})
 _ATTEMPTS = 3
+_TRANSIENT_LOAD_ERROR = "decoding certificate metadata"
+"""A config load that read a certificate another goroutine of Caddy was still writing (seen with quick successive reloads)."""
 
 
 def _admin(admin_url: str, method: str, path: str, payload: Any = _NO_BODY) -> Any:
@@ -199,6 +223,10 @@ def _admin(admin_url: str, method: str, path: str, payload: Any = _NO_BODY) -> A
                 message = json.loads(raw).get("error", raw)
             except (ValueError, AttributeError):
                 message = raw
+            if error.code == 500 and attempt < _ATTEMPTS and _TRANSIENT_LOAD_ERROR in str(message):
+                # Caddy rolled the change back: the same request again is safe, once its storage settles.
+                time.sleep(0.5 * 3 ** (attempt - 1))
+                continue
             raise CaddyAdminError(method, url, error.code, message or error.reason) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             reason = error.reason if isinstance(error, urllib.error.URLError) else error
@@ -261,6 +289,47 @@ def _set_value(admin_url: str, path: str, value: Any) -> None:
     """Create or replace the value at a /config/ path (PUT would refuse to replace, PATCH to create)."""
     method = "PUT" if _get_or_none(admin_url, path) is None else "PATCH"
     _admin(admin_url, method, path, value)
+
+
+def _ensure_value(admin_url: str, path: tuple[str, ...], value: Any) -> None:
+    """Set the value at a /config/ path, creating the missing parents from the first missing level (never the root)."""
+    for depth in range(len(path)):
+        level = path[: depth + 1]
+        if _get_or_none(admin_url, _config_path(*level)) is None:
+            for key in reversed(path[depth + 1:]):
+                value = {key: value}
+            _admin(admin_url, "PUT", _config_path(*level), value)
+            return
+    if _get_or_none(admin_url, _config_path(*path)) != value:
+        _admin(admin_url, "PATCH", _config_path(*path), value)
+
+
+def _ensure_on_demand(admin_url: str, server: str, ask: Optional[str], issuer: str) -> None:
+    """Make on-demand TLS match the inputs: the ask URL and the fleet's catch-all policy, or neither.
+
+    Only what the fleet owns is touched: its policy (by `@id`) and, while that policy exists, the ask URL. The
+    change is one write of `apps.tls.automation`: each write makes Caddy reload and start managing certificates,
+    and a second write racing those (two quick reloads) can find a certificate half-written in its storage.
+    """
+    policy_id = on_demand_policy_id(server)
+    automation = _get_or_none(admin_url, _config_path(*_TLS_AUTOMATION))
+    current: dict[str, Any] = dict(automation) if isinstance(automation, dict) else {}
+    policies = [policy for policy in current.get("policies") or [] if policy.get("@id") != policy_id]
+    owned = len(policies) != len(current.get("policies") or [])
+    wanted = dict(current)
+    if ask:
+        if issuer == "internal":
+            # Caddy would otherwise install its root into the machine's trust store.
+            _ensure_value(admin_url, _LOCAL_CA_TRUST, False)
+        wanted["on_demand"] = {**(current.get("on_demand") or {}), "ask": ask}
+        wanted["policies"] = [*policies, on_demand_policy(server, issuer)]  # a catch-all comes last
+    elif owned:
+        wanted.pop("on_demand", None)
+        wanted["policies"] = policies
+        if not policies:
+            wanted.pop("policies")
+    if wanted != current:
+        _ensure_value(admin_url, _TLS_AUTOMATION, wanted)
 
 
 # ---------------------------------------------------------------- inputs, as the providers see them
@@ -350,6 +419,11 @@ class CaddyServerArgs:
     """Let Caddy obtain certificates and redirect HTTP. False sets `automatic_https.disable` (local and test servers). Updated in place."""
     not_found_body: pulumi.Input[str] = DEFAULT_NOT_FOUND_BODY
     """Body of the 404 that hosts without a tenant route get (the catch-all route). Updated in place."""
+    on_demand_ask: Optional[pulumi.Input[str]] = None
+    """On-demand TLS: the URL Caddy asks (`?domain=<name>`) before issuing a certificate at a name's first handshake
+    (`python -m fleet ask`); None: off. Needs automatic_https. Updated in place."""
+    on_demand_issuer: pulumi.Input[str] = "acme"
+    """Who signs on-demand certificates: `acme` or `internal` (Caddy's own CA). Updated in place."""
 
 
 class CaddyServerProvider(ResourceProvider):
@@ -361,6 +435,8 @@ class CaddyServerProvider(ResourceProvider):
         "listen": _string_list,
         "automatic_https": lambda value: _flag(value, True),
         "not_found_body": lambda value: DEFAULT_NOT_FOUND_BODY if value is None else str(value),
+        "on_demand_ask": lambda value: value or None,
+        "on_demand_issuer": lambda value: value or "acme",
     }
     _REPLACE = ("admin_url", "server")
     _IDENTITY = ("admin_url",)  # two servers in one Caddy would clash on their listen addresses
@@ -372,6 +448,13 @@ class CaddyServerProvider(ResourceProvider):
         listen = news.get("listen")
         if not is_unknown(listen) and not _string_list(listen):
             failures.append(CheckFailure("listen", "listen needs at least one address, e.g. ':443'"))
+        ask, issuer = news.get("on_demand_ask"), news.get("on_demand_issuer")
+        if ask and not is_unknown(ask) and (not isinstance(ask, str) or urllib.parse.urlsplit(ask).scheme not in ("http", "https")):
+            failures.append(CheckFailure("on_demand_ask", f"on_demand_ask must be an http(s) URL such as http://127.0.0.1:9123/ask (got {ask!r})"))
+        if issuer and not is_unknown(issuer) and issuer not in ON_DEMAND_ISSUERS:
+            failures.append(CheckFailure("on_demand_issuer", f"on_demand_issuer must be one of {', '.join(ON_DEMAND_ISSUERS)} (got {issuer!r})"))
+        if ask and not is_unknown(ask) and news.get("automatic_https") is False:
+            failures.append(CheckFailure("on_demand_ask", "on-demand TLS needs automatic_https: with it off the server speaks plain HTTP"))
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -390,18 +473,23 @@ class CaddyServerProvider(ResourceProvider):
         server = props.get("server") or id_
         with _operation(_label("CaddyServer", props, None), f"read of server {server!r}", props["admin_url"]):
             live = _get_or_none(props["admin_url"], _config_path(*_SERVERS_PATH, server))
-        if not isinstance(live, dict):
-            return ReadResult("", {})  # gone: refresh drops it, the next up creates it
+            if not isinstance(live, dict):
+                return ReadResult("", {})  # gone: refresh drops it, the next up creates it
+            policy = _get_or_none(props["admin_url"], _id_path(on_demand_policy_id(server)))
+            ask = _get_or_none(props["admin_url"], _config_path(*_TLS_AUTOMATION, "on_demand", "ask")) if isinstance(policy, dict) else None
         catch_all = next((route for route in live.get("routes") or [] if route.get("@id") == catch_all_id(server)), None)
         not_found_body = None
         if catch_all:
             not_found_body = next((handler.get("body") for handler in catch_all.get("handle") or [] if handler.get("handler") == "static_response"), None)
+        issuers = [issuer.get("module") for issuer in policy.get("issuers") or []] if isinstance(policy, dict) else []
         outs = dict(props)
         outs.update(
             listen=_string_list(live.get("listen")),
             automatic_https=not (live.get("automatic_https") or {}).get("disable", False),
             not_found_body=not_found_body,
             catch_all_id=catch_all_id(server) if catch_all else None,
+            on_demand_ask=ask if isinstance(ask, str) else None,
+            on_demand_issuer="internal" if issuers == ["internal"] else "acme",
         )
         return ReadResult(id_, outs)
 
@@ -415,6 +503,7 @@ class CaddyServerProvider(ResourceProvider):
             except CaddyAdminError as error:
                 if not error.is_missing:
                     raise
+            _ensure_on_demand(props["admin_url"], server, None, "acme")  # its on-demand policy, if it has one, goes with it
 
     # ------------------------------------------------------------ helpers
 
@@ -425,6 +514,9 @@ class CaddyServerProvider(ResourceProvider):
         listen = _string_list(props.get("listen"))
         automatic_https = _flag(props.get("automatic_https"), True)
         not_found_body = cls._FIELDS["not_found_body"](props.get("not_found_body"))
+        ask, issuer = cls._FIELDS["on_demand_ask"](props.get("on_demand_ask")), cls._FIELDS["on_demand_issuer"](props.get("on_demand_issuer"))
+        # Before the server: with automatic HTTPS on, tenant hostnames would otherwise be sent to ACME at once.
+        _ensure_on_demand(admin_url, server, ask, issuer)
         # Two servers created at once may race to create the shared parents: the loser retries.
         for attempt in range(3):
             try:
@@ -442,6 +534,8 @@ class CaddyServerProvider(ResourceProvider):
             "automatic_https": automatic_https,
             "not_found_body": not_found_body,
             "catch_all_id": catch_all_id(server),
+            "on_demand_ask": ask,
+            "on_demand_issuer": issuer,
             RESOURCE_NAME_KEY: props.get(RESOURCE_NAME_KEY),
         }
 
@@ -507,6 +601,10 @@ class CaddyServer(FleetDynamicResource, module="caddy", name="CaddyServer"):
     """Body of the catch-all 404."""
     catch_all_id: pulumi.Output[str]
     """`@id` of the catch-all route (`<server>-catch-all`)."""
+    on_demand_ask: pulumi.Output[Optional[str]]
+    """The ask URL of on-demand TLS, or None when it is off."""
+    on_demand_issuer: pulumi.Output[str]
+    """Who signs on-demand certificates: `acme` or `internal`."""
 
     def __init__(self, name: str, args: CaddyServerArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         props = {
@@ -516,6 +614,8 @@ class CaddyServer(FleetDynamicResource, module="caddy", name="CaddyServer"):
             "automatic_https": args.automatic_https,
             "not_found_body": args.not_found_body,
             "catch_all_id": None,
+            "on_demand_ask": args.on_demand_ask,
+            "on_demand_issuer": args.on_demand_issuer,
             RESOURCE_NAME_KEY: name,
         }
         super().__init__(CaddyServerProvider(), name, props, opts)

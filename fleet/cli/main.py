@@ -28,6 +28,8 @@ COMMANDS = (
     "fleet.cli.policy",
     "fleet.cli.guard",
     "fleet.cli.metrics",
+    "fleet.cli.cost",
+    "fleet.cli.ask",
 )
 """The verb modules, in the order `--help` lists them."""
 

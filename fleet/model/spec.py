@@ -14,6 +14,7 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Callable, Iterable, Literal, Optional, Union
 
@@ -383,6 +384,18 @@ class Limit(Strict):
         return self.value if self.max is None else self.max
 
 
+CURRENCY = r"^[A-Z]{3}$"
+"""An ISO 4217 currency code: BRL, USD, EUR."""
+
+
+class Price(Strict):
+    """A plan's list price: what a tenant on it pays (`fleet cost` sets it against what the tenant costs)."""
+
+    amount: Decimal = Field(ge=0, max_digits=14, decimal_places=4, description="What a tenant pays per period, e.g. `247` or `397.90`.")
+    currency: str = Field(pattern=CURRENCY, description="ISO 4217 code, e.g. `BRL`; must be `fleet:prices.currency`.")
+    period: Literal["month", "year"] = Field(default="month", description="`month`, or `year` (counted as a twelfth a month).")
+
+
 class Plan(Strict):
     """A subscription plan: what a tenant on it gets, and how far an override may go."""
 
@@ -439,6 +452,10 @@ class Plan(Strict):
     )
     offboarding: Offboarding = Field(default_factory=Offboarding, description="How long an offboarded tenant's data is kept before its purge is proposed.")
     drills: Optional[DrillSchedule] = Field(default=None, description="Restore drills of its tenants' backups (`{every: 7d}`); unset: no schedule is checked.")
+    price: Optional[Price] = Field(default=None, description="List price (`{amount: 247, currency: BRL, period: month}`), for `fleet cost` and the PR summary.")
+    database_gb: Optional[Decimal] = Field(
+        default=None, gt=0, max_digits=10, decimal_places=3, description="Database size the plan allows, in GB: what `fleet cost` prices when no measured size is given."
+    )
 
     @field_validator("limits")
     @classmethod
@@ -797,6 +814,21 @@ class Dns(Strict):
         return self
 
 
+class OnDemandTls(Strict):
+    """Certificates for tenants' custom domains obtained at their first TLS handshake, once `fleet ask` allows the name."""
+
+    ask: str = Field(description="URL Caddy asks (`?domain=<name>`) before issuing, where `python -m fleet ask` listens, e.g. `http://127.0.0.1:9123/ask`.")
+    issuer: Literal["acme", "internal"] = Field(default="acme", description="`acme` (Let's Encrypt) or `internal` (Caddy's own CA: tests and private networks).")
+
+    @field_validator("ask")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+
 class Proxy(Strict):
     """The shared Caddy that routes each tenant hostname to its containers (driven by its admin API)."""
 
@@ -805,6 +837,9 @@ class Proxy(Strict):
     listen: list[str] = Field(default_factory=lambda: [":443"], description="Addresses the server listens on.")
     automatic_https: bool = Field(default=True, description="Let Caddy obtain certificates; off for local stacks.")
     upstream_host: str = Field(default="127.0.0.1", description="Address where Caddy reaches the containers' published ports.")
+    on_demand_tls: Optional[OnDemandTls] = Field(
+        default=None, description="Certificates for custom domains at their first handshake, each name checked with `fleet ask` (`{ask: http://127.0.0.1:9123/ask}`)."
+    )
     external_upstreams: Optional[dict[str, str]] = Field(
         default=None,
         description=(
@@ -813,6 +848,12 @@ class Proxy(Strict):
             "e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`."
         ),
     )
+
+    @model_validator(mode="after")
+    def _on_demand_needs_tls(self) -> "Proxy":
+        if self.on_demand_tls is not None and not self.automatic_https:
+            raise ValueError("on_demand_tls needs automatic_https: true (with it off the server speaks plain HTTP)")
+        return self
 
     @field_validator("admin_url")
     @classmethod
@@ -924,6 +965,19 @@ class Registry(Strict):
         return value
 
 
+class Prices(Strict):
+    """What resources cost a month (`fleet:prices`), for `fleet cost` and the PR summary (docs/cost.md)."""
+
+    currency: str = Field(pattern=CURRENCY, description="ISO 4217 code of every amount here and of every plan's price, e.g. `BRL`.")
+    ram_gb: Decimal = Field(default=Decimal(0), ge=0, description="Per GB (1024 MB) of container memory limit, a month.")
+    cpu: Decimal = Field(default=Decimal(0), ge=0, description="Per CPU core of container limit, a month.")
+    database_gb: Decimal = Field(default=Decimal(0), ge=0, description="Per GB of database (the plan's `database_gb`, or the measured size), a month.")
+    backup_gb: Decimal = Field(default=Decimal(0), ge=0, description="Per GB of kept backups (retention's copies x one backup's size), a month.")
+    backup_ratio: Decimal = Field(default=Decimal("0.3"), gt=0, le=2, description="One backup's size as a share of its database's (`pg_dump -Fc` compresses).")
+    proxy: Decimal = Field(default=Decimal(0), ge=0, description="The shared proxy's cost a month, split equally among the stack's tenants.")
+    shared_redis: Decimal = Field(default=Decimal(0), ge=0, description="The shared Redis's cost a month, split among its tenants by their plans' `redis_memory_mb`.")
+
+
 Layer = Literal["database", "app", "dns", "proxy"]
 ALL_LAYERS: tuple[Layer, ...] = ("database", "app", "dns", "proxy")
 
@@ -943,6 +997,7 @@ class Environment(Strict):
     redis: Optional[RedisServer] = Field(default=None, description="Shared Redis for plans with `redis: shared`; unset: none.")
     rollout: Rollout = Field(default_factory=Rollout, description="Waves of a per-tenant `fleet up` (`{canary: [gurupi], batch: 25%}`); default: every changed tenant at once.")
     volumes: Optional[Volumes] = Field(default=None, description="Where tenants' persistent folders live (for plans with `volumes:`); unset: none.")
+    prices: Optional[Prices] = Field(default=None, description="What RAM, CPU, database and backups cost a month (`fleet cost`); unset: no costs.")
     layers: list[Layer] = Field(default_factory=lambda: list(ALL_LAYERS), description="Which layers this stack manages (e.g. only `proxy` on an ingress stack).")
     tenants: Optional[list[str]] = Field(default=None, description="Tenants this stack declares (a shard or one tenant); default: every tenant file.")
     stacks: Literal["single", "per-tenant"] = Field(

@@ -32,6 +32,7 @@ from fleet.preview.changes import (
     Side,
     TenantChange,
 )
+from fleet.preview.costs import fleet_cost_note, side_costs, tenant_cost_words
 from fleet.preview.diff import compare_resources
 from fleet.preview.git import BaseError, export_base, file_before, program_changes, removed_files, resolve_base
 from fleet.preview.usage import Usage, usage_warnings
@@ -67,6 +68,7 @@ def compare(base: Side, head: Side, *, stack: str, base_label: str, only: Option
     selected = set(only) if only else None
     names = sorted(set(base_specs) | set(head_specs) | set(by_tenant))
     indirect: list[str] = []
+    base_costs, head_costs = side_costs(base.fleet, preview.warnings, "base"), side_costs(head.fleet, preview.warnings, "head")
     for name in names:
         if selected is not None and name not in selected:
             continue
@@ -75,6 +77,9 @@ def compare(base: Side, head: Side, *, stack: str, base_label: str, only: Option
         tenant = _tenant_change(name, old, new, resources, base, head, config_changes, catalog_changes)
         if tenant is None:
             continue
+        cost = tenant_cost_words(name, base_costs, head_costs, purged_before=old is not None and old.purge is not None)
+        if cost:
+            tenant.words.append(cost)
         if not tenant.own_file_changed and tenant.resources:
             indirect.append(name)
         preview.tenants.append(tenant)
@@ -86,6 +91,9 @@ def compare(base: Side, head: Side, *, stack: str, base_label: str, only: Option
     for change in preview.shared:
         if change.op != CREATE:
             preview.warnings.append(f"⚠ shared {change.kind} `{change.name}` {SYMBOLS[change.op]} {change.op}: every tenant that uses it is affected")
+    fleet_cost = fleet_cost_note(base_costs, head_costs)
+    if fleet_cost:
+        preview.notes.append(fleet_cost)
     if config_changes:
         preview.notes.append(f"stack config changed: {', '.join(config_changes)}")
     if catalog_changes:
