@@ -26,6 +26,7 @@ COMMANDS = (
     "fleet.cli.bench",
     "fleet.cli.policy",
     "fleet.cli.guard",
+    "fleet.cli.metrics",
     "fleet.cli.cost",
     "fleet.cli.ask",
 )

@@ -280,6 +280,18 @@ class Retention(Strict):
     monthly: int = Field(default=0, ge=0, le=240, description="Months whose newest backup is kept beyond that.")
 
 
+class AlertThresholds(Strict):
+    """When a tenant's alerts fire (fleet.ops.alert_rules writes them as Prometheus rules); defaults: seed 001's numbers."""
+
+    cpu_percent: int = Field(default=80, ge=1, le=100, description="Containers' CPU use, % of the plan's CPU, held `for_minutes`.")
+    memory_percent: int = Field(default=90, ge=1, le=100, description="Containers' memory, % of the plan's memory, held `for_minutes`.")
+    down_minutes: int = Field(default=5, ge=0, le=1440, description="Minutes the tenant's database is unreachable before the down alert fires.")
+    errors_per_hour: int = Field(default=100, ge=1, description="HTTP 5xx answers on the tenant's hostnames in the last hour.")
+    connections_percent: int = Field(default=80, ge=1, le=100, description="Sessions of the tenant's role, % of its connection limit, held `for_minutes`.")
+    backup_age_hours: int = Field(default=26, ge=1, le=8760, description="Age of the newest backup (a daily job plus slack); no backup at all fires too.")
+    for_minutes: int = Field(default=5, ge=0, le=1440, description="How long the CPU, memory and connection conditions must hold before firing.")
+
+
 LimitValue = Union[StrictBool, StrictInt, Literal["unlimited"]]
 """A business limit: a count (0 or more), `unlimited`, or a feature flag (true/false)."""
 LimitName = Annotated[str, AfterValidator(_name_check(r"^[a-z][a-z0-9_]{0,39}$", "limit names are lowercase words with _ (at most 40 characters)"))]
@@ -354,6 +366,7 @@ class Plan(Strict):
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
     max: Optional[ComponentSizes] = Field(default=None, description="Upper bounds a tenant override of the backend or frontend may not exceed (the default app shape).")
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds, description="Alert thresholds for tenants on this plan (`fleet alerts` writes the rules).")
     app_version: Optional[str] = Field(
         default=None, description="Image tag of the app for tenants on this plan (backend, frontend, workers), instead of `fleet:images`' tags."
     )
