@@ -38,7 +38,7 @@ from components.providers import (
     resource_label,
 )
 from fleet.errors import FleetError
-from fleet.postgres import catalog, drops, dumps, privileges, sessions
+from fleet.postgres import catalog, drops, dumps, privileges, replication, sessions
 from fleet.postgres.access import (
     PgToolsError,
     ServerAccess,
@@ -60,6 +60,7 @@ __all__ = [
     "MOVED_MARKER",
     "BLOCKED_MARKER",
     "move_database",
+    "MOVE_METHODS",
     "moved_comment",
     "parse_moved_comment",
     "blocked_comment",
@@ -128,6 +129,18 @@ class MoveReport:
     """preflight, block, terminate, copy (dump + restore, source facts alongside), verify, finish."""
     blocked_seconds: float = 0.0
     """From blocking the source to the end of the move: how long the tenant's writes were refused by this step."""
+    method: str = "dump"
+    """`logical` (copied while the tenant kept writing, blocked only for the cutover) or `dump` (blocked throughout)."""
+    method_reason: str = ""
+    """Why that method, in one line (e.g. `wal_level is replica, not logical, on the source (...)`)."""
+    copy_seconds: float = 0.0
+    """How long the data took to copy (logical: initial copy and catch-up while the tenant wrote; dump: dump and restore)."""
+    replica_identity_full: list[str] = field(default_factory=list)
+    """Tables without a primary key that had REPLICA IDENTITY FULL for a live move (restored afterwards)."""
+    sequences_set: int = 0
+    """Sequences set on the target from the source at cutover (logical)."""
+    verified_early: int = 0
+    """Tables verified before the block and not written to since (logical): the window re-verifies only the others."""
 
     def summary(self) -> dict[str, Any]:
         """JSON-able form, as recorded in the placement's `moves` output."""
@@ -192,9 +205,16 @@ def move_database(
     work_dir: Optional[str] = None,
     terminate_timeout: float = 30.0,
     on_phase: Optional[Callable[[str], None]] = None,
+    method: str = "auto",
+    dump_reason: Optional[str] = None,
 ) -> MoveReport:
-    """Copy `database` from `source` to the empty database of the same name on `target`, verified, with the
-    source blocked from the first write-refusal to the end; see the module docstring for the steps.
+    """Copy `database` from `source` to the empty database of the same name on `target`, verified.
+
+    `method`: `logical` copies while the tenant keeps writing and blocks the source only for the cutover
+    (components/providers/live_move.py); `dump` blocks the source from the first write-refusal to the end;
+    `auto` (the default) takes `logical` when both servers and the database allow it, else `dump` with the
+    reason in `report.method_reason`. `dump_reason` (e.g. a server's config says it can't replicate) makes
+    `auto` take `dump` for that reason without asking the servers.
 
     `role` is the app's login role (blocked on the source meanwhile); everything restored is owned by `owner`
     (`role` for a tenant placed before the owner/app split).
@@ -237,11 +257,24 @@ def move_database(
         if not catalog.database_exists(source, database):
             raise MoveError(f"source database {database!r} does not exist on {source_key} ({source.label}): nothing to move")
         tools = check_tool_versions(pg_bin, source, target)
+        # An earlier live move that died leaves its subscription, slot and publication: remove them first
+        # (an orphaned slot would hold the source's WAL forever), then whatever it copied to the target.
+        live_leftovers = replication.find_leftovers(source, target, database)
+        if live_leftovers.any:
+            not_removed = replication.teardown(source, target, database)
+            if not_removed:
+                raise MoveError("an earlier live move left replication objects that could not be removed: " + "; ".join(not_removed))
+            left = drops.drop_owned_objects(target, database, owner, keep_extensions=catalog.extensions(target, database))
+            report.recovered = (
+                f"removed an earlier live move's {', '.join(kind for kind in ('publication', 'slot', 'subscription') if getattr(live_leftovers, kind))}"
+                f" and its unverified copy on {target_key}" + (f" (still there: {', '.join(left[:5])})" if left else "")
+            )
         interrupted = reopen_interrupted(source, database)
         if interrupted is not None:
             # An earlier attempt died while the source was blocked. The app never used the target (that
             # happens only after a verified move), so whatever that attempt restored there can go.
-            report.recovered = f"reopened the source, blocked for {interrupted['purpose']} since {interrupted['at']}"
+            earlier = f"; {report.recovered}" if report.recovered else ""
+            report.recovered = f"reopened the source, blocked for {interrupted['purpose']} since {interrupted['at']}{earlier}"
             if interrupted["purpose"] == f"move to {target_key}":
                 drops.drop_owned_objects(target, database, owner, keep_extensions=catalog.extensions(target, database))
                 report.recovered += f", and emptied {target_key} of its unverified copy"
@@ -263,10 +296,19 @@ def move_database(
         if pending:
             raise MoveError(f"source database {database!r} has prepared transactions pending ({', '.join(pending)}); commit or roll them back first")
         target_extensions = catalog.extensions(target, database)
+        report.method, report.method_reason = _choose_method(method, dump_reason, source, target, database)
     except PgToolsError as error:
         raise MoveError(f"move of {where} refused before anything changed: {error}") from error
     except MoveError as error:
         raise MoveError(f"move of {where} refused before anything changed: {error}") from error
+
+    if report.method == "logical":
+        from components.providers.live_move import move_live  # it builds on this module's markers and undo
+
+        return move_live(
+            report, source, target, database, role, owner=owner, tools=tools, where=where, phase=phase, end_phases=end_phases,
+            target_extensions=target_extensions, checksum_max_bytes=checksum_max_bytes, terminate_timeout=terminate_timeout, work_dir=work_dir,
+        )
 
     # 2.-5. From here on the source is blocked: every failure reopens it and empties the target.
     phase("block")
@@ -322,7 +364,28 @@ def move_database(
         raise _undo(error, where, source, target, database, owner, block, restored, target_extensions) from error
     end_phases()
     report.blocked_seconds = round(time.monotonic() - blocked_at, 3)
+    report.copy_seconds = report.phases.get("copy", 0.0)
     return report
+
+
+MOVE_METHODS = ("auto", "logical", "dump")
+"""What `move_database(method=...)` takes."""
+
+
+def _choose_method(method: str, dump_reason: Optional[str], source: ServerAccess, target: ServerAccess, database: str) -> tuple[str, str]:
+    """(`logical` or `dump`, why in one line); `logical` asked for but impossible refuses the move, naming why."""
+    if method not in MOVE_METHODS:
+        raise MoveError(f"unknown move method {method!r}: one of {', '.join(MOVE_METHODS)}")
+    if method == "dump":
+        return "dump", dump_reason or "dump and restore asked for"
+    if method == "auto" and dump_reason:
+        return "dump", dump_reason
+    blockers = replication.server_blockers(source, target) + replication.database_blockers(source, database)
+    if blockers:
+        if method == "logical":
+            raise MoveError("a live move (logical replication) is not possible: " + "; ".join(blockers))
+        return "dump", "; ".join(blockers)
+    return "logical", "both servers allow logical replication"
 
 
 def _preflight_servers(source: ServerAccess, target: ServerAccess, source_key: str, target_key: str) -> None:
