@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from components.providers.postgres import MoveError, MoveReport, _utc_now, blocked_comment, moved_comment
+from components.providers.move_records import MoveError, MoveReport, blocked_comment, moved_comment, utc_now
 from fleet.postgres import catalog, drops, dumps, privileges, replication, sessions
 from fleet.postgres.access import ServerAccess
 
@@ -95,7 +95,7 @@ def move_live(
         phase("block")
         blocked_at = time.monotonic()
         block = sessions.block_connections(
-            source, database, role, comment=lambda state: blocked_comment(f"move to {report.target}", _utc_now(), state)
+            source, database, role, comment=lambda state: blocked_comment(f"move to {report.target}", utc_now(), state)
         )
 
         phase("terminate")
@@ -132,7 +132,7 @@ def move_live(
             raise MoveError("could not remove the move's replication objects: " + "; ".join(left))
 
         phase("finish")
-        catalog.set_database_comment(source, database, moved_comment(report.target, target, _utc_now(), block.comment))
+        catalog.set_database_comment(source, database, moved_comment(report.target, target, utc_now(), block.comment))
     except BaseException as error:  # noqa: BLE001 - whatever happened, put the source back and clean the target
         end_phases()
         raise _undo_live(error, where, source, target, database, owner, block, target_extensions) from error
