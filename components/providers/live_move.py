@@ -82,7 +82,11 @@ def move_live(
         replication.subscribe(source, target, database)
 
         phase("catch-up")
-        replication.wait_synced(source, target, database, max_lag_bytes=CATCH_UP_LAG_BYTES, stall_timeout=stall_timeout)
+        try:
+            replication.wait_synced(source, target, database, max_lag_bytes=CATCH_UP_LAG_BYTES, stall_timeout=stall_timeout)
+        except replication.ReplicationError:
+            _refuse_schema_changes(before, source, database, "during the copy")  # a column the target lacks stops its worker: say so
+            raise
         _refuse_schema_changes(before, source, database, "during the copy")
         report.copy_seconds = round(time.monotonic() - copy_started, 3)
 

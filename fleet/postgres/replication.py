@@ -135,8 +135,9 @@ def _uncomparable_columns(connection, tables: list[str]) -> list[tuple[str, str,
         return []
     rows = connection.execute(
         """
-        select a.attrelid::regclass::text, a.attname, format_type(a.atttypid, a.atttypmod)
+        select n.nspname || '.' || c.relname, a.attname, format_type(a.atttypid, a.atttypmod)
         from pg_attribute a join pg_type t on t.oid = a.atttypid
+          join pg_class c on c.oid = a.attrelid join pg_namespace n on n.oid = c.relnamespace
         where a.attrelid = any(%s::regclass[]) and a.attnum > 0 and not a.attisdropped
           and not exists (
             select 1 from pg_opclass o join pg_am m on m.oid = o.opcmethod
