@@ -65,6 +65,7 @@ def move_live(
     try:
         phase("publication")
         replication.create_publication(source, database)
+        replication.mark_receiving(target, database, report.source, report.started_at)
 
         phase("schema")
         copy_started = time.monotonic()
@@ -136,6 +137,7 @@ def move_live(
             raise MoveError("could not remove the move's replication objects: " + "; ".join(left))
 
         phase("finish")
+        replication.unmark_receiving(target, database)
         catalog.set_database_comment(source, database, moved_comment(report.target, target, utc_now(), block.comment))
     except BaseException as error:  # noqa: BLE001 - whatever happened, put the source back and clean the target
         end_phases()
@@ -235,6 +237,8 @@ def _undo_live(
         if objects:
             clean = False
             notes.append(f"the target still holds {', '.join(objects[:5])}")
+        elif clean:
+            replication.unmark_receiving(target, database)  # empty again: no longer a copy in progress
     except Exception as clean_error:  # noqa: BLE001
         clean = False
         notes.append(f"could not empty the target ({clean_error}); the next move of this database empties it")

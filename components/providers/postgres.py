@@ -169,14 +169,18 @@ def move_database(
         # An earlier live move that died leaves its subscription, slot and publication: remove them first
         # (an orphaned slot would hold the source's WAL forever), then whatever it copied to the target.
         live_leftovers = replication.find_leftovers(source, target, database)
-        if live_leftovers.any:
+        receiving = replication.receiving_from(target, database) == source_key
+        if live_leftovers.any or receiving:
             not_removed = replication.teardown(source, target, database)
             if not_removed:
                 raise MoveError("an earlier live move left replication objects that could not be removed: " + "; ".join(not_removed))
             left = drops.drop_owned_objects(target, database, owner, keep_extensions=catalog.extensions(target, database))
+            if not left:
+                replication.unmark_receiving(target, database)
+            found = [kind for kind in ("publication", "slot", "subscription") if getattr(live_leftovers, kind)]
             report.recovered = (
-                f"removed an earlier live move's {', '.join(kind for kind in ('publication', 'slot', 'subscription') if getattr(live_leftovers, kind))}"
-                f" and its unverified copy on {target_key}" + (f" (still there: {', '.join(left[:5])})" if left else "")
+                f"removed an earlier live move's {', '.join(found) + ' and ' if found else ''}unverified copy on {target_key}"
+                + (f" (still there: {', '.join(left[:5])})" if left else "")
             )
         interrupted = reopen_interrupted(source, database)
         if interrupted is not None:

@@ -182,13 +182,51 @@ def find_leftovers(source: ServerAccess, target: ServerAccess, database: str) ->
     return Leftovers(publication, slot, subscription)
 
 
+RECEIVING_MARKER = "tenant-fleet: receiving a live move from "
+"""Start of the COMMENT the target database carries while a live move copies into it: its contents are an
+unverified copy that the next move of the same database may empty (even when the target lost its subscription)."""
+_RECEIVING = re.compile(r"^tenant-fleet: receiving a live move from (?P<source>\S+) since (?P<at>\S+); [^{]*previous comment: (?P<previous>.*)$", re.S)
+
+
+def mark_receiving(target: ServerAccess, database: str, source_key: str, at: str) -> None:
+    """Set the receiving marker on the target database (committed durably: it must survive the target crashing)."""
+    with target.connect() as connection:
+        connection.execute("set synchronous_commit to on")
+        row = connection.execute("select shobj_description(oid, 'pg_database') from pg_database where datname = %s", [database]).fetchone()
+        previous = row[0] if row else None
+        if previous and previous.startswith(RECEIVING_MARKER):
+            return  # an earlier attempt's: keep the comment from before it
+        comment = f"{RECEIVING_MARKER}{source_key} since {at}; unverified until the move finishes; previous comment: {json.dumps(previous)}"
+        connection.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(database), sql.Literal(comment)))
+
+
+def receiving_from(target: ServerAccess, database: str) -> Optional[str]:
+    """The source server key of a live move copying into `database` on `target` (or that died doing so), or None."""
+    match = _RECEIVING.match(catalog.database_comment(target, database) or "")
+    return match.group("source") if match else None
+
+
+def unmark_receiving(target: ServerAccess, database: str) -> None:
+    """Put back the comment the target database had before the receiving marker (nothing when there is no marker)."""
+    match = _RECEIVING.match(catalog.database_comment(target, database) or "")
+    if match is None:
+        return
+    try:
+        previous = json.loads(match.group("previous"))
+    except ValueError:
+        previous = None
+    catalog.set_database_comment(target, database, previous if isinstance(previous, str) else None)
+
+
 def create_publication(source: ServerAccess, database: str) -> str:
     """The move's publication, empty for now (`publish_tables` fills it): created first so that anything the
     move does afterwards is recognisable as its own should the process die."""
     name = move_object_name(database)
-    with source.connect(database) as connection, connection.transaction():
-        connection.execute(sql.SQL("create publication {}").format(sql.Identifier(name)))
-        connection.execute(sql.SQL("comment on publication {} is {}").format(sql.Identifier(name), sql.Literal(IDENTITY_MARKER + "{}")))
+    with source.connect(database) as connection:
+        connection.execute("set synchronous_commit to on")  # the move's mark on the source: durable before anything else
+        with connection.transaction():
+            connection.execute(sql.SQL("create publication {}").format(sql.Identifier(name)))
+            connection.execute(sql.SQL("comment on publication {} is {}").format(sql.Identifier(name), sql.Literal(IDENTITY_MARKER + "{}")))
     return name
 
 

@@ -89,6 +89,7 @@ def assert_serves_after_move(tenant: TenantOnServers, writer: Writer) -> None:
     assert parse_moved_comment(catalog.database_comment(source, tenant.database))["server"] == "new"
     assert replication_left(tenant) == []
     assert identity_of(tenant, "old", "audit") == "d"  # REPLICA IDENTITY FULL was for the move only
+    assert catalog.database_comment(target, tenant.database) is None  # no longer marked as receiving a copy
 
 
 # ---------------------------------------------------------------- the live move
