@@ -13,7 +13,9 @@ servers allow it (`report.method == "logical"`). The steps (docs/moves.md):
    the next move reopen it should this process die), its sessions are ended;
 7. drain: wait until the target has confirmed everything up to the source's current WAL position;
 8. sequences: every sequence on the target set from the source;
-9. verify: schema, counts and checksums (`catalog.collect_facts`/`compare_facts`), both sides at once;
+9. verify: schema, sequences, counts and checksums (`catalog.compare_facts`), both sides at once; tables
+   verified before the block and not written to since keep that result, the others are counted again (and
+   checksummed again up to IN_WINDOW_CHECKSUM_BYTES), so the window does not grow with the database;
 10. teardown: subscription, slots and publication removed, replica identities restored;
 11. finish: the moved-away COMMENT on the source (which stays blocked), like the dump path.
 
@@ -37,6 +39,8 @@ from fleet.postgres.access import ServerAccess
 
 CATCH_UP_LAG_BYTES = 256 * 1024
 """The source is blocked only once the target is this close behind (the rest drains within the window)."""
+IN_WINDOW_CHECKSUM_BYTES = 4 * 1024 * 1024
+"""Tables written to during the copy are checksummed again inside the window only up to this size (counted whatever their size)."""
 DRAIN_TIMEOUT_SECONDS = 30.0
 """How long the blocked source waits for the target to confirm its last WAL position before giving up (and reopening)."""
 
@@ -111,7 +115,6 @@ def move_live(
 
         phase("drain")
         replication.wait_for_lsn(source, database, replication.current_lsn(source), timeout=DRAIN_TIMEOUT_SECONDS)
-        _refuse_schema_changes(before, source, database, "before the cutover")
 
         phase("sequences")
         report.sequences_set = replication.sync_sequences(source, target, database)
@@ -119,10 +122,18 @@ def move_live(
         phase("verify")
         written = early.written_since(replication.table_fingerprints(source, database))
         report.verified_early = len(early.verified - written)
+        # Tables written to since are counted again; their content checksummed again only while small, so the
+        # window stays short however long the copy took (replication applied their rows by key, and counts agree).
+        small = set(replication.checksum_candidates(source, database, IN_WINDOW_CHECKSUM_BYTES))
+        checksum_again = {name for name in written if name in small and name in early.checksum_tables}
+        report.counted_only = sorted(name for name in written if name in early.checksum_tables and name not in checksum_again)
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="move-facts") as pool:
-            source_future = pool.submit(early.facts, "source", source, database, written)
-            target_future = pool.submit(early.facts, "target", target, database, written)
+            source_future = pool.submit(early.facts, "source", source, database, written, checksum_again)
+            target_future = pool.submit(early.facts, "target", target, database, written, checksum_again)
             source_facts, target_facts = source_future.result(), target_future.result()
+        ddl = before.differences(source_facts.signature, "copy start", "cutover")
+        if ddl:
+            raise MoveError(f"the schema changed before the cutover ({'; '.join(ddl[:5])}): logical replication does not carry DDL; move again once it is done")
         problems = catalog.compare_facts(source_facts, target_facts, report.source, report.target)
         intruders = sessions.other_sessions(source, database, include_fleet=False)
         if intruders:
@@ -166,11 +177,12 @@ class EarlyVerification:
             return set(self.tables) | set(now or ())
         return {name for name in set(self.tables) | set(now) if name not in self.verified or now.get(name) != self.fingerprints.get(name)}
 
-    def facts(self, side: str, access: ServerAccess, database: str, again: set[str]) -> catalog.DatabaseFacts:
-        """The side's facts: the early counts and checksums of tables untouched since, fresh ones of `again`."""
+    def facts(self, side: str, access: ServerAccess, database: str, again: set[str], checksum_again: set[str]) -> catalog.DatabaseFacts:
+        """The side's facts: the early counts and checksums of tables untouched since; fresh counts of `again`,
+        fresh checksums of `checksum_again` (the other tables of `again` are compared by count only)."""
         started = time.monotonic()
         signature = catalog.schema_signature(access, database)
-        counts, checksums = replication.table_facts(access, database, again, [name for name in self.checksum_tables if name in again])
+        counts, checksums = replication.table_facts(access, database, again, checksum_again)
         counts = {**{name: value for name, value in self.counts[side].items() if name not in again}, **counts}
         checksums = {**{name: value for name, value in self.checksums[side].items() if name not in again}, **checksums}
         return catalog.DatabaseFacts(

@@ -83,6 +83,8 @@ class MoveReport:
     """Tables without a primary key that had REPLICA IDENTITY FULL for a live move (restored afterwards)."""
     sequences_set: int = 0
     """Sequences set on the target from the source at cutover (logical)."""
+    counted_only: list[str] = field(default_factory=list)
+    """Tables written to during a live copy and too big to checksum inside the window: verified by exact count there."""
     verified_early: int = 0
     """Tables verified before the block and not written to since (logical): the window re-verifies only the others."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -533,18 +534,26 @@ def teardown(source: ServerAccess, target: ServerAccess, database: str) -> list[
     (empty: nothing of the move is left)."""
     name = move_object_name(database)
     problems: list[str] = []
-    try:
-        stop_subscription(target, database)
-    except Exception as error:  # noqa: BLE001 - the source side must still be cleaned
-        problems.append(
-            f"subscription {name} on the target {target.label} ({first_line(error)}): drop it there with "
-            f"ALTER SUBSCRIPTION {name} DISABLE; ALTER SUBSCRIPTION {name} SET (slot_name = NONE); DROP SUBSCRIPTION {name}"
-        )
+
+    def target_side() -> None:
+        try:
+            stop_subscription(target, database)
+        except Exception as error:  # noqa: BLE001 - the source side must still be cleaned
+            problems.append(
+                f"subscription {name} on the target {target.label} ({first_line(error)}): drop it there with "
+                f"ALTER SUBSCRIPTION {name} DISABLE; ALTER SUBSCRIPTION {name} SET (slot_name = NONE); DROP SUBSCRIPTION {name}"
+            )
+
+    # Both sides at once (a cutover waits for this): the slot's WAL sender is ended from the source side
+    # anyway, so the subscription need not be gone first.
+    helper = threading.Thread(target=target_side, name="teardown-target")
+    helper.start()
     for step, what in ((drop_slots, f"replication slot {name} on the source {source.label}"), (drop_publication, f"publication {name} on the source {source.label}")):
         try:
             step(source, database)
         except Exception as error:  # noqa: BLE001
             problems.append(f"{what} ({first_line(error)})")
+    helper.join()
     return problems
 
 
