@@ -66,6 +66,8 @@ def move_live(
     """Run steps 1-11 of the module docstring; returns the report, or raises MoveError with everything undone."""
     block: Optional[sessions.BlockState] = None
     blocked_at = 0.0
+    original_source, original_target = source, target
+    kept: list[replication.KeptAccess] = []
     try:
         phase("publication")
         replication.create_publication(source, database)
@@ -100,6 +102,14 @@ def move_live(
         # tables written to since, so its length does not grow with the database.
         early = _verify_early(source, target, database, checksum_max_bytes)
         replication.wait_synced(source, target, database, max_lag_bytes=CATCH_UP_LAG_BYTES, stall_timeout=stall_timeout)
+
+        # From the block to the end the tenant is refused: open no new connections then (each costs a SCRAM
+        # handshake). Those to the source's tenant database are opened after its sessions are ended.
+        source, target = replication.kept(source), replication.kept(target)
+        kept.extend((source, target))
+        source.connect()
+        target.connect()
+        target.connect(database)
 
         phase("block")
         blocked_at = time.monotonic()
@@ -152,8 +162,12 @@ def move_live(
         catalog.set_database_comment(source, database, moved_comment(report.target, target, utc_now(), block.comment))
     except BaseException as error:  # noqa: BLE001 - whatever happened, put the source back and clean the target
         end_phases()
-        raise _undo_live(error, where, source, target, database, owner, block, target_extensions) from error
+        for access in kept:
+            access.close_all()
+        raise _undo_live(error, where, original_source, original_target, database, owner, block, target_extensions) from error
     end_phases()
+    for access in kept:
+        access.close_all()
     report.blocked_seconds = round(time.monotonic() - blocked_at, 3)
     return report
 

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import psycopg
@@ -51,6 +51,47 @@ def move_object_name(database: str) -> str:
     digest = hashlib.sha256(database.encode()).hexdigest()[:8]
     readable = _NAME_SAFE.sub("_", database.lower()).strip("_")[: 63 - len(MOVE_PREFIX) - 9]
     return f"{MOVE_PREFIX}{readable}_{digest}"
+
+
+# ---------------------------------------------------------------- connections kept open for a cutover
+
+
+class _KeptConnection(psycopg.Connection):
+    """A connection that `with` does not close (autocommit: nothing is left open between statements)."""
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class KeptAccess(ServerAccess):
+    """A ServerAccess whose `connect` reuses one open connection per database and options: a cutover opens
+    no new connections (each costs a SCRAM handshake) while the tenant is refused. Close with `close_all`."""
+
+    kept: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def connect(self, database: str = "postgres", *, autocommit: bool = True, **options: Any):
+        """The kept connection to `database` (opened on first use, again if it broke)."""
+        key = (database, autocommit, tuple(sorted(options.items())))
+        connection = self.kept.get(key)
+        if connection is None or connection.closed or connection.broken:
+            try:
+                connection = _KeptConnection.connect(self.dsn(database, with_password=True, **options), autocommit=autocommit)
+            except psycopg.OperationalError as error:
+                raise PgToolsError(f"cannot connect to database {database!r} on {self.label} as {self.admin_user}: {first_line(error)}") from None
+            self.kept[key] = connection
+        return connection
+
+    def close_all(self) -> None:
+        """Close every kept connection."""
+        for connection in self.kept.values():
+            psycopg.Connection.close(connection)
+        self.kept.clear()
+
+
+def kept(access: ServerAccess) -> KeptAccess:
+    """The same server's access, keeping its connections open (see KeptAccess)."""
+    return KeptAccess(access.host, access.port, access.admin_user, access.admin_password, access.sslmode, access.connect_timeout)
 
 
 # ---------------------------------------------------------------- can this move be live?
@@ -483,7 +524,7 @@ def drop_slots(source: ServerAccess, database: str, *, timeout: float = 30.0) ->
                     pass
             if time.monotonic() > deadline:
                 raise ReplicationError(f"could not drop replication slots {[slot for slot, _ in rows]} on {source.label} within {timeout:.0f}s")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
 
 def _is_sync_slot_of(connection, slot: str, name: str) -> bool:

@@ -143,7 +143,7 @@ def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 
                     ended.add(pid)
             if time.monotonic() > deadline:
                 raise PgToolsError(f"sessions on {database!r} on {access.label} did not end within {timeout:.0f}s (pids {pids})")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
 
 def reopen(access: ServerAccess, state: BlockState) -> None:
