@@ -38,7 +38,7 @@ class Check:
     tenant: str
     check: str
     """`login`, `isolation`, `public connect`, `public temporary`, `connection limit`, `owner`, `owner role`,
-    `shared databases`, `role attributes`, `role memberships`, `http`, ..."""
+    `shared databases`, `role attributes`, `role memberships`, `replication`, `http`, ..."""
     outcome: Outcome
     detail: str
     target: Optional[str] = None

@@ -360,11 +360,14 @@ def wait_synced(
     """Wait until every table has been copied and the slot's lag is under `max_lag_bytes`.
 
     Raises ReplicationError when the subscription reports errors (its worker failed: the target's server
-    log says why) or when nothing progresses for `stall_timeout` seconds. A server that goes away raises
-    PgToolsError from the connection.
+    log says why), when nothing progresses for `stall_timeout` seconds, or when, every table copied, the lag
+    has not come closer for `stall_timeout` seconds (the target can't keep up with the tenant's writes). A
+    server that goes away raises PgToolsError from the connection.
     """
     started = last_progress = time.monotonic()
     last: Optional[tuple[int, Optional[int]]] = None
+    closest: Optional[int] = None
+    closest_at = started
     while True:
         state = sync_state(source, target, database)
         if on_progress is not None:
@@ -381,6 +384,14 @@ def wait_synced(
             last, last_progress = (state.ready, state.lag_bytes), now
         elif now - last_progress > stall_timeout:
             raise ReplicationError(f"the copy of {database!r} to {target.label} made no progress for {stall_timeout:.0f}s ({state})")
+        if state.synced and state.lag_bytes is not None:
+            if closest is None or state.lag_bytes < closest:
+                closest, closest_at = state.lag_bytes, now
+            elif now - closest_at > stall_timeout:
+                raise ReplicationError(
+                    f"the target {target.label} has not caught up with {database!r} for {stall_timeout:.0f}s "
+                    f"(lag {state.lag_bytes} bytes, at best {closest}): it applies slower than the tenant writes"
+                )
         time.sleep(0.05 if state.synced else 0.2)
 
 
