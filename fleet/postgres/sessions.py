@@ -21,8 +21,8 @@ def prepared_transactions(access: ServerAccess, database: str) -> list[str]:
 
 
 def other_sessions(access: ServerAccess, database: str, *, include_fleet: bool = True) -> list[dict[str, Any]]:
-    """Sessions connected to `database` other than the caller's: pid, user, application, state (WAL senders,
-    such as a live move's, read and never write: left out).
+    """Client sessions connected to `database` other than the caller's: pid, user, application, state (WAL
+    senders, such as a live move's, and autovacuum workers are not clients: left out).
 
     `include_fleet=False` leaves out this tool's own connections (application_name `tenant-fleet`),
     e.g. one that has just been closed and whose server process has not exited yet.
@@ -32,7 +32,7 @@ def other_sessions(access: ServerAccess, database: str, *, include_fleet: bool =
             {"pid": pid, "user": user, "application": application, "state": state}
             for pid, user, application, state in connection.execute(
                 "select pid, usename, application_name, state from pg_stat_activity where datname = %s and pid <> pg_backend_pid()"
-                " and backend_type <> 'walsender'",
+                " and backend_type = 'client backend'",
                 [database],
             )
             if include_fleet or application != FLEET_APPLICATION_NAME
