@@ -39,6 +39,7 @@ def server_access(environment: Environment, server_passwords: Optional[pulumi.In
                 "admin_user": server.admin_user,
                 "admin_password": str((passwords or {}).get(key) or ""),
                 "sslmode": server.sslmode,
+                "logical_replication": server.logical_replication,
             }
             for key, server in sorted(environment.servers.items())
         }

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,8 +36,20 @@ from components.providers import (
     is_unknown,
     resource_label,
 )
-from fleet.errors import FleetError
-from fleet.postgres import catalog, drops, dumps, privileges, sessions
+from components.providers.live_move import move_live
+from components.providers.move_records import (
+    BLOCKED_MARKER,
+    MOVED_MARKER,
+    MoveError,
+    MoveReport,
+    blocked_comment,
+    moved_comment,
+    parse_blocked_comment,
+    parse_moved_comment,
+)
+from components.providers.move_records import iso as _iso
+from components.providers.move_records import utc_now as _utc_now
+from fleet.postgres import catalog, drops, dumps, privileges, replication, sessions
 from fleet.postgres.access import (
     PgToolsError,
     ServerAccess,
@@ -60,6 +71,8 @@ __all__ = [
     "MOVED_MARKER",
     "BLOCKED_MARKER",
     "move_database",
+    "declared_dump_reason",
+    "MOVE_METHODS",
     "moved_comment",
     "parse_moved_comment",
     "blocked_comment",
@@ -69,101 +82,10 @@ __all__ = [
     "final_backup_name",
 ]
 
-MOVED_MARKER = "tenant-fleet: moved to "
-"""Start of the COMMENT a move leaves on the source database (and what a purge looks for on former servers)."""
-
-_MOVED = re.compile(r"^tenant-fleet: moved to (?P<server>\S+) \((?P<address>[^)]*)\) at (?P<at>[^;\s]+);")
-
-BLOCKED_MARKER = "tenant-fleet: blocked for "
-"""Start of the COMMENT set, in the same transaction as the block, while a move or a purge holds a database
-blocked; it carries the state to reopen it with, should the process die before it can (`reopen_interrupted`)."""
-
-_BLOCKED = re.compile(r"^tenant-fleet: blocked for (?P<purpose>.+?) since (?P<at>\S+); reopen with: (?P<state>\{.*\})$", re.S)
 _ADMIN_FIELDS = ("host", "port", "admin_user", "sslmode")
 
 
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ---------------------------------------------------------------- the move
-
-
-class MoveError(FleetError):
-    """A move failed; `source_reopened` says whether the source serves again, `target_clean` whether the target is empty."""
-
-    def __init__(self, message: str, source_reopened: bool = True, target_clean: bool = True) -> None:
-        super().__init__(message)
-        self.source_reopened = source_reopened
-        self.target_clean = target_clean
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.source_reopened, self.target_clean))
-
-
-@dataclass
-class MoveReport:
-    """What a move did and how long each phase took (seconds)."""
-
-    database: str
-    source: str
-    """Server key the data came from."""
-    target: str
-    """Server key the data is on now."""
-    started_at: str
-    adopted: bool = False
-    """True when an earlier, finished move was recognized and verified instead of copying again."""
-    recovered: Optional[str] = None
-    """Set when an earlier move had died with the source blocked: what was reopened and cleaned first."""
-    sessions_ended: int = 0
-    dump_bytes: int = 0
-    tables: int = 0
-    rows: int = 0
-    checksummed_tables: int = 0
-    phases: dict[str, float] = field(default_factory=dict)
-    """preflight, block, terminate, copy (dump + restore, source facts alongside), verify, finish."""
-    blocked_seconds: float = 0.0
-    """From blocking the source to the end of the move: how long the tenant's writes were refused by this step."""
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-able form, as recorded in the placement's `moves` output."""
-        return asdict(self)
-
-
-def moved_comment(target_key: str, target: ServerAccess, at: datetime, previous: Optional[str] = None) -> str:
-    """The COMMENT left on a moved-away source database."""
-    text = (
-        f"{MOVED_MARKER}{target_key} ({target.label}) at {_iso(at)}; blocked here "
-        "(connection limit 0, role login off); kept until purged."
-    )
-    return f"{text} Previous comment: {previous}" if previous else text
-
-
-def parse_moved_comment(comment: Optional[str]) -> Optional[dict[str, str]]:
-    """`{"server", "address", "at"}` from a moved-away marker comment, or None when it is not one."""
-    match = _MOVED.match(comment or "")
-    return match.groupdict() if match else None
-
-
-def blocked_comment(purpose: str, at: datetime, state: sessions.BlockState) -> str:
-    """The COMMENT a blocked database carries while a move (`purpose` "move to <server>") or a purge runs."""
-    return f"{BLOCKED_MARKER}{purpose} since {_iso(at)}; reopen with: {json.dumps(state.to_mapping(), sort_keys=True)}"
-
-
-def parse_blocked_comment(comment: Optional[str]) -> Optional[dict[str, Any]]:
-    """`{"purpose", "at", "state": BlockState}` from a blocked-database COMMENT, or None."""
-    match = _BLOCKED.match(comment or "")
-    if not match:
-        return None
-    try:
-        state = sessions.BlockState.from_mapping(json.loads(match.group("state")))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return {"purpose": match.group("purpose"), "at": match.group("at"), "state": state}
 
 
 def reopen_interrupted(access: ServerAccess, database: str) -> Optional[dict[str, Any]]:
@@ -192,9 +114,16 @@ def move_database(
     work_dir: Optional[str] = None,
     terminate_timeout: float = 30.0,
     on_phase: Optional[Callable[[str], None]] = None,
+    method: str = "auto",
+    dump_reason: Optional[str] = None,
 ) -> MoveReport:
-    """Copy `database` from `source` to the empty database of the same name on `target`, verified, with the
-    source blocked from the first write-refusal to the end; see the module docstring for the steps.
+    """Copy `database` from `source` to the empty database of the same name on `target`, verified.
+
+    `method`: `logical` copies while the tenant keeps writing and blocks the source only for the cutover
+    (components/providers/live_move.py); `dump` blocks the source from the first write-refusal to the end;
+    `auto` (the default) takes `logical` when both servers and the database allow it, else `dump` with the
+    reason in `report.method_reason`. `dump_reason` (e.g. a server's config says it can't replicate) makes
+    `auto` take `dump` for that reason without asking the servers.
 
     `role` is the app's login role (blocked on the source meanwhile); everything restored is owned by `owner`
     (`role` for a tenant placed before the owner/app split).
@@ -237,11 +166,28 @@ def move_database(
         if not catalog.database_exists(source, database):
             raise MoveError(f"source database {database!r} does not exist on {source_key} ({source.label}): nothing to move")
         tools = check_tool_versions(pg_bin, source, target)
+        # An earlier live move that died leaves its subscription, slot and publication: remove them first
+        # (an orphaned slot would hold the source's WAL forever), then whatever it copied to the target.
+        live_leftovers = replication.find_leftovers(source, target, database)
+        receiving = replication.receiving_from(target, database) == source_key
+        if live_leftovers.any or receiving:
+            not_removed = replication.teardown(source, target, database)
+            if not_removed:
+                raise MoveError("an earlier live move left replication objects that could not be removed: " + "; ".join(not_removed))
+            left = drops.drop_owned_objects(target, database, owner, keep_extensions=catalog.extensions(target, database))
+            if not left:
+                replication.unmark_receiving(target, database)
+            found = [kind for kind in ("publication", "slot", "subscription") if getattr(live_leftovers, kind)]
+            report.recovered = (
+                f"removed an earlier live move's {', '.join(found) + ' and ' if found else ''}unverified copy on {target_key}"
+                + (f" (still there: {', '.join(left[:5])})" if left else "")
+            )
         interrupted = reopen_interrupted(source, database)
         if interrupted is not None:
             # An earlier attempt died while the source was blocked. The app never used the target (that
             # happens only after a verified move), so whatever that attempt restored there can go.
-            report.recovered = f"reopened the source, blocked for {interrupted['purpose']} since {interrupted['at']}"
+            earlier = f"; {report.recovered}" if report.recovered else ""
+            report.recovered = f"reopened the source, blocked for {interrupted['purpose']} since {interrupted['at']}{earlier}"
             if interrupted["purpose"] == f"move to {target_key}":
                 drops.drop_owned_objects(target, database, owner, keep_extensions=catalog.extensions(target, database))
                 report.recovered += f", and emptied {target_key} of its unverified copy"
@@ -263,10 +209,17 @@ def move_database(
         if pending:
             raise MoveError(f"source database {database!r} has prepared transactions pending ({', '.join(pending)}); commit or roll them back first")
         target_extensions = catalog.extensions(target, database)
+        report.method, report.method_reason = _choose_method(method, dump_reason, source, target, database)
     except PgToolsError as error:
         raise MoveError(f"move of {where} refused before anything changed: {error}") from error
     except MoveError as error:
         raise MoveError(f"move of {where} refused before anything changed: {error}") from error
+
+    if report.method == "logical":
+        return move_live(
+            report, source, target, database, role, owner=owner, tools=tools, where=where, phase=phase, end_phases=end_phases,
+            target_extensions=target_extensions, checksum_max_bytes=checksum_max_bytes, terminate_timeout=terminate_timeout, work_dir=work_dir,
+        )
 
     # 2.-5. From here on the source is blocked: every failure reopens it and empties the target.
     phase("block")
@@ -322,7 +275,36 @@ def move_database(
         raise _undo(error, where, source, target, database, owner, block, restored, target_extensions) from error
     end_phases()
     report.blocked_seconds = round(time.monotonic() - blocked_at, 3)
+    report.copy_seconds = report.phases.get("copy", 0.0)
     return report
+
+
+MOVE_METHODS = ("auto", "logical", "dump")
+"""What `move_database(method=...)` takes."""
+
+
+def _choose_method(method: str, dump_reason: Optional[str], source: ServerAccess, target: ServerAccess, database: str) -> tuple[str, str]:
+    """(`logical` or `dump`, why in one line); `logical` asked for but impossible refuses the move, naming why."""
+    if method not in MOVE_METHODS:
+        raise MoveError(f"unknown move method {method!r}: one of {', '.join(MOVE_METHODS)}")
+    if method == "dump":
+        return "dump", dump_reason or "dump and restore asked for"
+    if method == "auto" and dump_reason:
+        return "dump", dump_reason
+    blockers = replication.server_blockers(source, target) + replication.database_blockers(source, database)
+    if blockers:
+        if method == "logical":
+            raise MoveError("a live move (logical replication) is not possible: " + "; ".join(blockers))
+        return "dump", "; ".join(blockers)
+    return "logical", "both servers allow logical replication"
+
+
+def declared_dump_reason(servers: Mapping[str, Mapping[str, Any]], source_key: str, target_key: str) -> Optional[str]:
+    """Why the stack config rules out a live move between two servers (`logical_replication: false`), or None."""
+    declined = [key for key in (source_key, target_key) if (servers.get(key) or {}).get("logical_replication") is False]
+    if not declined:
+        return None
+    return " and ".join(f"server {key}" for key in declined) + " declare" + ("s" if len(declined) == 1 else "") + " logical_replication: false"
 
 
 def _preflight_servers(source: ServerAccess, target: ServerAccess, source_key: str, target_key: str) -> None:
@@ -500,6 +482,7 @@ class DatabasePlacementProvider(ResourceProvider):
                     owner=news.get("owner") or None,
                     pg_bin=news.get("pg_bin") or None,
                     checksum_max_bytes=int(news.get("checksum_max_bytes") or catalog.CHECKSUM_MAX_BYTES),
+                    dump_reason=declared_dump_reason(_servers(news.get("servers")), old_server, new_server),
                 )
                 moves.append(report.summary())
                 moved_at = report.started_at

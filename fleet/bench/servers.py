@@ -125,6 +125,16 @@ def _version_key(name: str) -> tuple[int, ...]:
         return (0,)
 
 
+LOGICAL_REPLICATION_SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": "16",
+    "max_wal_senders": "16",
+    "max_logical_replication_workers": "8",
+    "max_worker_processes": "16",
+}
+"""What a server needs for live moves, as source and as target (docs/moves.md); the dev stack's servers use the same."""
+
+
 class PostgresCluster:
     """A throwaway PostgreSQL cluster on 127.0.0.1 with a password-protected superuser.
 
@@ -146,6 +156,7 @@ class PostgresCluster:
         bindir: Optional[Path] = None,
         settings: Optional[dict[str, Any]] = None,
         startup_timeout: float = 60.0,
+        logical_replication: bool = True,
     ) -> None:
         self.host = LOOPBACK
         """Address the server listens on (and the only one)."""
@@ -159,6 +170,8 @@ class PostgresCluster:
         self.os_user = os_user
         self.bindir = Path(bindir) if bindir else None
         self.settings = dict(settings or {})
+        self.logical_replication = logical_replication
+        """wal_level=logical with slots and senders for live moves (False: PostgreSQL's default `replica`, for the dump fallback)."""
         self.startup_timeout = startup_timeout
         self.base_dir: Optional[Path] = None
         """Temporary directory: data/, the unix socket, server.log."""
@@ -327,6 +340,8 @@ class PostgresCluster:
             "shared_buffers": "'32MB'",
             "max_connections": "100",
         }
+        if self.logical_replication:
+            settings.update(LOGICAL_REPLICATION_SETTINGS)
         settings.update({key: str(value) for key, value in self.settings.items()})
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\n# fleet.bench.servers.PostgresCluster\n")

@@ -749,6 +749,14 @@ class PostgresServer(Strict):
     )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(default="require", description="libpq sslmode for admin and app connections.")
     superuser: bool = Field(default=True, description="False on managed servers (RDS, Cloud SQL) where the admin is not a superuser.")
+    logical_replication: bool = Field(
+        default=True,
+        description=(
+            "Moves to or from this server copy by logical replication (writes refused under a second): it runs with wal_level=logical, "
+            "3 free replication slots and WAL senders, and its admin is a superuser or has REPLICATION (docs/moves.md). "
+            "False: moves use dump and restore (writes refused for the whole copy)."
+        ),
+    )
     locale: str = Field(default="C.UTF-8", description="lc_collate and lc_ctype of new tenant databases; set once, changing it replaces databases.")
 
 

@@ -17,7 +17,7 @@ import psycopg
 
 from fleet.model import db_limits, derive
 from fleet.model.spec import AlertThresholds
-from fleet.postgres import role_settings
+from fleet.postgres import replication, role_settings
 from fleet.postgres.privileges import shared_databases_open_to_public
 
 Outcome = Literal["pass", "fail", "skip"]
@@ -39,7 +39,7 @@ class Check:
     tenant: str
     check: str
     """`login`, `isolation`, `public connect`, `public temporary`, `connection limit`, `owner`, `owner role`,
-    `shared databases`, `role attributes`, `role memberships`, `http`, ..."""
+    `shared databases`, `role attributes`, `role memberships`, `replication`, `http`, ..."""
     outcome: Outcome
     detail: str
     target: Optional[str] = None
@@ -150,11 +150,38 @@ def verify_databases(inventory, tenants, *, workers: int = 8) -> list[Check]:
         except Exception as error:  # noqa: BLE001 - a server we can't read fails its tenants, not the run
             checks.extend(Check(entry.name, "server", "fail", f"cannot read server {server_key}: {error}") for entry in chosen)
             continue
+        try:
+            found = replication.replication_objects(admin, [entry.database for entry in neighbours])
+        except Exception as error:  # noqa: BLE001 - reported, the other checks still run
+            found = None
+            checks.extend(Check(entry.name, "replication", "fail", f"cannot list replication objects on {server_key}: {error}") for entry in chosen)
         for entry in chosen:
             checks.extend(_catalog_checks(entry, databases, roles))
             checks.append(_shared_databases_check(entry, shared_open))
+            if found is not None:
+                checks.append(_replication_check(entry, server_key, found, {neighbour.database for neighbour in neighbours}))
         checks.extend(_login_checks(inventory, chosen, neighbours, grants, workers))
     return checks
+
+
+def _replication_check(entry, server_key: str, found: list[replication.ReplicationObject], here: set[str]) -> Check:
+    """Replication slots, publications and subscriptions on the tenant's server: a live move's are named for its
+    database and removed when it ends; any other (bar an active physical slot: a standby) is no move's, and an
+    inactive slot keeps WAL until the disk fills. A move's objects are reported to its own tenant, or to every
+    tenant of the server when that tenant is no longer placed there (the source of its move)."""
+    standby = [item for item in found if item.kind == "slot" and item.database is None and "INACTIVE" not in item.detail]
+    problems = [
+        item for item in found if item not in standby and (item.move_of is None or item.move_of == entry.database or item.move_of not in here)
+    ]
+    if problems:
+        return Check(
+            entry.name, "replication", "fail",
+            f"on {server_key}: " + "; ".join(replication.describe(problems)) + " (a live move's are removed by the next `fleet up` of its tenant)",
+        )
+    detail = f"no replication slot, publication or subscription on {server_key} that no move owns"
+    if standby:
+        detail += f" (active physical slots: {', '.join(item.name for item in standby)})"
+    return Check(entry.name, "replication", "pass", detail)
 
 
 def _catalog_checks(entry, databases: dict[str, dict], roles: dict[str, dict]) -> list[Check]:

@@ -128,10 +128,12 @@ def dump(
     pg_bin: Optional[str | os.PathLike[str]] = None,
     compress: Optional[int] = None,
     timeout: Optional[float] = None,
+    schema_only: bool = False,
 ) -> DumpFile:
     """`pg_dump -Fc` of `database` into `path`, atomically: a failed dump never leaves a file under that name.
 
     `compress` is pg_dump's level (None: its default; 0 is fastest, for a dump that is restored at once).
+    `schema_only` (a live move's first step) leaves out the rows and the publications.
     The file is created mode 0600: it holds a tenant's data.
     """
     final = Path(path)
@@ -141,6 +143,8 @@ def dump(
     command = [str(pg_tool("pg_dump", pg_bin)), "--format=custom", "--no-password", f"--file={partial}"]
     if compress is not None:
         command.append(f"--compress={int(compress)}")
+    if schema_only:
+        command += ["--schema-only", "--no-publications", "--no-subscriptions"]
     command.append(f"--dbname={access.dsn(database)}")
     started = time.monotonic()
     old_umask = os.umask(0o077)

@@ -21,7 +21,8 @@ def prepared_transactions(access: ServerAccess, database: str) -> list[str]:
 
 
 def other_sessions(access: ServerAccess, database: str, *, include_fleet: bool = True) -> list[dict[str, Any]]:
-    """Sessions connected to `database` other than the caller's: pid, user, application, state.
+    """Client sessions connected to `database` other than the caller's: pid, user, application, state (WAL
+    senders, such as a live move's, and autovacuum workers are not clients: left out).
 
     `include_fleet=False` leaves out this tool's own connections (application_name `tenant-fleet`),
     e.g. one that has just been closed and whose server process has not exited yet.
@@ -30,7 +31,8 @@ def other_sessions(access: ServerAccess, database: str, *, include_fleet: bool =
         return [
             {"pid": pid, "user": user, "application": application, "state": state}
             for pid, user, application, state in connection.execute(
-                "select pid, usename, application_name, state from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                "select pid, usename, application_name, state from pg_stat_activity where datname = %s and pid <> pg_backend_pid()"
+                " and backend_type = 'client backend'",
                 [database],
             )
             if include_fleet or application != FLEET_APPLICATION_NAME
@@ -120,7 +122,8 @@ def block_connections(
 def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 30.0) -> int:
     """End every other session on `database` and wait until they are gone; returns how many were ended.
 
-    Their open transactions roll back; what they committed stays. Raises when sessions keep coming
+    Their open transactions roll back; what they committed stays. WAL senders are spared: a live move's
+    subscription streams through one until the target has everything. Raises when sessions keep coming
     back after `timeout` (a superuser reconnecting: the connection limit does not stop superusers).
     """
     ended: set[int] = set()
@@ -130,7 +133,7 @@ def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 
             pids = [
                 pid
                 for (pid,) in connection.execute(
-                    "select pid from pg_stat_activity where datname = %s and pid <> pg_backend_pid()", [database]
+                    "select pid from pg_stat_activity where datname = %s and pid <> pg_backend_pid() and backend_type <> 'walsender'", [database]
                 )
             ]
             if not pids:
@@ -140,7 +143,7 @@ def terminate_sessions(access: ServerAccess, database: str, *, timeout: float = 
                     ended.add(pid)
             if time.monotonic() > deadline:
                 raise PgToolsError(f"sessions on {database!r} on {access.label} did not end within {timeout:.0f}s (pids {pids})")
-            time.sleep(0.05)
+            time.sleep(0.01)
 
 
 def reopen(access: ServerAccess, state: BlockState) -> None:

@@ -83,7 +83,7 @@ def compare(base: Side, head: Side, *, stack: str, base_label: str, only: Option
         if not tenant.own_file_changed and tenant.resources:
             indirect.append(name)
         preview.tenants.append(tenant)
-        preview.warnings.extend(data_warnings(tenant, old, new))
+        preview.warnings.extend(data_warnings(tenant, old, new, head.fleet))
 
     if len(indirect) > 1:
         causes = cause_words(config_changes, catalog_changes)

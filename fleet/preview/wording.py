@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fleet.model import derive
+from fleet.model.moves import PlannedMove, planned_move
 from fleet.model.spec import Fleet, Size, TenantSpec
 from fleet.model.type_tokens import PLACEMENT, PURGE
 from fleet.preview.changes import (
@@ -66,7 +67,8 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
         cause = "override" if base_spec.overrides != head_spec.overrides else "plan catalog"
         words.append(f"resized: {'; '.join(sizes)} ({cause})")
     if base_spec.database.server != head_spec.database.server:
-        words.append(f"moved {base_spec.database.server} → {head_spec.database.server} (data copy, downtime)")
+        copy = _planned(head_fleet, base_spec, head_spec).words if head_fleet is not None else "data copy"
+        words.append(f"moved {base_spec.database.server} → {head_spec.database.server} ({copy})")
     if base_spec.status != head_spec.status:
         words.append(
             {
@@ -88,6 +90,10 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
     if base_spec.display_name != head_spec.display_name:
         words.append("display name changed")
     return words
+
+
+def _planned(fleet: Fleet, base_spec: TenantSpec, head_spec: TenantSpec) -> PlannedMove:
+    return planned_move(fleet.environment, base_spec.database.server, head_spec.database.server)
 
 
 def hostnames_of(spec: TenantSpec, fleet: Optional[Fleet]) -> list[str]:
@@ -138,18 +144,25 @@ def cause_words(config_changes: list[str], catalog_changes: list[str]) -> str:
     return " and ".join(causes) or "a change outside the tenant files"
 
 
-def data_warnings(tenant: TenantChange, old: Optional[TenantSpec], new: Optional[TenantSpec]) -> list[str]:
-    """A ⚠ line for a purge and for every replacement or deletion of a database, role or password."""
+def data_warnings(tenant: TenantChange, old: Optional[TenantSpec], new: Optional[TenantSpec], fleet: Optional[Fleet] = None) -> list[str]:
+    """A ⚠ line for a purge, a move (with how it copies) and every replacement or deletion of a database, role or password."""
     warnings = []
     purge = tenant.kind == "purge" or (tenant.kind == "added" and new is not None and new.purge is not None)
     if purge:
         warnings.append(f"⚠ {tenant.tenant}: PURGE: database and role will be dropped after a final backup")
     if old is not None and new is not None and old.database.server != new.database.server:
         if any(change.type == PLACEMENT for change in tenant.resources):
-            warnings.append(
-                f"⚠ {tenant.tenant}: database moves {old.database.server} → {new.database.server}: downtime while the data is copied; "
-                f"the old database stays on {old.database.server}"
-            )
+            planned = _planned(fleet, old, new) if fleet is not None else None
+            if planned is not None and planned.method == "logical":
+                how = (
+                    "copied by logical replication while the tenant writes, writes refused for under a second at cutover "
+                    "(dump and restore instead, with the reason in the move's report, if a server can't replicate when it runs)"
+                )
+            elif planned is not None:
+                how = f"downtime while the data is copied by dump and restore ({planned.reason})"
+            else:
+                how = "downtime while the data is copied"
+            warnings.append(f"⚠ {tenant.tenant}: database moves {old.database.server} → {new.database.server}: {how}; the old database stays on {old.database.server}")
         else:
             warnings.append(
                 f"⚠ {tenant.tenant}: database moves {old.database.server} → {new.database.server} but no data copy is declared: "

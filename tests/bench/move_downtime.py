@@ -1,17 +1,19 @@
 """Measure a tenant move's downtime: how long the tenant's writes are refused while its database moves.
 
-Not a test: a script. It starts two throwaway PostgreSQL clusters on loopback (as the integration tests
-do), provisions the tenant's role and database on both (as the official provider would), loads about
-`--size-mb` of data into the source, starts a writer that inserts one row at a time as the tenant's role,
-and runs the very function the DatabasePlacement provider runs on a server change
-(`components.providers.postgres.move_database`). The moment the move returns, the writer is pointed at
-the target, as the app is once `pulumi up` has replaced its containers (that replacement is not part of
-this figure: add the app's restart time).
+Not a test: a script. For each run it starts two throwaway PostgreSQL clusters on loopback (as the
+integration tests do), provisions the tenant's role and database on both (as the official provider
+would), loads about `--size-mb` of data into the source, starts a writer that inserts one row at a time
+as the tenant's role, and runs the very function the DatabasePlacement provider runs on a server change
+(`components.providers.postgres.move_database`) with the method asked for: `logical` (live copy, blocked
+only for the cutover) or `dump` (blocked for the whole dump and restore). The moment the move returns,
+the writer is pointed at the target, as the app is once `pulumi up` has replaced its containers (that
+replacement is not part of this figure: add the app's restart time).
 
-    .cache/venv/bin/python tests/bench/move_downtime.py --size-mb 100
+    .cache/venv/bin/python tests/bench/move_downtime.py --size-mb 100 --method both --runs 2 --json
 
-Downtime = first successful write on the target - last successful write on the source. It also checks
-that every row the writer saw committed is on the target.
+Downtime = first successful write on the target - last successful write on the source. Each run also
+checks that every row the writer saw committed is on the target (`rows_lost`), and that the target's
+sequence is ahead of every id the writer got on the source (`sequences_ahead`).
 """
 
 from __future__ import annotations
@@ -99,13 +101,8 @@ class Writer(threading.Thread):
             connection.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mb", type=int, default=100, help="approximate size of the tenant database (default 100)")
-    parser.add_argument("--checksum-max-mb", type=int, default=catalog.CHECKSUM_MAX_BYTES // 2**20, help="tables up to this size get a content checksum (default %(default)s)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    options = parser.parse_args()
-
+def run_once(size_mb: int, method: str, checksum_max_mb: int) -> dict:
+    """One move of a freshly loaded `size_mb` database by `method`; the figures of that run."""
     source, target = PostgresCluster("bench-source"), PostgresCluster("bench-target")
     source.start()
     target.start()
@@ -113,21 +110,19 @@ def main() -> int:
         for cluster in (source, target):
             provision(cluster)
         started = time.monotonic()
-        load(source, options.size_mb)
+        load(source, size_mb)
         source_access = ServerAccess(source.host, source.port, "postgres", source.admin_password, sslmode="disable")
         target_access = ServerAccess(target.host, target.port, "postgres", target.admin_password, sslmode="disable")
         with source_access.connect(DATABASE) as connection:
             size = connection.execute("select pg_database_size(current_database())").fetchone()[0]
-        print(f"loaded {size / 1e6:.1f} MB into the source in {time.monotonic() - started:.1f}s", file=sys.stderr)
+        print(f"[{method}] loaded {size / 1e6:.1f} MB into the source in {time.monotonic() - started:.1f}s", file=sys.stderr)
 
         writer = Writer(source.dsn(DATABASE, ROLE, PASSWORD))
         writer.start()
         time.sleep(1.0)  # the writer is busy on the source
-        phases: dict[str, float] = {}
         report = move_database(
             source_access, target_access, DATABASE, ROLE, source_key="source", target_key="target", owner=owner_of(ROLE),
-            checksum_max_bytes=options.checksum_max_mb * 2**20,
-            on_phase=lambda name: phases.setdefault(name, time.monotonic()),
+            checksum_max_bytes=checksum_max_mb * 2**20, method=method,
         )
         writer.dsn = target.dsn(DATABASE, ROLE, PASSWORD)  # the app now points at the target
         deadline = time.monotonic() + 10
@@ -143,30 +138,52 @@ def main() -> int:
         with target_access.connect(DATABASE) as connection:
             present = {row for (row,) in connection.execute("select id from events")}
         lost = [row for row, _ in on_source if row not in present]
-        result = {
-            "database_mb": round(size / 1e6, 1),
+        return {
+            "size_mb": round(size / 1e6, 1),
+            "method": report.method,
             "downtime_s": round(downtime, 3),
+            "copy_s": report.copy_seconds,
+            "rows_lost": len(lost),
+            "sequences_ahead": on_target[0][0] > max(row for row, _ in on_source),
             "blocked_s": report.blocked_seconds,
             "phases_s": report.phases,
-            "dump_mb": round(report.dump_bytes / 1e6, 1),
             "tables": report.tables,
             "rows": report.rows,
             "checksummed_tables": report.checksummed_tables,
+            "verified_early": report.verified_early,
             "writes_on_source": len(on_source),
             "writes_refused": writer.refused,
-            "committed_rows_lost": len(lost),
         }
-        if options.json:
-            print(json.dumps(result, indent=2))
-        else:
-            print(f"database {result['database_mb']} MB, {result['tables']} tables, {result['rows']} rows ({result['checksummed_tables']} checksummed)")
-            print(f"downtime (writes refused): {result['downtime_s']:.2f}s; source blocked by the move: {result['blocked_s']:.2f}s")
-            print("phases: " + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in report.phases.items()))
-            print(f"writer: {len(on_source)} rows committed on the source, all on the target: {not lost}")
-        return 0 if not lost else 1
     finally:
         source.stop()
         target.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=100, help="approximate size of the tenant database (default 100)")
+    parser.add_argument("--method", choices=("logical", "dump", "both"), default="both", help="how the move copies (default both, alternating)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per method (default 1)")
+    parser.add_argument("--checksum-max-mb", type=int, default=catalog.CHECKSUM_MAX_BYTES // 2**20, help="tables up to this size get a content checksum (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per run")
+    options = parser.parse_args()
+
+    methods = ["logical", "dump"] if options.method == "both" else [options.method]
+    results = []
+    for _ in range(options.runs):
+        for method in methods:
+            result = run_once(options.size_mb, method, options.checksum_max_mb)
+            results.append(result)
+            if options.json:
+                print(json.dumps(result), flush=True)
+            else:
+                print(
+                    f"{result['method']:8} {result['size_mb']:8.1f} MB  downtime {result['downtime_s']:6.2f}s  copy {result['copy_s']:6.2f}s  "
+                    f"rows lost {result['rows_lost']}  sequences ahead {result['sequences_ahead']}  phases "
+                    + ", ".join(f"{name} {seconds:.2f}s" for name, seconds in result["phases_s"].items()),
+                    flush=True,
+                )
+    return 0 if all(result["rows_lost"] == 0 and result["sequences_ahead"] for result in results) else 1
 
 
 if __name__ == "__main__":

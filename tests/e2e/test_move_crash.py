@@ -30,7 +30,8 @@ from tests.support.fixtures import running
 
 @pytest.fixture
 def moving(tmp_path):
-    clusters = {key: PostgresCluster(f"crash-{key}-superuser") for key in ("old", "new")}
+    # The dump-and-restore move (test_live_move_engine.py kills the live one).
+    clusters = {key: PostgresCluster(f"crash-{key}-superuser", logical_replication=False) for key in ("old", "new")}
     with running(*clusters.values()):
         stack = LifecycleStack(clusters, tmp_path / "state", tmp_path / "backups")
         for cluster in clusters.values():

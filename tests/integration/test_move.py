@@ -164,8 +164,9 @@ class Writer(threading.Thread):
 
 @pytest.fixture(scope="module")
 def clusters():
-    """Two servers, `old` and `new`, for the module."""
-    started = {key: PostgresCluster(f"{key}-superuser-secret") for key in ("old", "new")}
+    """Two servers, `old` and `new`, for the module; without wal_level=logical, so every move here takes the
+    dump-and-restore path (the live move has its own tests: test_live_move.py)."""
+    started = {key: PostgresCluster(f"{key}-superuser-secret", logical_replication=False) for key in ("old", "new")}
     with running(*started.values()):
         yield started
 
@@ -257,6 +258,7 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
     (move,) = outs["moves"]
     assert move["source"] == "old" and move["target"] == "new" and move["rows"] == sum(counts.values()) and move["tables"] == 4
     assert move["checksummed_tables"] == 4 and move["sessions_ended"] >= 1 and 0 < move["blocked_seconds"] < 30
+    assert move["method"] == "dump" and "wal_level is replica, not logical, on the source" in move["method_reason"]  # the fallback says why
     assert "servers" not in outs and "admin_password" not in repr(outs)
 
     # Deleting the placement (tenant removed) touches no database.

@@ -28,6 +28,7 @@ from fleet.cli.main import main
 from fleet.model import derive
 from fleet.ops import backups as backup
 from fleet.ops import status, verify
+from fleet.postgres import replication
 from fleet.postgres.privileges import apply_tenant_access
 from tests.integration.test_backup import STACK, T0, FleetOnServers, clock_at
 from tests.support.fixtures import running
@@ -406,3 +407,30 @@ def test_verify_reports_drift_of_the_noisy_neighbour_limits(fleet):
     finally:
         fleet.provision(["gurupi"])
     assert not [c for c in verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False) if c.outcome == "fail"]
+
+
+def test_verify_reports_replication_slots_and_publications_no_move_owns(fleet):
+    """A slot a dead live move left (named for gurupi's database) and a stray one: both reported, with the remedy."""
+    shared = fleet.clusters["shared-1"]
+    leftover = replication.move_object_name("tenant_gurupi")
+    with shared.connect("tenant_gurupi") as admin:
+        admin.execute("select pg_create_logical_replication_slot(%s, 'pgoutput')", [leftover])
+        admin.execute("create publication stray_pub")
+    with shared.connect() as admin:
+        admin.execute("select pg_create_logical_replication_slot('stray_slot', 'pgoutput')")
+    try:
+        checks = verify.verify_fleet(fleet.inventory(), ["gurupi", "pirapora"], http=False)
+    finally:
+        with shared.connect() as admin:
+            admin.execute("select pg_drop_replication_slot(slot_name) from pg_replication_slots")
+        with shared.connect("tenant_gurupi") as admin:
+            admin.execute("drop publication stray_pub")
+    (gurupi,) = [check for check in checks if (check.tenant, check.check) == ("gurupi", "replication")]
+    assert gurupi.outcome == "fail"
+    assert f"slot {leftover} (in tenant_gurupi, logical, INACTIVE" in gurupi.detail and "left by a move of tenant_gurupi" in gurupi.detail
+    assert "slot stray_slot (in postgres" in gurupi.detail and "publication stray_pub (in tenant_gurupi): no move owns it" in gurupi.detail
+    assert "removed by the next `fleet up`" in gurupi.detail
+    (pirapora,) = [check for check in checks if (check.tenant, check.check) == ("pirapora", "replication")]
+    assert pirapora.outcome == "pass" and "dedicated-1" in pirapora.detail  # another server: nothing there
+    clean = verify.verify_fleet(fleet.inventory(), ["gurupi"], http=False)
+    assert [check.outcome for check in clean if check.check == "replication"] == ["pass"]

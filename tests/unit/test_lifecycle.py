@@ -264,7 +264,7 @@ def test_the_placement_carries_the_servers_admin_access_as_a_secret(dev_plan):
     assert "servers" in placement.secret_inputs and placement.inputs["servers"] == "[secret]"
     servers = placement.raw_inputs["servers"]
     assert set(servers) == {"shared-1", "dedicated-1"}
-    assert servers["dedicated-1"] == {"host": "127.0.0.1", "port": 5433, "admin_user": "postgres", "admin_password": "[secret]", "sslmode": "disable"}
+    assert servers["dedicated-1"] == {"host": "127.0.0.1", "port": 5433, "admin_user": "postgres", "admin_password": "[secret]", "sslmode": "disable", "logical_replication": True}
     inputs = {key: value for key, value in placement.raw_inputs.items() if key != "servers"}
     assert inputs == {
         "resource_name": "pirapora-db-placement",

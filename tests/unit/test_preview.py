@@ -171,11 +171,28 @@ def test_move_says_data_copy_and_keeps_the_old_database(fresh):
     fresh.commit("move gurupi")
     code, out, _ = fresh.plan()
     assert code == 0
-    assert "~ changed gurupi: moved shared-1 → dedicated-1 (data copy, downtime); old database on shared-1 retained" in out
+    assert (
+        "~ changed gurupi: moved shared-1 → dedicated-1 (data copy by logical replication, writes refused under a second); "
+        "old database on shared-1 retained"
+    ) in out
     assert "+ gurupi-db-dedicated-1 (Database)" in out and "− gurupi-db-shared-1 (Database): retained on the server" in out
     assert "± gurupi-backend-0 (Container): replace on envs (secret)" in out  # a new DATABASE_URL
     (warning,) = warnings_of(out)
-    assert warning.startswith("⚠ gurupi: database moves shared-1 → dedicated-1")
+    assert warning.startswith("⚠ gurupi: database moves shared-1 → dedicated-1: copied by logical replication while the tenant writes")
+
+
+def test_a_move_off_a_server_without_logical_replication_says_dump_and_why(fresh):
+    fresh.edit_yaml("Pulumi.dev.yaml", lambda data: data["config"]["fleet:servers"]["dedicated-1"].update(logical_replication=False))
+    fresh.edit("gurupi", database={"server": "dedicated-1"})
+    fresh.commit("move gurupi to a server without logical replication")
+    code, out, _ = fresh.plan()
+    assert code == 0
+    assert (
+        "moved shared-1 → dedicated-1 (data copy by dump and restore, writes refused throughout: "
+        "server dedicated-1 declares logical_replication: false)"
+    ) in out
+    warning = next(line for line in warnings_of(out) if "gurupi: database moves" in line)
+    assert "downtime while the data is copied by dump and restore (server dedicated-1 declares logical_replication: false)" in warning
 
 
 def test_suspend_stops_the_app_and_keeps_the_data_and_resume_starts_it(fresh):
@@ -237,7 +254,7 @@ def test_multi_change_pr_comment_collapses_details(fresh):
     assert rows["itabira"].startswith("| + |") and rows["novaroma"].startswith("| − |") and rows["catasaltas"].startswith("| − |")
     assert (
         "plan pro → enterprise (backend 512 → 1024 MB, 0.5 → 1 CPU, 1 → 2 replicas; frontend 256 → 512 MB, 0.25 → 0.5 CPU, 1 → 2 replicas); "
-        "moved shared-1 → dedicated-1 (data copy, downtime)"
+        "moved shared-1 → dedicated-1 (data copy by logical replication, writes refused under a second)"
     ) in rows["gurupi"]
     assert "database retained on shared-1" in rows["novaroma"]
     assert "PURGE: data will be dropped after a final backup" in rows["catasaltas"]
