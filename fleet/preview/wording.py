@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from fleet.model import derive
+from fleet.model import derive, kubernetes
 from fleet.model.spec import Fleet, Size, TenantSpec
 from fleet.model.type_tokens import PLACEMENT, PURGE
 from fleet.preview.changes import (
@@ -67,6 +67,8 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
         words.append(f"resized: {'; '.join(sizes)} ({cause})")
     if base_spec.database.server != head_spec.database.server:
         words.append(f"moved {base_spec.database.server} → {head_spec.database.server} (data copy, downtime)")
+    if base_spec.app.host != head_spec.app.host:
+        words.append(f"app moved {base_spec.app.host} → {head_spec.app.host} ({app_host_words(head_spec, head_fleet)}; the data stays)")
     if base_spec.status != head_spec.status:
         words.append("suspended (app stopped, logins refused; data kept)" if head_spec.status == "suspended" else "resumed")
     if base_spec.rotation != head_spec.rotation:
@@ -83,6 +85,13 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
     if base_spec.display_name != head_spec.display_name:
         words.append("display name changed")
     return words
+
+
+def app_host_words(spec: TenantSpec, fleet: Optional[Fleet]) -> str:
+    """Which runtime a tenant's app host is, and for a cluster how the proxy reaches the app (its `routing`)."""
+    if fleet is None or spec.app.host not in fleet.environment.kubernetes_hosts:
+        return "Docker"
+    return f"Kubernetes: {kubernetes.upstream_kind(fleet.environment.kubernetes_hosts[spec.app.host])}"
 
 
 def hostnames_of(spec: TenantSpec, fleet: Optional[Fleet]) -> list[str]:
