@@ -284,3 +284,31 @@ def test_a_namespace_name_too_long_is_refused(cluster):
     with pytest.raises(SpecError) as raised:
         cluster.evaluate()
     assert f"tenant {long_name}: name: namespace 't{'x' * 30}{long_name}' is longer than 63 characters" in str(raised.value)
+
+
+def test_the_offline_plan_shows_the_kubernetes_objects(cluster):
+    import io
+
+    from fleet.offline.report import key_inputs, print_plan_table
+
+    evaluation = cluster.evaluate()
+    shown = {r.name: key_inputs(r) for r in evaluation.resources if r.tenant == "gurupi" and r.custom}
+    assert shown["gurupi-backend"] == "ns=tenant-gurupi name=backend replicas=1 image=nginx:1.27.3-alpine cpu=500m memory=512Mi ready=/:80"
+    assert shown["gurupi-namespace"] == "name=tenant-gurupi labels=managed-by=tenant-fleet,plan=pro,tenant=gurupi"
+    assert shown["gurupi-quota"] == "ns=tenant-gurupi name=tenant-quota hard=limits.cpu=1500m,limits.memory=1536Mi,pods=4,requests.cpu=1500m,requests.memory=1536Mi"
+    assert shown["gurupi-isolation"] == "ns=tenant-gurupi name=tenant-isolation from=namespace,{'cidr': '10.88.0.1/32'}"
+    pods = shown["gurupi-backend-pods"]  # the selector's keys in the wire's order
+    assert pods.startswith("namespace=tenant-gurupi selector=") and pods.endswith(" port=80 expected=1")
+    assert "component=backend" in pods and "tenant=gurupi" in pods
+    out = io.StringIO()
+    print_plan_table(evaluation, {"gurupi": "pro"}, out)
+    for kind in ("Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy", "Deployment", "Service", "Secret", "ReadyPods"):
+        assert kind in out.getvalue(), kind
+
+
+def test_the_policy_packs_kubernetes_tokens_are_the_models_tokens():
+    from policies import fleet_policies as pack
+
+    assert pack.KUBE_QUOTA == tokens.KUBE_QUOTA and pack.KUBE_NAMESPACE == tokens.KUBE_NAMESPACE
+    assert {tokens.KUBE_DEPLOYMENT, tokens.KUBE_JOB} <= set(pack.POD_SPEC_PATHS)
+    assert pack.COMPONENT_SUFFIXES[tokens.KUBERNETES_APP] == "-kubernetes"
