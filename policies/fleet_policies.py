@@ -45,6 +45,7 @@ COMPONENT_SUFFIXES = {
 # Kubernetes objects the rules look at (the official provider's tokens), and where each keeps its pod spec.
 KUBE_NAMESPACE = "kubernetes:core/v1:Namespace"
 KUBE_QUOTA = "kubernetes:core/v1:ResourceQuota"
+KUBE_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "kubernetes:core/v1:Pod": ("spec",),
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
@@ -251,7 +252,11 @@ JOB_ROLE = "job"
 
 
 def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """An app container's memory and CPU equal its tenant's plan size with the tenant's overrides, never above the plan's max."""
+    """An app container's memory and CPU equal its tenant's plan size with the tenant's overrides, never above the plan's max
+    (a Docker container, or the containers of a tenant's Deployment on a cluster)."""
+    if args.resource_type == KUBE_DEPLOYMENT:
+        _deployment_limits_match_plan(args, report)
+        return
     if args.resource_type != CONTAINER:
         return
     config = args.get_config()
@@ -294,6 +299,38 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
 
 WORKER_ROLE = "worker"
 """`component` label of a plan's worker containers (their `worker` label names which)."""
+
+
+def _deployment_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    labels = _path(args.props, ("metadata", "labels"))
+    if labels is None or labels is UNKNOWN:
+        return
+    tenant, role = labels.get("tenant"), labels.get("component")
+    config = args.get_config()
+    expected_tenant = (config.get("tenants") or {}).get(tenant) if tenant else None
+    if expected_tenant is None:
+        return  # not a tenant's Deployment, or a tenant this config doesn't know (container-limits-match-plan names those for containers)
+    if role == WORKER_ROLE:
+        expected = (expected_tenant.get("workers") or {}).get(labels.get("worker"))
+    else:
+        expected = plan_services(expected_tenant).get(role)
+    if expected is None:
+        report(f"tenant {tenant}: Deployment {args.name} runs {role!r}, which plan {expected_tenant.get('plan')!r} doesn't declare.", None)
+        return
+    for container in pod_containers(pod_spec(args.resource_type, args.props)):
+        limits = _path(container, ("resources", "limits"))
+        if limits is None or limits is UNKNOWN:
+            continue  # container-limits-set's finding
+        for label, declared, wanted, unit in (
+            ("memory", memory_mb(_path(limits, ("memory",))), _number(expected.get("memoryMb")), " MB"),
+            ("cpu", cpu_cores(_path(limits, ("cpu",))), _number(expected.get("cpu")), ""),
+        ):
+            if declared is not None and wanted is not None and abs(declared - wanted) > 1e-9:
+                report(
+                    f"tenant {tenant}: {role} Deployment {args.name} has {label} {_fmt(declared)}{unit} per container, "
+                    f"but plan {expected_tenant.get('plan')} with the tenant's overrides gives {_fmt(wanted)}{unit}.",
+                    None,
+                )
 
 
 def _worker_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation, tenant: str, labels: Mapping[str, str], config: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ import pytest
 from fleet.model import type_tokens as tokens
 from policies import fleet_policies as pack
 from tests.unit.graph import of_type
-from tests.unit.test_kubernetes_runtime import CLUSTER
+from tests.unit.test_kubernetes_runtime import CLUSTER, add_jobs_and_workers
 from tests.unit.test_policies import add_tenants, fails, fleet_of, mutated, resource_args, run
 
 
@@ -28,7 +28,9 @@ def messages(violations):
 
 
 def test_every_policy_passes_on_a_fleet_with_tenants_on_a_cluster(cluster):
+    add_jobs_and_workers(cluster)
     evaluation = cluster.evaluate()
+    assert of_type(evaluation, tokens.KUBE_JOB, "gurupi") and any(r.name == "gurupi-worker-queue" for r in of_type(evaluation, tokens.KUBE_DEPLOYMENT))
     assert of_type(evaluation, tokens.KUBE_DEPLOYMENT, "gurupi")
     assert [v for v in run(evaluation, fleet_of(cluster)) if v.mandatory] == []
 
@@ -119,3 +121,14 @@ def test_a_tenant_namespace_without_a_quota_is_named(cluster):
 def test_kubernetes_quantities():
     assert [pack.cpu_cores(value) for value in ("250m", "2", "1.5", "x")] == [0.25, 2.0, 1.5, None]
     assert [pack.memory_mb(value) for value in ("512Mi", "1Gi", "1048576", "1G")] == [512.0, 1024.0, 1.0, 1e9 / 2**20]
+
+
+def test_a_deployment_sized_off_its_plan_is_named(cluster):
+    evaluation = cluster.evaluate()
+    inputs = _backend_pod(evaluation)
+    inputs["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {"cpu": "2", "memory": "4Gi"}
+    found = messages(run(mutated(evaluation, "gurupi-backend", inputs=inputs), fleet_of(cluster), pack.CONTAINER_LIMITS_MATCH_PLAN))
+    assert found == [
+        "tenant gurupi: backend Deployment gurupi-backend has memory 4096 MB per container, but plan pro with the tenant's overrides gives 512 MB.",
+        "tenant gurupi: backend Deployment gurupi-backend has cpu 2 per container, but plan pro with the tenant's overrides gives 0.5.",
+    ]
