@@ -27,7 +27,7 @@ from fleet.model.spec import Environment, Fleet
 from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 
 CONFIG_NAMESPACE = "fleet"
-SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets")
+SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets", "kubeconfigs")
 ADMIN_CREDENTIALS_OUTPUT = "admin_credentials"
 APP_ENVS_OUTPUT = "app_envs"
 """Secret output: each tenant's app env per service, when backups seal it (`fleet:backups.env_recipient`)."""
@@ -111,7 +111,8 @@ def build_platform(
             if app_hosts is not None and host_key not in app_hosts:
                 continue
             docker_providers[host_key] = docker.Provider(derive.docker_provider_name(host_key), host=host.url)
-        clusters = {key: cluster_access(key, host) for key, host in sorted(environment.kubernetes_hosts.items()) if app_hosts is None or key in app_hosts}
+        kubeconfigs = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("kubeconfigs") if environment.kubernetes_hosts else None
+        clusters = {key: cluster_access(key, host, kubeconfigs) for key, host in sorted(environment.kubernetes_hosts.items()) if app_hosts is None or key in app_hosts}
     if environment.manages("dns") and environment.dns.mode == "cloudflare":
         from components.dns import cloudflare_provider  # imports pulumi_cloudflare (2 s, 165 MB): only when used
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as kubernetes
@@ -24,17 +25,19 @@ class ClusterAccess:
     """The kubeconfig context (None: its current one)."""
 
 
-def cluster_access(key: str, host: KubernetesHost) -> ClusterAccess:
-    """Declare the provider of cluster `key` from its kubeconfig (a file, or a secret stack config key)."""
-    if host.kubeconfig_secret is not None:
-        namespace, _, name = host.kubeconfig_secret.rpartition(":")
-        kubeconfig: pulumi.Input[str] = pulumi.Config(namespace or None).require_secret(name)
+def cluster_access(key: str, host: KubernetesHost, kubeconfigs: Optional[pulumi.Input[dict]] = None) -> ClusterAccess:
+    """Declare the provider of cluster `key` from its kubeconfig: its file, else the secret `fleet:kubeconfigs.<key>`
+    (`kubeconfigs`, the stack's secret object)."""
+    if host.kubeconfig is not None:
+        kubeconfig: pulumi.Input[str] = os.path.expanduser(host.kubeconfig)
     else:
-        assert host.kubeconfig is not None  # KubernetesHost asks for one of the two
-        kubeconfig = os.path.expanduser(host.kubeconfig)
-    provider = kubernetes.Provider(
-        derive.kubernetes_provider_name(key),
-        kubeconfig=kubeconfig,
-        context=host.context,
-    )
+
+        def pick(configs: Optional[dict]) -> str:
+            # Never an empty kubeconfig: the provider would fall back to whatever cluster the machine's ~/.kube/config names.
+            if not configs or not configs.get(key):
+                raise KeyError(f"kubernetes host {key} has no kubeconfig file and the secret fleet:kubeconfigs.{key} is not set")
+            return str(configs[key])
+
+        kubeconfig = pulumi.Output.secret(pulumi.Output.from_input(kubeconfigs or {}).apply(pick))
+    provider = kubernetes.Provider(derive.kubernetes_provider_name(key), kubeconfig=kubeconfig, context=host.context)
     return ClusterAccess(provider, kubeconfig, host.context)

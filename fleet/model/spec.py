@@ -878,6 +878,11 @@ class Environment(Strict):
         description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).",
     )
     redis_password: str = Field(default="", description="SECRET: the Redis admin's password (`pulumi config set --secret fleet:redis_password ...`).")
+    kubeconfigs: dict[str, str] = Field(
+        default_factory=dict,
+        description="SECRET: kubeconfig per key of fleet:kubernetes_hosts without a `kubeconfig` file "
+        "(`pulumi config set --secret --path 'fleet:kubeconfigs.<key>' \"$(cat kubeconfig)\"`).",
+    )
     app_secrets: dict[str, str] = Field(
         default_factory=dict,
         description="SECRET: values for `secrets: {NAME: {config: <key>}}` (`pulumi config set --secret --path 'fleet:app_secrets.<key>' ...`).",

@@ -24,12 +24,10 @@ class KubernetesHost(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kubeconfig: Optional[str] = Field(
-        default=None, description="Path of a kubeconfig file on the machine running `pulumi up` (`~` expanded); or use `kubeconfig_secret`."
-    )
-    kubeconfig_secret: Optional[str] = Field(
         default=None,
-        description="A secret stack config key holding the kubeconfig itself (`fleet:kubeconfig_k8s_1`, set from a CI secret with "
-        "`pulumi config set --secret`); instead of `kubeconfig`.",
+        description="Path of a kubeconfig file on the machine running `pulumi up` (`~` expanded); unset: the secret "
+        "`fleet:kubeconfigs.<key>` holds the kubeconfig itself (`pulumi config set --secret --path 'fleet:kubeconfigs.k8s-1' \"$(cat kubeconfig)\"`, "
+        "from a CI secret).",
     )
     context: Optional[str] = Field(default=None, description="kubeconfig context to use (default: its current context).")
     cpus: float = Field(gt=0, description="CPU cores the cluster offers to tenant namespaces (the sum of their quotas must fit).")
@@ -85,11 +83,6 @@ class KubernetesHost(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "KubernetesHost":
-        problems = []
-        if (self.kubeconfig is None) == (self.kubeconfig_secret is None):
-            problems.append("give exactly one of kubeconfig (a file) and kubeconfig_secret (a secret config key)")
         if self.routing == "ingress" and not self.ingress:
-            problems.append("routing: ingress needs `ingress`, the controller's address Caddy dials (host:port)")
-        if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("routing: ingress needs `ingress`, the controller's address Caddy dials (host:port)")
         return self

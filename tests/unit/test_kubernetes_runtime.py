@@ -256,12 +256,14 @@ def test_a_wrong_cluster_config_is_named_with_file_tenant_and_field(cluster):
     assert "app host keys used twice (docker_hosts and kubernetes_hosts): vps-2" in str(raised.value)
 
     del cluster.config["docker_hosts"]
-    cluster.config["kubernetes_hosts"]["vps-2"] = {**CLUSTER, "kubeconfig_secret": "fleet:kubeconfig", "routing": "ingress"}
+    cluster.config["kubernetes_hosts"]["vps-2"] = {**CLUSTER, "routing": "ingress"}
+    cluster.config["kubernetes_hosts"]["vps-3"] = {**CLUSTER, "namespace_prefix": "Tenant_"}
     with pytest.raises(SpecError) as raised:
         cluster.evaluate()
     text = str(raised.value)
-    assert "give exactly one of kubeconfig (a file) and kubeconfig_secret (a secret config key)" in text
-    assert "routing: ingress needs `ingress`" in text
+    assert "fleet:kubernetes_hosts.vps-2: routing: ingress needs `ingress`" in text
+    assert "fleet:kubernetes_hosts.vps-3.namespace_prefix: 'Tenant_' must start a DNS label" in text
+    del cluster.config["kubernetes_hosts"]["vps-3"]
 
     del cluster.config["kubernetes_hosts"]["vps-2"]
     cluster.edit("santarita", app={"host": "k8s-9"})
@@ -312,3 +314,15 @@ def test_the_policy_packs_kubernetes_tokens_are_the_models_tokens():
     assert pack.KUBE_QUOTA == tokens.KUBE_QUOTA and pack.KUBE_NAMESPACE == tokens.KUBE_NAMESPACE
     assert {tokens.KUBE_DEPLOYMENT, tokens.KUBE_JOB} <= set(pack.POD_SPEC_PATHS)
     assert pack.COMPONENT_SUFFIXES[tokens.KUBERNETES_APP] == "-kubernetes"
+
+
+def test_a_cluster_without_a_kubeconfig_file_reads_the_secret_and_never_the_machines_default(cluster):
+    host = {key: value for key, value in CLUSTER.items() if key != "kubeconfig"}
+    cluster.config["kubernetes_hosts"] = {"k8s-1": host}
+    cluster.config["kubeconfigs"] = {"k8s-1": "apiVersion: v1\nkind: Config\n"}
+    evaluation = cluster.evaluate()
+    (provider,) = [r for r in evaluation.resources if r.type == "pulumi:providers:kubernetes"]
+    assert provider.raw_inputs["kubeconfig"] == "apiVersion: v1\nkind: Config\n" and "kubeconfig" in provider.secret_inputs
+    del cluster.config["kubeconfigs"]
+    with pytest.raises(Exception, match="kubernetes host k8s-1 has no kubeconfig file and the secret fleet:kubeconfigs.k8s-1 is not set"):
+        cluster.evaluate()
