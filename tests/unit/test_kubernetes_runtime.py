@@ -326,3 +326,20 @@ def test_a_cluster_without_a_kubeconfig_file_reads_the_secret_and_never_the_mach
     del cluster.config["kubeconfigs"]
     with pytest.raises(Exception, match="kubernetes host k8s-1 has no kubeconfig file and the secret fleet:kubeconfigs.k8s-1 is not set"):
         cluster.evaluate()
+
+
+def test_a_tenant_stack_on_a_cluster_declares_its_cluster_and_the_default_docker_host_for_its_backup(cluster):
+    """With `fleet:stacks: per-tenant`, stack `dev.gurupi` declares the cluster's provider (its app) and the default
+    Docker host (its scheduled backup container), and no other host."""
+    from tests.unit.test_program import _evaluate_as_stack
+
+    cluster.config["stacks"] = "per-tenant"
+    cluster.config["images"] = {**cluster.config["images"], "ops": "registry.example/tenant-fleet/ops:1.0.0"}
+    evaluation = _evaluate_as_stack(cluster, "dev.gurupi")
+    providers = sorted(r.name for r in evaluation.resources if r.type.startswith("pulumi:providers:") and r.type != "pulumi:providers:postgresql")
+    assert providers == ["docker-host", "kubernetes-k8s-1"]
+    # (this run records no tenant attribution: the stack holds gurupi alone)
+    assert {d.name for d in of_type(evaluation, tokens.KUBE_DEPLOYMENT)} == {"gurupi-backend", "gurupi-frontend"}
+    containers = of_type(evaluation, CONTAINER)
+    assert containers and all(c.raw_inputs["image"].startswith("registry.example/tenant-fleet/ops") for c in containers)  # the backup job only
+    assert all("::docker-host::" in c.provider for c in containers)
