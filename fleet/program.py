@@ -52,6 +52,9 @@ def environment_from_config() -> dict[str, Any]:
     if app_secrets:
         # Their names only (values are read as secret Outputs): references to them are checked like the rest.
         raw["app_secrets"] = {name: "[secret]" for name in json.loads(app_secrets)}
+    kubeconfigs = pulumi.runtime.get_config(f"{CONFIG_NAMESPACE}:kubeconfigs")
+    if kubeconfigs:
+        raw["kubeconfigs"] = {name: "[secret]" for name in json.loads(kubeconfigs)}  # which clusters have one, checked with the rest
     for key in Environment.model_fields:
         if key in SECRET_CONFIG_KEYS:
             continue

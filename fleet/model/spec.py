@@ -929,6 +929,12 @@ class Environment(Strict):
             raise ValueError("layers: app needs database in the same stack (the app's database URL comes from it)")
         if self.registry is not None and self.registry.server not in self.servers:
             raise ValueError(f"registry.server {self.registry.server!r} is not one of the servers: {', '.join(sorted(self.servers))}")
+        without = sorted(key for key, host in self.kubernetes_hosts.items() if host.kubeconfig is None and key not in self.kubeconfigs)
+        if without:
+            raise ValueError(
+                "; ".join(f"kubernetes_hosts.{key}: no kubeconfig file and no secret fleet:kubeconfigs.{key}" for key in without)
+                + f" (set it: pulumi config set --secret --path 'fleet:kubeconfigs.{without[0]}' \"$(cat kubeconfig)\")"
+            )
         if set(self.docker_hosts) & set(self.kubernetes_hosts):
             raise ValueError(f"app host keys used twice (docker_hosts and kubernetes_hosts): {', '.join(sorted(set(self.docker_hosts) & set(self.kubernetes_hosts)))}")
         if "proxy" in self.layers and "app" not in self.layers and not self.proxy.external_upstreams:

@@ -324,8 +324,9 @@ def test_a_cluster_without_a_kubeconfig_file_reads_the_secret_and_never_the_mach
     (provider,) = [r for r in evaluation.resources if r.type == "pulumi:providers:kubernetes"]
     assert provider.raw_inputs["kubeconfig"] == "apiVersion: v1\nkind: Config\n" and "kubeconfig" in provider.secret_inputs
     del cluster.config["kubeconfigs"]
-    with pytest.raises(Exception, match="kubernetes host k8s-1 has no kubeconfig file and the secret fleet:kubeconfigs.k8s-1 is not set"):
+    with pytest.raises(SpecError) as raised:  # refused before anything is declared
         cluster.evaluate()
+    assert "Pulumi.dev.yaml: fleet:: kubernetes_hosts.k8s-1: no kubeconfig file and no secret fleet:kubeconfigs.k8s-1" in str(raised.value)
 
 
 def test_a_tenant_stack_on_a_cluster_declares_its_cluster_and_the_default_docker_host_for_its_backup(cluster):
