@@ -11,9 +11,12 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from components import app_env
+from components.k8s.app import KubernetesApp, KubernetesAppArgs
+from components.k8s.cluster import ClusterAccess
 from components.providers.jobs import JobOutcome, JobOutcomeArgs
 from components.providers.volume import TenantVolume, TenantVolumeArgs
-from fleet.model import derive, env_template, type_tokens
+from fleet.model import derive, type_tokens
 from fleet.model.spec import Environment, Plan, TenantSpec
 
 
@@ -28,7 +31,7 @@ class TenantAppArgs:
     environment: Environment
     """The stack's environment (images, proxy upstream address, public URLs)."""
     provider: pulumi.ProviderResource
-    """The docker provider of the app host."""
+    """The provider of the app host (docker, or kubernetes for a cluster)."""
     facts: Mapping[str, pulumi.Input[str]]
     """Every fact env templates may reference (fleet.model.env_template.FACTS) that applies to this tenant: the static
     ones (fleet.model.derive.static_env_facts) and those from resources (db.host, db.port, db.password, db.url, redis.url)."""
@@ -39,10 +42,15 @@ class TenantAppArgs:
     jobs_facts: Optional[Mapping[str, pulumi.Input[str]]] = None
     """`db.user`, `db.password` and `db.url` of the container jobs' own login (which becomes the owner role): their
     DATABASE_URL and every env template over those facts (`DIRECT_URL: ${db.url}`) use it; default: the app's."""
+    cluster: Optional[ClusterAccess] = None
+    """The cluster of a tenant on a Kubernetes host (fleet:kubernetes_hosts); `provider` is then its provider."""
 
 
 class TenantApp(pulumi.ComponentResource):
-    """The app's containers (fleet.model.derive.services) on a network of their own, with limits, health check, labels and env.
+    """The app's secrets and env (components.app_env) and its runtime: on a Docker host, the containers
+    (fleet.model.derive.services) on a network of their own, with limits, health check, labels and env; on a
+    Kubernetes host, its namespace and workloads (components.k8s.app.KubernetesApp, a child of this component, so
+    that a move between runtimes keeps the tenant's generated secrets).
 
     Containers are named by Pulumi (no fixed `name`), so a replacement starts the new container before
     the old one stops, and the proxy route moves to it in between. Ports are published on the host's
@@ -61,9 +69,27 @@ class TenantApp(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         on_host = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(args.after))
         keepers = {"rotation": str(tenant.rotation)}
+        cluster = environment.kubernetes_hosts.get(tenant.app.host)
+        services = derive.services(plan, tenant, environment)
+        primary = derive.primary_service(plan, tenant, environment)
+        facts = dict(args.facts)
+        if cluster is not None:  # validation refuses volumes and a dedicated Redis there
+            assert args.cluster is not None  # the Tenant passes the cluster's access with its host
+            secrets_by_kind = app_env.secret_env(names, tenant, plan, facts, args.app_secrets, keepers, child)
+            envs = app_env.service_envs(tenant, plan, environment, facts, secrets_by_kind)
+            self.env = {name: env.lines() for name, env in envs.items()}
+            runtime = KubernetesApp(
+                names.kube_runtime_component,
+                KubernetesAppArgs(
+                    tenant, plan, environment, cluster, args.cluster, envs,
+                    jobs_env=app_env.jobs_env_lines(tenant, plan, environment, facts, secrets_by_kind, primary.name, args.jobs_facts), after=list(args.after),
+                ),
+                opts=child,
+            )
+            self.upstreams = runtime.upstreams
+            self.register_outputs({"upstreams": self.upstreams})
+            return
 
-        jwt_secret = random.RandomPassword(names.jwt_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)
-        jwt_refresh = random.RandomPassword(names.jwt_refresh_secret, length=derive.JWT_SECRET_LENGTH, special=False, keepers=keepers, opts=child)
         volumes = {
             name: TenantVolume(
                 names.volume(name),
@@ -85,59 +111,20 @@ class TenantApp(pulumi.ComponentResource):
             opts=on_host,
         )
 
-        facts = dict(args.facts)
         if plan.redis == "dedicated":
             facts["redis.url"] = dedicated_redis(names, tenant, plan, environment, network, keepers, on_host, child)
-        secret_env: dict[str, dict[str, pulumi.Input[str]]] = {
-            "backend": {
-                "DATABASE_URL": facts["db.url"],
-                "JWT_SECRET": jwt_secret.result,
-                "JWT_REFRESH_SECRET": jwt_refresh.result,
-                **({"REDIS_URL": facts["redis.url"]} if "redis.url" in facts else {}),
-                **declared_secrets(tenant, plan, args.app_secrets, keepers, child),
-            },
-            "frontend": {},
-        }
-        declared_env = plan.env.merged_with(tenant.env)
-        services = derive.services(plan, tenant, environment)
-        primary = derive.primary_service(plan, tenant, environment)
+        secrets_by_kind = app_env.secret_env(names, tenant, plan, facts, args.app_secrets, keepers, child)
+        envs = app_env.service_envs(tenant, plan, environment, facts, secrets_by_kind)
+        service_envs = {name: env.lines() for name, env in envs.items()}
+        self.env = service_envs
 
         # The proxy reaches published ports at the app host's address (the default host: the proxy's upstream_host).
         upstream_host = environment.app_hosts()[tenant.app.host].upstream_host or environment.proxy.upstream_host
         self.upstreams = {}
-        backend_secrets = secret_env["backend"]
 
-        def service_env_lines(service: derive.AppService, facts: Mapping[str, pulumi.Input[str]], base_secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
-            """A service's `NAME=value` lines: its plain env, its kind's declared templates over `facts`, its secrets."""
-            env: dict[str, str] = derive.service_env(tenant, plan, environment, service)
-            templates: dict[str, str] = getattr(declared_env, service.env)
-            if service.env == "backend" and "app-" in service.routes:
-                templates = {**declared_env.frontend, **declared_env.backend}  # it renders the pages too
-            secrets = dict(base_secrets)
-            for key, template in templates.items():
-                value = rendered(template, facts)
-                if isinstance(value, str):
-                    env[key] = value
-                else:  # from a resource's output (or a secret): with the secrets, which are Outputs too
-                    secrets[key] = value
-
-            def env_lines(secret_values: Mapping[str, object]) -> list[str]:
-                return sorted(f"{key}={value}" for key, value in {**env, **secret_values}.items())
-
-            env_list = pulumi.Output.from_input(secrets).apply(env_lines)
-            # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
-            lines: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secrets else env_list
-            return lines
-
-        service_envs = {service.name: service_env_lines(service, facts, secret_env[service.env]) for service in services}
-        self.env = service_envs
-
-        # The plan's container jobs run first, with the primary service's image and env, as their own login: every
-        # db.* fact (DATABASE_URL, and templates such as Prisma's DIRECT_URL) is theirs. The app's containers wait.
-        job_envs = service_envs[primary.name]
-        if args.jobs_facts is not None:
-            job_facts = {**facts, **args.jobs_facts}
-            job_envs = service_env_lines(primary, job_facts, {**backend_secrets, "DATABASE_URL": job_facts["db.url"]})
+        # The plan's container jobs run first, with the primary service's image and env, as their own login: every db.* fact
+        # (DATABASE_URL, and templates such as Prisma's DIRECT_URL) is theirs. The app's containers wait for them.
+        job_envs = app_env.jobs_env_lines(tenant, plan, environment, facts, secrets_by_kind, primary.name, args.jobs_facts)
         outcomes = tenant_jobs(names, tenant, plan, primary.image, job_envs, network, mounts["backend"], on_host)
         on_host = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=outcomes))
         for service in services:
@@ -259,38 +246,6 @@ def dedicated_redis(names, tenant: TenantSpec, plan: Plan, environment: Environm
             opts=on_host,
         )
     return pulumi.Output.secret(password.result.apply(derive.dedicated_redis_url))
-
-
-def rendered(template: str, facts: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[str]:
-    """A template's value: a string when every fact it references is one, else an Output (secret if any fact is)."""
-    needed = sorted(env_template.references(template))
-    if all(isinstance(facts[fact], str) for fact in needed):
-        return env_template.render(template, {fact: str(facts[fact]) for fact in needed})
-    value = pulumi.Output.all(*[facts[fact] for fact in needed]).apply(lambda values: env_template.render(template, dict(zip(needed, values))))
-    return pulumi.Output.secret(value) if set(needed) & env_template.SECRET_FACTS else value
-
-
-def declared_secrets(
-    tenant: TenantSpec, plan: Plan, app_secrets: Optional[pulumi.Input[dict]], keepers: dict[str, str], opts: pulumi.ResourceOptions
-) -> dict[str, pulumi.Input[str]]:
-    """The backend's `secrets:` (its plan's, then its own): generated per tenant, or read from `fleet:app_secrets`."""
-    values: dict[str, pulumi.Input[str]] = {}
-    for name, source in sorted(plan.secrets.merged_with(tenant.secrets).backend.items()):
-        if source.generate is not None:
-            password = random.RandomPassword(
-                derive.generated_secret_name(tenant, name), length=source.generate, special=False, keepers=keepers, opts=opts
-            )
-            values[name] = password.result
-        else:
-            key = source.config
-
-            def pick(secrets: Optional[dict], key: Optional[str] = key, name: str = name) -> str:
-                if not secrets or key not in secrets:
-                    raise KeyError(f"tenant {tenant.name}: secrets.backend.{name} reads fleet:app_secrets.{key}, which is not set")
-                return str(secrets[key])
-
-            values[name] = pulumi.Output.secret(pulumi.Output.from_input(app_secrets or {}).apply(pick))
-    return values
 
 
 def _external_port(ports) -> int:

@@ -11,6 +11,7 @@ from components.app import TenantApp, TenantAppArgs
 from components.backup import ScheduledBackup, ScheduledBackupArgs
 from components.cache import TenantRedis, TenantRedisArgs
 from components.database import TenantDatabase, TenantDatabaseArgs, tenant_purge
+from components.k8s.cluster import ClusterAccess
 from components.proxy import TenantRoutes, TenantRoutesArgs
 from fleet.model import derive, type_tokens
 from fleet.model.spec import Environment, Plan, TenantSpec
@@ -26,6 +27,8 @@ class Platform:
     """postgresql providers by server key."""
     docker: dict[str, pulumi.ProviderResource] = field(default_factory=dict)
     """docker providers by app host key (`default` and fleet:docker_hosts)."""
+    kubernetes: dict[str, ClusterAccess] = field(default_factory=dict)
+    """Kubernetes providers (and kubeconfigs) by app host key (fleet:kubernetes_hosts)."""
     dns: Optional[pulumi.ProviderResource] = None
     """The Cloudflare provider (only with dns mode cloudflare)."""
     proxy: Optional[pulumi.Resource] = None
@@ -115,22 +118,26 @@ class Tenant(pulumi.ComponentResource):
         service_names = [service.name for service in derive.services(plan, tenant, environment)]
         upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment, service_names))
         if environment.manages("app") and not purged:
-            # Environment refuses app without database, and build_platform declares the docker provider with app.
-            assert self.database is not None and tenant.app.host in platform.docker
-            host_provider = platform.docker[tenant.app.host]
+            # Environment refuses app without database, and build_platform declares the host's provider with app.
+            cluster = platform.kubernetes.get(tenant.app.host)
+            assert self.database is not None and (tenant.app.host in platform.docker or cluster is not None)
+            app_provider = cluster.provider if cluster is not None else platform.docker[tenant.app.host]
             app = TenantApp(
                 names.app_component,
                 TenantAppArgs(
-                    tenant, plan, environment, host_provider, self.env_facts(plan, environment), platform.app_secrets,
+                    tenant, plan, environment, app_provider, self.env_facts(plan, environment), platform.app_secrets,
                     # The jobs run before the containers are (re)created: a new version starts on a migrated database.
                     after=[self.database.migrations] if self.database.migrations is not None else [],
                     jobs_facts=self.database.jobs_facts,
+                    cluster=cluster,
                 ),
                 opts=child,
             )
+            # The scheduled backup is a container on the tenant's Docker host; a tenant on a cluster has it on the default one.
+            host_provider = platform.docker.get("default" if cluster is not None else tenant.app.host)
             upstreams = dict(app.upstreams)
             self.app_env = app.env
-            if environment.images.ops:
+            if environment.images.ops and host_provider is not None:
                 ScheduledBackup(
                     names.backup_component,
                     ScheduledBackupArgs(

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_postgresql as postgresql
 
+from components.k8s.cluster import cluster_access
 from components.proxy import proxy_server
 from components.registry import declare_registry, tenant_stack_registry_row
 from components.server import ServerLockdown
@@ -26,7 +27,7 @@ from fleet.model.spec import Environment, Fleet
 from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 
 CONFIG_NAMESPACE = "fleet"
-SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets")
+SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets", "kubeconfigs")
 ADMIN_CREDENTIALS_OUTPUT = "admin_credentials"
 APP_ENVS_OUTPUT = "app_envs"
 """Secret output: each tenant's app env per service, when backups seal it (`fleet:backups.env_recipient`)."""
@@ -51,6 +52,9 @@ def environment_from_config() -> dict[str, Any]:
     if app_secrets:
         # Their names only (values are read as secret Outputs): references to them are checked like the rest.
         raw["app_secrets"] = {name: "[secret]" for name in json.loads(app_secrets)}
+    kubeconfigs = pulumi.runtime.get_config(f"{CONFIG_NAMESPACE}:kubeconfigs")
+    if kubeconfigs:
+        raw["kubeconfigs"] = {name: "[secret]" for name in json.loads(kubeconfigs)}  # which clusters have one, checked with the rest
     for key in Environment.model_fields:
         if key in SECRET_CONFIG_KEYS:
             continue
@@ -104,11 +108,14 @@ def build_platform(
             if servers is None:
                 ServerLockdown(key, server, postgres[key])
     docker_providers: dict[str, pulumi.ProviderResource] = {}
+    clusters = {}
     if environment.manages("app"):
         for host_key, host in sorted(environment.app_hosts().items()):
             if app_hosts is not None and host_key not in app_hosts:
                 continue
             docker_providers[host_key] = docker.Provider(derive.docker_provider_name(host_key), host=host.url)
+        kubeconfigs = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("kubeconfigs") if environment.kubernetes_hosts else None
+        clusters = {key: cluster_access(key, host, kubeconfigs) for key, host in sorted(environment.kubernetes_hosts.items()) if app_hosts is None or key in app_hosts}
     if environment.manages("dns") and environment.dns.mode == "cloudflare":
         from components.dns import cloudflare_provider  # imports pulumi_cloudflare (2 s, 165 MB): only when used
 
@@ -119,6 +126,7 @@ def build_platform(
         backup_dir=backup_folder(environment),
         postgres=postgres,
         docker=docker_providers,
+        kubernetes=clusters,
         dns=dns_provider,
         proxy=proxy,
         server_passwords=server_passwords,
@@ -235,7 +243,7 @@ def fleet_program(
             fleet.environment,
             server_passwords,
             servers={tenant.database.server},
-            app_hosts={tenant.app.host},
+            app_hosts={tenant.app.host, "default"} if tenant.app.host in fleet.environment.kubernetes_hosts else {tenant.app.host},
             proxy_server_too=False,
             project_root=(tenants_dir or TENANTS_DIR).parent,
             redis_password=redis_password,

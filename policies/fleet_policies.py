@@ -41,6 +41,20 @@ COMPONENT_SUFFIXES = {
     "tenant-fleet:index:TenantApp": "-app",
     "tenant-fleet:index:TenantDns": "-dns",
     "tenant-fleet:index:TenantRoutes": "-proxy",
+    "tenant-fleet:index:KubernetesApp": "-kubernetes",
+}
+# Kubernetes objects the rules look at (the official provider's tokens), and where each keeps its pod spec.
+KUBE_NAMESPACE = "kubernetes:core/v1:Namespace"
+KUBE_QUOTA = "kubernetes:core/v1:ResourceQuota"
+KUBE_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "kubernetes:core/v1:Pod": ("spec",),
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 APP_ROLES = ("backend", "frontend")
 SECRET_ENV_KEYS = ("DATABASE_URL", "JWT_SECRET", "JWT_REFRESH_SECRET")
@@ -72,6 +86,8 @@ PLAN_OVERRIDES_NEAR_MAX = "plan-overrides-near-max"
 ROLE_TIMEOUTS_BOUNDED = "role-timeouts-bounded"
 POSTGRES_MEMORY_CAPACITY = "postgres-memory-capacity"
 CAPACITY_UTILIZATION_HIGH = "capacity-utilization-high"
+KUBERNETES_PODS_RESTRICTED = "kubernetes-pods-restricted"
+KUBERNETES_QUOTA_CAPACITY = "kubernetes-quota-capacity"
 
 REGENERATE_CONFIG = "regenerate it with `python -m fleet policy-config --stack <stack> --out <file>`"
 
@@ -214,7 +230,10 @@ def _provider_name(resource: Any) -> str:
 # ---------------------------------------------------------------- container limits
 
 def container_limits_set(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """Every container has a memory limit and a CPU limit (`memory` MB > 0, `cpus` > 0)."""
+    """Every container has a memory limit and a CPU limit (`memory` MB > 0, `cpus` > 0; a pod's containers `resources.limits`)."""
+    if args.resource_type in POD_SPEC_PATHS:
+        _pod_limits_set(args, report)
+        return
     if args.resource_type != CONTAINER:
         return
     memory, cpus = _get(args.props, "memory"), _get(args.props, "cpus")
@@ -236,7 +255,11 @@ JOB_ROLE = "job"
 
 
 def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """An app container's memory and CPU equal its tenant's plan size with the tenant's overrides, never above the plan's max."""
+    """An app container's memory and CPU equal its tenant's plan size with the tenant's overrides, never above the plan's max
+    (a Docker container, or the containers of a tenant's Deployment on a cluster)."""
+    if args.resource_type == KUBE_DEPLOYMENT:
+        _deployment_limits_match_plan(args, report)
+        return
     if args.resource_type != CONTAINER:
         return
     config = args.get_config()
@@ -281,6 +304,38 @@ WORKER_ROLE = "worker"
 """`component` label of a plan's worker containers (their `worker` label names which)."""
 
 
+def _deployment_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    labels = _path(args.props, ("metadata", "labels"))
+    if labels is None or labels is UNKNOWN:
+        return
+    tenant, role = labels.get("tenant"), labels.get("component")
+    config = args.get_config()
+    expected_tenant = (config.get("tenants") or {}).get(tenant) if tenant else None
+    if expected_tenant is None:
+        return  # not a tenant's Deployment, or a tenant this config doesn't know (container-limits-match-plan names those for containers)
+    if role == WORKER_ROLE:
+        expected = (expected_tenant.get("workers") or {}).get(labels.get("worker"))
+    else:
+        expected = plan_services(expected_tenant).get(role)
+    if expected is None:
+        report(f"tenant {tenant}: Deployment {args.name} runs {role!r}, which plan {expected_tenant.get('plan')!r} doesn't declare.", None)
+        return
+    for container in pod_containers(pod_spec(args.resource_type, args.props)):
+        limits = _path(container, ("resources", "limits"))
+        if limits is None or limits is UNKNOWN:
+            continue  # container-limits-set's finding
+        for label, declared, wanted, unit in (
+            ("memory", memory_mb(_path(limits, ("memory",))), _number(expected.get("memoryMb")), " MB"),
+            ("cpu", cpu_cores(_path(limits, ("cpu",))), _number(expected.get("cpu")), ""),
+        ):
+            if declared is not None and wanted is not None and abs(declared - wanted) > 1e-9:
+                report(
+                    f"tenant {tenant}: {role} Deployment {args.name} has {label} {_fmt(declared)}{unit} per container, "
+                    f"but plan {expected_tenant.get('plan')} with the tenant's overrides gives {_fmt(wanted)}{unit}.",
+                    None,
+                )
+
+
 def _worker_limits_match_plan(args: ResourceValidationArgs, report: ReportViolation, tenant: str, labels: Mapping[str, str], config: Mapping[str, Any]) -> None:
     worker = labels.get("worker")
     expected_tenant = (config.get("tenants") or {}).get(tenant) or {}
@@ -321,7 +376,16 @@ def image_pin_problem(image: str) -> Optional[str]:
 
 
 def images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    """Container images are pinned: a version tag or a digest, never `latest` or untagged."""
+    """Container images are pinned: a version tag or a digest, never `latest` or untagged (Docker containers and pods' containers)."""
+    if args.resource_type in POD_SPEC_PATHS:
+        for container in pod_containers(pod_spec(args.resource_type, args.props)):
+            image = _get(container, "image")
+            if image is UNKNOWN:
+                continue
+            problem = image_pin_problem(str(image)) if image else "is missing"
+            if problem:
+                report(f"{_who(args)}{_kind(args.resource_type)} {args.name} container {_get(container, 'name')!r} image {image!r} {problem}; pin a version tag or a digest.", None)
+        return
     if args.resource_type != CONTAINER:
         return
     image = _get(args.props, "image")
@@ -941,6 +1005,161 @@ def plan_overrides_near_max(args: StackValidationArgs, report: ReportViolation) 
             report(f"tenant {tenant}: overrides nearly reach plan {plan['name']}'s limits ({'; '.join(findings)}); {advice}.", urn)
 
 
+# ---------------------------------------------------------------- Kubernetes: pods and quotas
+
+
+def _kind(resource_type: str) -> str:
+    """`Deployment` from `kubernetes:apps/v1:Deployment`."""
+    return resource_type.rsplit(":", 1)[-1]
+
+
+def _path(props: Any, path: Iterable[str]) -> Any:
+    """A nested prop (None when absent, UNKNOWN when not known yet)."""
+    value = props
+    for key in path:
+        if value is None or value is UNKNOWN:
+            return value
+        try:
+            value = value.get(key) if hasattr(value, "get") else None
+        except UnknownValueError:
+            return UNKNOWN
+    return value
+
+
+def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Any:
+    """The pod spec of a workload (a Pod's spec, a Deployment's or Job's template spec...), None for other types."""
+    path = POD_SPEC_PATHS.get(resource_type)
+    return _path(props, path) if path else None
+
+
+def pod_containers(spec: Any) -> list[Any]:
+    """A pod spec's containers and init containers (known ones)."""
+    containers: list[Any] = []
+    for key in ("initContainers", "containers"):
+        listed = _path(spec, (key,))
+        if listed is None or listed is UNKNOWN:
+            continue
+        try:
+            containers.extend(item for item in listed if item is not None)
+        except UnknownValueError:
+            continue
+    return containers
+
+
+def _pod_limits_set(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for container in pod_containers(pod_spec(args.resource_type, args.props)):
+        limits = _path(container, ("resources", "limits"))
+        if limits is UNKNOWN:
+            continue
+        missing = [what for what in ("memory", "cpu") if limits is None or _path(limits, (what,)) in (None, "", "0")]
+        if missing:
+            report(
+                f"{_who(args)}{_kind(args.resource_type)} {args.name} container {_get(container, 'name')!r} has no {' and no '.join(missing)} limit; "
+                "set resources.limits.cpu and resources.limits.memory.",
+                None,
+            )
+
+
+def kubernetes_pods_restricted(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    """Tenant pods are not privileged: no host network, PID or IPC namespace, no hostPath volume, no privileged container,
+    and every container sets `allowPrivilegeEscalation: false`."""
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None or spec is UNKNOWN:
+        return
+    where = f"{_who(args)}{_kind(args.resource_type)} {args.name}"
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if _path(spec, (flag,)) is True:
+            report(f"{where} sets {flag}: true; tenant pods stay in their own network, PID and IPC namespaces.", None)
+    volumes = _path(spec, ("volumes",))
+    if volumes is not None and volumes is not UNKNOWN:
+        for volume in volumes:
+            if _path(volume, ("hostPath",)) not in (None, UNKNOWN):
+                report(f"{where} mounts the node's {_path(volume, ('hostPath', 'path'))!r} (hostPath volume {_path(volume, ('name',))!r}); tenant pods get no host paths.", None)
+    for container in pod_containers(spec):
+        name = _get(container, "name")
+        context = _path(container, ("securityContext",))
+        if context is UNKNOWN:
+            continue
+        if _path(context, ("privileged",)) is True:
+            report(f"{where} container {name!r} is privileged; tenant containers never are.", None)
+        escalation = _path(context, ("allowPrivilegeEscalation",))
+        if escalation is not UNKNOWN and escalation is not False:
+            report(f"{where} container {name!r} doesn't set allowPrivilegeEscalation: false.", None)
+
+
+_CPU_QUANTITY = re.compile(r"^([0-9.]+)(m?)$")
+_MEMORY_UNITS = {"": 1 / 2**20, "Ki": 1 / 1024, "Mi": 1.0, "Gi": 1024.0, "Ti": 1024.0**2, "k": 1e3 / 2**20, "M": 1e6 / 2**20, "G": 1e9 / 2**20, "T": 1e12 / 2**20}
+_MEMORY_QUANTITY = re.compile(r"^([0-9.]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def cpu_cores(quantity: Any) -> Optional[float]:
+    """A Kubernetes CPU quantity in cores (`250m` -> 0.25, `2` -> 2.0); None when not one."""
+    match = _CPU_QUANTITY.match(str(quantity)) if quantity not in (None, UNKNOWN) else None
+    if not match:
+        return None
+    return float(match.group(1)) / (1000.0 if match.group(2) else 1.0)
+
+
+def memory_mb(quantity: Any) -> Optional[float]:
+    """A Kubernetes memory quantity in MB (MiB: `512Mi` -> 512, `1Gi` -> 1024); None when not one."""
+    match = _MEMORY_QUANTITY.match(str(quantity)) if quantity not in (None, UNKNOWN) else None
+    if not match:
+        return None
+    return float(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""]
+
+
+def cluster_loads(resources: Iterable[PolicyResource]) -> dict[str, _Load]:
+    """The tenant namespaces' ResourceQuota limits (CPU cores, memory MB), summed per cluster (its provider's logical name)."""
+    loads: dict[str, _Load] = defaultdict(_Load)
+    for resource in resources:
+        if resource.resource_type != KUBE_QUOTA:
+            continue
+        load = loads[_provider_name(resource)]
+        load.urn = load.urn or _provider_urn(resource)
+        hard = _path(resource.props, ("spec", "hard"))
+        cpus = cpu_cores(_path(hard, ("limits.cpu",)) or _path(hard, ("requests.cpu",)))
+        memory = memory_mb(_path(hard, ("limits.memory",)) or _path(hard, ("requests.memory",)))
+        if cpus is None or memory is None:
+            load.unmeasured.append(resource.name)
+        tenant = tenant_of(resource)
+        load.add(tenant, "memory", memory or 0.0)
+        load.add(tenant, "cpus", cpus or 0.0)
+    return loads
+
+
+def kubernetes_quota_capacity(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every tenant namespace has a ResourceQuota, and on each cluster the quotas fit its declared capacity minus headroom."""
+    quotas = defaultdict(set)
+    for resource in args.resources:
+        if resource.resource_type == KUBE_QUOTA:
+            quotas[_provider_name(resource)].add(_path(resource.props, ("metadata", "namespace")))
+    for resource in args.resources:
+        if resource.resource_type == KUBE_NAMESPACE and tenant_of(resource):
+            name = _path(resource.props, ("metadata", "name"))
+            if name is not UNKNOWN and name not in quotas[_provider_name(resource)]:
+                report(f"tenant {tenant_of(resource)}: namespace {name!r} has no ResourceQuota: nothing bounds what its pods take from the cluster.", resource.urn)
+    clusters = args.get_config().get("clusters") or {}
+    for cluster, load in sorted(cluster_loads(args.resources).items()):
+        capacity = clusters.get(cluster)
+        if capacity is None:
+            known = ", ".join(sorted(clusters)) or "none"
+            report(f"cluster {cluster}: holds tenant quotas but declares no capacity in this policy's config ({known}); {REGENERATE_CONFIG}.", load.urn)
+            continue
+        headroom = _number(capacity.get("headroomPercent")) or 0.0
+        for what, declared, unit in (("memory", _number(capacity.get("memoryMb")), " MB"), ("cpus", _number(capacity.get("cpus")), " CPUs")):
+            if declared is None:
+                continue
+            usable = declared * (100.0 - headroom) / 100.0
+            used = load.totals[what]
+            if used > usable + 1e-9:
+                report(
+                    f"cluster {cluster}: tenant quotas add up to {_fmt(round(used, 3))}{unit}, above the {_fmt(round(usable, 3))}{unit} usable "
+                    f"({_fmt(declared)}{unit} declared minus {_fmt(headroom)}% headroom){_unmeasured_note(load)}; largest tenants: {load.largest(what)}. "
+                    "Add capacity (fleet:kubernetes_hosts) or move tenants to another host (app: {host: ...}).",
+                    load.urn,
+                )
+
+
 # ---------------------------------------------------------------- config schemas and the pack's policies
 
 _NUMBER = {"type": "number"}
@@ -1132,6 +1351,27 @@ ALL_POLICIES = [
         config_schema=PolicyConfigSchema(
             properties={"plans": _PLANS_LIST, "nearPercent": {"type": "number", "default": DEFAULT_NEAR_PERCENT}},
             required=["plans"],
+        ),
+    ),
+    ResourceValidationPolicy(
+        name=KUBERNETES_PODS_RESTRICTED,
+        description="Tenant pods: no host network, PID or IPC, no hostPath volumes, no privileged containers, no privilege escalation.",
+        validate=kubernetes_pods_restricted,
+        enforcement_level=MANDATORY,
+    ),
+    StackValidationPolicy(
+        name=KUBERNETES_QUOTA_CAPACITY,
+        description="Every tenant namespace has a ResourceQuota, and each cluster's quotas fit its declared capacity minus headroom.",
+        validate=kubernetes_quota_capacity,
+        enforcement_level=MANDATORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "clusters": {
+                    "type": "object",
+                    "description": "Kubernetes clusters by provider logical name: declared memory (MB), CPUs and headroom (%).",
+                    "additionalProperties": {"type": "object", "properties": {"memoryMb": _NUMBER, "cpus": _NUMBER, "headroomPercent": _NUMBER}},
+                }
+            },
         ),
     ),
     StackValidationPolicy(

@@ -121,7 +121,7 @@ def required_packages(evaluation: Evaluation) -> set[str]:
     return packages - BUILTIN_PACKAGES
 
 
-PROVIDER_PACKAGES = ("postgresql", "docker", "random", "cloudflare")
+PROVIDER_PACKAGES = ("postgresql", "docker", "random", "cloudflare", "kubernetes")
 """The official providers the program may declare; their plugin versions are the SDK packages' (requirements.txt)."""
 
 

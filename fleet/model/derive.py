@@ -432,6 +432,53 @@ class Names:
     def route(self, key: str) -> str:
         return f"{self.tenant}-route-{key}"
 
+    # Kubernetes runtime (fleet:kubernetes_hosts): one namespace per tenant and its objects, children of the app component.
+
+    @property
+    def kube_runtime_component(self) -> str:
+        return f"{self.tenant}-kubernetes"
+
+    @property
+    def kube_namespace(self) -> str:
+        return f"{self.tenant}-namespace"
+
+    @property
+    def kube_quota(self) -> str:
+        return f"{self.tenant}-quota"
+
+    @property
+    def kube_limit_range(self) -> str:
+        return f"{self.tenant}-limits"
+
+    @property
+    def kube_network_policy(self) -> str:
+        return f"{self.tenant}-isolation"
+
+    def kube_env_secret(self, service: str) -> str:
+        return f"{self.tenant}-{service}-env"
+
+    def kube_deployment(self, service: str) -> str:
+        return f"{self.tenant}-{service}"
+
+    def kube_service(self, service: str) -> str:
+        return f"{self.tenant}-{service}-service"
+
+    def kube_disruption_budget(self, service: str) -> str:
+        return f"{self.tenant}-{service}-pdb"
+
+    def kube_ready_pods(self, service: str) -> str:
+        return f"{self.tenant}-{service}-pods"
+
+    def kube_ingress(self, route: str) -> str:
+        return f"{self.tenant}-{route}-ingress"
+
+    def kube_worker(self, worker: str) -> str:
+        return f"{self.tenant}-worker-{worker}"
+
+    @property
+    def kube_jobs_env_secret(self) -> str:
+        return f"{self.tenant}-job-env"
+
     @property
     def backup_component(self) -> str:
         return f"{self.tenant}-backups"
@@ -501,6 +548,13 @@ DOCKER_PROVIDER_NAME = "docker-host"
 def docker_provider_name(host: str) -> str:
     """Logical name of an app host's docker provider: the default host keeps DOCKER_PROVIDER_NAME."""
     return DOCKER_PROVIDER_NAME if host == "default" else f"{DOCKER_PROVIDER_NAME}-{host}"
+
+
+def kubernetes_provider_name(host: str) -> str:
+    """Logical name of a Kubernetes app host's provider."""
+    return f"kubernetes-{host}"
+
+
 CLOUDFLARE_PROVIDER_NAME = "cloudflare"
 PROXY_SERVER_NAME = "proxy"
 

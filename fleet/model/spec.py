@@ -33,6 +33,7 @@ from pydantic import (
 from fleet.errors import Problem, SpecError
 from fleet.model import env_template
 from fleet.model.env_template import ENV_NAME
+from fleet.model.spec_kubernetes import KubernetesHost
 
 # Labels that belong to the platform itself and can never be a tenant.
 RESERVED_NAMES = frozenset(
@@ -585,9 +586,12 @@ class Admin(Strict):
 
 
 class AppPlacement(Strict):
-    """Which Docker host runs the tenant's containers."""
+    """Which app host (a Docker host or a Kubernetes cluster) runs the tenant's app."""
 
-    host: str = Field(default="default", description="`default` (`fleet:docker_host`) or a key of `fleet:docker_hosts`; changing it moves the app.")
+    host: str = Field(
+        default="default",
+        description="`default` (`fleet:docker_host`), a key of `fleet:docker_hosts` or of `fleet:kubernetes_hosts`; changing it moves the app.",
+    )
 
 
 class Overrides(Strict):
@@ -657,7 +661,7 @@ class TenantSpec(Strict):
     )
     offboarded_on: Optional[date] = Field(default=None, description="The day the tenant was offboarded (YYYY-MM-DD); required with `status: offboarded`.")
     database: DatabaseRef = Field(description="Database placement.")
-    app: AppPlacement = Field(default_factory=AppPlacement, description="App placement: the Docker host its containers run on.")
+    app: AppPlacement = Field(default_factory=AppPlacement, description="App placement: the Docker host or Kubernetes cluster its app runs on.")
     domains: list[str] = Field(default_factory=list, description="Custom domains served by its frontend (besides `app-<name>.<base_domain>`).")
     api_domains: list[str] = Field(default_factory=list, description="Custom domains served by its backend (besides `api-<name>.<base_domain>`).")
     branding: Branding = Field(default_factory=Branding, description="White label.")
@@ -998,6 +1002,9 @@ class Environment(Strict):
     servers: dict[str, PostgresServer] = Field(min_length=1, description="PostgreSQL servers by key.")
     docker_host: DockerHost = Field(description="The default app host (`app: {host: default}`) and its capacity.")
     docker_hosts: dict[str, DockerHost] = Field(default_factory=dict, description="More app hosts by key (a VPS per customer group); tenants pick one with `app: {host: <key>}`.")
+    kubernetes_hosts: dict[str, KubernetesHost] = Field(
+        default_factory=dict, description="Kubernetes clusters by key that run tenant apps (docs/runtime-kubernetes.md); tenants pick one with `app: {host: <key>}`."
+    )
     images: Images = Field(description="Pinned app images.")
     proxy: Proxy = Field(default_factory=Proxy, description="The shared proxy.")
     backups: Backups = Field(default_factory=Backups, description="Backup storage.")
@@ -1020,6 +1027,11 @@ class Environment(Strict):
         description="SECRET: admin password per server key (`pulumi config set --secret --path 'fleet:server_passwords.shared-1' ...`).",
     )
     redis_password: str = Field(default="", description="SECRET: the Redis admin's password (`pulumi config set --secret fleet:redis_password ...`).")
+    kubeconfigs: dict[str, str] = Field(
+        default_factory=dict,
+        description="SECRET: kubeconfig per key of fleet:kubernetes_hosts without a `kubeconfig` file "
+        "(`pulumi config set --secret --path 'fleet:kubeconfigs.<key>' \"$(cat kubeconfig)\"`).",
+    )
     app_secrets: dict[str, str] = Field(
         default_factory=dict,
         description="SECRET: values for `secrets: {NAME: {config: <key>}}` (`pulumi config set --secret --path 'fleet:app_secrets.<key>' ...`).",
@@ -1048,6 +1060,14 @@ class Environment(Strict):
             raise ValueError(f"docker host keys must be DNS labels other than 'default' (that is fleet:docker_host): {', '.join(bad)}")
         return value
 
+    @field_validator("kubernetes_hosts")
+    @classmethod
+    def _cluster_keys(cls, value: dict[str, KubernetesHost]) -> dict[str, KubernetesHost]:
+        bad = [key for key in value if not DNS_LABEL.match(key) or key == "default"]
+        if bad:
+            raise ValueError(f"kubernetes host keys must be DNS labels other than 'default': {', '.join(bad)}")
+        return value
+
     def app_hosts(self) -> dict[str, DockerHost]:
         """Every app host by key: `default` (fleet:docker_host) and fleet:docker_hosts."""
         return {"default": self.docker_host, **self.docker_hosts}
@@ -1058,6 +1078,14 @@ class Environment(Strict):
             raise ValueError("layers: app needs database in the same stack (the app's database URL comes from it)")
         if self.registry is not None and self.registry.server not in self.servers:
             raise ValueError(f"registry.server {self.registry.server!r} is not one of the servers: {', '.join(sorted(self.servers))}")
+        without = sorted(key for key, host in self.kubernetes_hosts.items() if host.kubeconfig is None and key not in self.kubeconfigs)
+        if without:
+            raise ValueError(
+                "; ".join(f"kubernetes_hosts.{key}: no kubeconfig file and no secret fleet:kubeconfigs.{key}" for key in without)
+                + f" (set it: pulumi config set --secret --path 'fleet:kubeconfigs.{without[0]}' \"$(cat kubeconfig)\")"
+            )
+        if set(self.docker_hosts) & set(self.kubernetes_hosts):
+            raise ValueError(f"app host keys used twice (docker_hosts and kubernetes_hosts): {', '.join(sorted(set(self.docker_hosts) & set(self.kubernetes_hosts)))}")
         if "proxy" in self.layers and "app" not in self.layers and not self.proxy.external_upstreams:
             raise ValueError("layers: proxy without app needs proxy.external_upstreams (where the apps are)")
         return self

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import Problem
-from fleet.model import db_limits, derive, env_template
+from fleet.model import db_limits, derive, env_template, kubernetes
 from fleet.model.migration_sources import MODULES_FOLDER, check_admin_sql, check_source
-from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, Environment, Plan, TenantSpec, limit_within
+from fleet.model.spec import PG_IDENTIFIER_MAX_BYTES, DockerHost, Environment, Plan, TenantSpec, limit_within
 
 
 def reference_problems(display: str, tenant: str, plan: Any, server: Any, environment: Environment, plans: dict[str, Plan]) -> list[Problem]:
@@ -64,10 +64,12 @@ def check_rollout(environment: Environment, tenants: list[TenantSpec], display: 
 def check_environment_plans(environment: Environment, plans: dict[str, Plan], display: str) -> list[Problem]:
     """Plans the stack config names (an app host's `plans`) exist in the catalog."""
     problems = []
-    for key, host in sorted(environment.docker_hosts.items()):
-        unknown = sorted(set(host.plans or ()) - set(plans)) if plans else []
+    host_lists = [("docker_hosts", key, host.plans) for key, host in sorted(environment.docker_hosts.items())]
+    host_lists += [("kubernetes_hosts", key, host.plans) for key, host in sorted(environment.kubernetes_hosts.items())]
+    for kind, key, host_plans in host_lists:
+        unknown = sorted(set(host_plans or ()) - set(plans)) if plans else []
         if unknown:
-            problems.append(Problem(display, None, f"fleet:docker_hosts.{key}.plans", f"unknown plan(s) {', '.join(unknown)}; plans: {', '.join(sorted(plans))}"))
+            problems.append(Problem(display, None, f"fleet:{kind}.{key}.plans", f"unknown plan(s) {', '.join(unknown)}; plans: {', '.join(sorted(plans))}"))
     default_shape = sorted(name for name, plan in plans.items() if not plan.services)
     if default_shape and environment.manages("app"):
         for part in ("backend", "frontend"):
@@ -160,13 +162,15 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
         problems.extend(reference_problems(where, tenant.name, tenant.plan, tenant.database.server, environment, plans))
         if plan is not None and plan.volumes and environment.volumes is None:
             problems.append(Problem(where, tenant.name, "plan", f"plan {tenant.plan} has volumes ({', '.join(plan.volumes)}), but the stack config sets no fleet:volumes"))
-        hosts = environment.app_hosts()
+        hosts: dict[str, Any] = {**environment.app_hosts(), **environment.kubernetes_hosts}
         app_host = hosts.get(tenant.app.host)
+        if plan is not None and tenant.app.host in environment.kubernetes_hosts:
+            problems.extend(kubernetes_problems(where, tenant, plan, environment))
         if app_host is None:
             problems.append(Problem(where, tenant.name, "app.host", f"unknown app host {tenant.app.host!r}; hosts: {', '.join(sorted(hosts))}"))
         elif app_host.plans is not None and tenant.plan not in app_host.plans:
             problems.append(Problem(where, tenant.name, "app.host", f"app host {tenant.app.host} takes plans {', '.join(app_host.plans)}, not {tenant.plan}"))
-        if plan is not None and plan.volumes and app_host is not None and not app_host.local:
+        if plan is not None and plan.volumes and isinstance(app_host, DockerHost) and not app_host.local:
             problems.append(
                 Problem(
                     where, tenant.name, "plan",
@@ -216,4 +220,21 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
             other = owner_of_host.setdefault(host, tenant.name)
             if other != tenant.name:
                 problems.append(Problem(where, tenant.name, "domains", f"hostname {host} is already used by tenant {other}"))
+    return problems
+
+
+def kubernetes_problems(where: str, tenant: TenantSpec, plan: Plan, environment: Environment) -> list[Problem]:
+    """A tenant on a Kubernetes host: its namespace name fits, and nothing the runtime can't run yet (volumes, which are
+    folders on a Docker host, and a dedicated Redis container)."""
+    problems = []
+    namespace_problem = kubernetes.namespace_problem(tenant, kubernetes.host_of(tenant, environment))
+    if namespace_problem:
+        problems.append(Problem(where, tenant.name, "name", namespace_problem))
+    if plan.volumes:
+        volumes = ", ".join(sorted(plan.volumes))
+        message = f"plan {tenant.plan} has volumes ({volumes}), which the Kubernetes runtime doesn't mount: use a Docker host"
+        problems.append(Problem(where, tenant.name, "app.host", message))
+    if plan.redis == "dedicated":
+        message = f"plan {tenant.plan} has redis: dedicated, which the Kubernetes runtime doesn't run: use redis: shared or a Docker host"
+        problems.append(Problem(where, tenant.name, "app.host", message))
     return problems

@@ -158,6 +158,18 @@ def _stable_port(name: str) -> int:
     return 20000 + zlib.crc32(name.encode()) % 20000
 
 
+def _kubernetes_outputs(args: pulumi_mocks.MockResourceArgs) -> dict[str, Any]:
+    """What the Kubernetes API server adds to an object: a name where Pulumi names it, a generation, a Service's cluster IP."""
+    metadata = dict(args.inputs.get("metadata") or {})
+    metadata.setdefault("name", f"{args.name}-mock")
+    metadata.setdefault("generation", 1)
+    outputs: dict[str, Any] = {"metadata": metadata}
+    if args.typ == type_tokens.KUBE_SERVICE:
+        address = _stable_port(args.name)
+        outputs["spec"] = {**(args.inputs.get("spec") or {}), "clusterIP": f"10.96.{address // 250 % 250}.{address % 250}"}
+    return outputs
+
+
 class FleetMocks(pulumi_mocks.Mocks):
     """Fake provider outputs, chosen by type, deterministic so that two runs can be compared."""
 
@@ -171,6 +183,10 @@ class FleetMocks(pulumi_mocks.Mocks):
             outputs["ports"] = [{**port, "external": _stable_port(args.name)} for port in ports]
         elif args.typ == type_tokens.NETWORK:
             outputs.setdefault("name", f"{args.name}-mock")
+        elif args.typ.startswith("kubernetes:") and not args.typ.startswith("kubernetes:index"):
+            outputs.update(_kubernetes_outputs(args))
+        elif args.typ == type_tokens.KUBE_READY_PODS:
+            outputs["addresses"] = [f"10.88.{_stable_port(args.name) % 250}.{10 + index}:{int(args.inputs['port'])}" for index in range(int(args.inputs["expected"]))]
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi_mocks.MockCallArgs):

@@ -104,6 +104,12 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
         },
         pack.HOSTNAMES_UNIQUE: {"claimedHostnames": {host: tenant.name for tenant in fleet.tenants for host in derive.hostnames(tenant, environment)}},
         pack.DOCKER_HOST_CAPACITY: {"hosts": hosts},
+        pack.KUBERNETES_QUOTA_CAPACITY: {
+            "clusters": {
+                derive.kubernetes_provider_name(key): {"memoryMb": host.memory_mb, "cpus": host.cpus, "headroomPercent": host.headroom_percent}
+                for key, host in sorted(environment.kubernetes_hosts.items())
+            }
+        },
         pack.POSTGRES_CONNECTION_CAPACITY: {"servers": servers},
         pack.POSTGRES_MEMORY_CAPACITY: {"servers": servers},
         pack.PLAN_OVERRIDES_NEAR_MAX: {"plans": plan_catalog},

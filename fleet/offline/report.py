@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleet.model import type_tokens
+from fleet.offline.kube_report import kubernetes_inputs
 
 KEY_INPUTS = {
     type_tokens.PASSWORD: ("length", "keepers"),
@@ -26,6 +27,7 @@ KEY_INPUTS = {
     type_tokens.PURGE: ("tenant", "server", "database", "role"),
     type_tokens.REGISTRY_TABLE: ("database", "schema", "table"),
     type_tokens.REGISTRY_ROW: ("name", "plan", "status", "hostnames"),
+    type_tokens.KUBE_READY_PODS: ("namespace", "selector", "port", "expected"),
 }
 
 
@@ -36,6 +38,8 @@ def short_type(type_: str) -> str:
 
 def key_inputs(resource) -> str:
     """The inputs that say the most about a resource, on one line."""
+    if resource.type.startswith("kubernetes:") and not resource.type.startswith("kubernetes:index"):
+        return kubernetes_inputs(resource.type, resource.inputs)
     keys = KEY_INPUTS.get(resource.type, ())
     parts = []
     for key in keys:

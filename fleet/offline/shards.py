@@ -69,6 +69,7 @@ def _fleet_problems(config: dict[str, Any], stack: str, tenants_dir: Path) -> bo
 
     raw = {key: value for key, value in config.items() if key in Environment.model_fields and key not in SECRET_CONFIG_KEYS}
     raw["app_secrets"] = dict.fromkeys(config.get("app_secrets") or {}, "[secret]")  # names are checked, as the program does
+    raw["kubeconfigs"] = dict.fromkeys(config.get("kubeconfigs") or {}, "[secret]")
     try:
         load_fleet(tenants_dir, raw, root=tenants_dir.parent, environment_display=f"Pulumi.{stack}.yaml")
     except SpecError:

@@ -196,6 +196,10 @@ def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containe
     for entry in chosen:
         by_host.setdefault(entry.spec.app.host, []).append(entry)
     for host_key, entries in sorted(by_host.items()):
+        if host_key in inventory.environment.kubernetes_hosts:  # pods, not containers: not counted here (yet)
+            for entry in entries:
+                rows[entry.name].containers = f"pods on cluster {host_key}"
+            continue
         try:
             listed = containers() if containers is not None else docker_containers(hosts[host_key].url)
         except Exception as error:  # noqa: BLE001 - no Docker here: say so in the column

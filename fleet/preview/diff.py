@@ -21,6 +21,8 @@ from fleet.model.type_tokens import (
     DNS_RECORD,
     GRANT,
     HANDOVER,
+    KUBE_JOB,
+    KUBE_SECRET,
     NETWORK,
     PASSWORD,
     PLACEMENT,
@@ -89,6 +91,10 @@ REPLACE_RULES: dict[str, ReplaceRule] = {
     ROLE_SETTINGS: ReplaceRule(compared=frozenset({"role", "server", "settings"})),
     # A purge happens once: its diff never reports a change.
     PURGE: ReplaceRule(compared=frozenset()),
+    # pulumi-kubernetes 4 treats Secret data as immutable (enableSecretMutable is off): a new env is a new Secret,
+    # named by Pulumi, and the Deployments that read it roll. A Job's pod template is immutable: a new run.
+    KUBE_SECRET: ReplaceRule(replace=frozenset({"stringData", "data", "type"})),
+    KUBE_JOB: ReplaceRule(replace=frozenset({"spec"})),
 }
 DEFAULT_RULE = ReplaceRule()
 """Types not in the table (providers, resources added later): an update; the engine preview knows better."""

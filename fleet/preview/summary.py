@@ -37,6 +37,7 @@ from fleet.preview.diff import compare_resources
 from fleet.preview.git import BaseError, export_base, file_before, program_changes, removed_files, resolve_base
 from fleet.preview.usage import Usage, usage_warnings
 from fleet.preview.wording import (
+    app_host_words,
     cause_words,
     data_warnings,
     describe_change,
@@ -121,6 +122,8 @@ def _tenant_change(name, old, new, resources, base: Side, head: Side, config_cha
     if old is None:
         hostnames = ", ".join(hostnames_of(new, head.fleet))
         words = [f"plan {new.plan}, database on {new.database.server}, hostnames {hostnames}"]
+        if head.fleet is not None and new.app.host in head.fleet.environment.kubernetes_hosts:
+            words.append(f"app on {new.app.host} ({app_host_words(new, head.fleet)})")
         if new.status == "suspended":
             words.append("suspended from the start")
         if new.purge is not None:

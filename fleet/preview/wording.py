@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from fleet.model import derive
+from fleet.model import derive, kubernetes
 from fleet.model.moves import PlannedMove, planned_move
 from fleet.model.spec import Fleet, Size, TenantSpec
 from fleet.model.type_tokens import PLACEMENT, PURGE
@@ -69,6 +69,8 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
     if base_spec.database.server != head_spec.database.server:
         copy = _planned(head_fleet, base_spec, head_spec).words if head_fleet is not None else "data copy"
         words.append(f"moved {base_spec.database.server} → {head_spec.database.server} ({copy})")
+    if base_spec.app.host != head_spec.app.host:
+        words.append(f"app moved {base_spec.app.host} → {head_spec.app.host} ({app_host_words(head_spec, head_fleet)}; the data stays)")
     if base_spec.status != head_spec.status:
         words.append(
             {
@@ -94,6 +96,13 @@ def describe_change(base_spec: TenantSpec, head_spec: TenantSpec, base_fleet: Op
 
 def _planned(fleet: Fleet, base_spec: TenantSpec, head_spec: TenantSpec) -> PlannedMove:
     return planned_move(fleet.environment, base_spec.database.server, head_spec.database.server)
+
+
+def app_host_words(spec: TenantSpec, fleet: Optional[Fleet]) -> str:
+    """Which runtime a tenant's app host is, and for a cluster how the proxy reaches the app (its `routing`)."""
+    if fleet is None or spec.app.host not in fleet.environment.kubernetes_hosts:
+        return "Docker"
+    return f"Kubernetes: {kubernetes.upstream_kind(fleet.environment.kubernetes_hosts[spec.app.host])}"
 
 
 def hostnames_of(spec: TenantSpec, fleet: Optional[Fleet]) -> list[str]:

@@ -116,7 +116,7 @@ def test_each_policy_passes_on_the_shipped_fleet(policy, dev_plan, dev_fleet):
 
 def test_the_pack_has_a_clear_name_description_and_level_per_policy():
     names = [policy.name for policy in pack.ALL_POLICIES]
-    assert len(names) == len(set(names)) == 19
+    assert len(names) == len(set(names)) == 21  # 17, two for the database limits, two for Kubernetes pods and quotas
     for policy in pack.ALL_POLICIES:
         assert policy.description and policy.enforcement_level in (EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY)
     advisory = {policy.name for policy in pack.ALL_POLICIES if policy.enforcement_level == EnforcementLevel.ADVISORY}
@@ -539,12 +539,12 @@ def test_violations_are_reported_grouped_by_tenant(workspace):
     assert lines[1] == "  [mandatory] images-pinned: container gurupi-backend-0 image 'nginx:latest' uses the floating tag `latest`; pin a version tag or a digest."
     assert [line for line in lines if not line.startswith("  ")] == [
         "tenant gurupi", "tenant novaroma", "tenant pirapora", "tenant santarita", SHARED,
-        "Policies: 6 mandatory and 1 advisory violation(s) over 19 policies; a deploy would be refused.",
+        "Policies: 6 mandatory and 1 advisory violation(s) over 21 policies; a deploy would be refused.",
     ]
     assert "  [mandatory] docker-host-capacity: docker host docker-host: containers need 5 CPUs" in text
     document = violations_document(violations)
     assert document[0].keys() == {"policy", "enforcement", "tenant", "resource", "message"}
-    assert format_violations([]) == "Policies: all 19 passed."
+    assert format_violations([]) == "Policies: all 21 passed."
 
 
 def test_policy_config_is_the_engine_config_file(dev_plan, dev_fleet):
