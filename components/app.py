@@ -1,4 +1,4 @@
-"""TenantApp: a tenant's JWT secrets, its Docker network and its backend and frontend containers, sized by plan."""
+"""TenantApp: a tenant's JWT secrets, its Docker network and its app's containers (backend and frontend, or named services), sized by plan."""
 
 from __future__ import annotations
 
@@ -36,12 +36,13 @@ class TenantAppArgs:
     """The stack's secret `fleet:app_secrets`, for `secrets: {NAME: {config: <key>}}`."""
     after: Sequence[pulumi.Resource] = ()
     """What the containers wait for (the tenant's migrations)."""
-    jobs_database_url: Optional[pulumi.Input[str]] = None
-    """The container jobs' DATABASE_URL (their own login, which becomes the owner role); default: the app's."""
+    jobs_facts: Optional[Mapping[str, pulumi.Input[str]]] = None
+    """`db.user`, `db.password` and `db.url` of the container jobs' own login (which becomes the owner role): their
+    DATABASE_URL and every env template over those facts (`DIRECT_URL: ${db.url}`) use it; default: the app's."""
 
 
 class TenantApp(pulumi.ComponentResource):
-    """Backend and frontend containers on a network of their own, with limits, health check, labels and env.
+    """The app's containers (fleet.model.derive.services) on a network of their own, with limits, health check, labels and env.
 
     Containers are named by Pulumi (no fixed `name`), so a replacement starts the new container before
     the old one stops, and the proxy route moves to it in between. Ports are published on the host's
@@ -49,7 +50,9 @@ class TenantApp(pulumi.ComponentResource):
     """
 
     upstreams: dict[str, pulumi.Output[list[str]]]
-    """Dial addresses ("host:port") per role (`backend`, `frontend`), for the proxy."""
+    """Dial addresses ("host:port") per service (`backend`, `frontend`, or the plan's service names), for the proxy."""
+    env: dict[str, pulumi.Output[list[str]]]
+    """Each service's env as its containers get it (`NAME=value` lines; secret when it holds one)."""
 
     def __init__(self, name: str, args: TenantAppArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_tokens.COMPONENT_TYPE.format("TenantApp"), name, None, opts)
@@ -96,78 +99,79 @@ class TenantApp(pulumi.ComponentResource):
             "frontend": {},
         }
         declared_env = plan.env.merged_with(tenant.env)
-        ports = {"backend": environment.images.backend_port, "frontend": environment.images.frontend_port}
-        images = derive.app_images(tenant, plan, environment)
-        health = {
-            "backend": f"http://127.0.0.1:{ports['backend']}{environment.images.health_path}",
-            "frontend": f"http://127.0.0.1:{ports['frontend']}/",
-        }
+        services = derive.services(plan, tenant, environment)
+        primary = derive.primary_service(plan, tenant, environment)
 
         # The proxy reaches published ports at the app host's address (the default host: the proxy's upstream_host).
         upstream_host = environment.app_hosts()[tenant.app.host].upstream_host or environment.proxy.upstream_host
         self.upstreams = {}
-        role_envs: dict[str, pulumi.Output[list[str]]] = {}
-        for role in derive.APP_ROLES:
-            env: dict[str, str] = {**derive.plain_env(tenant, plan, environment, role)}
-            templates: dict[str, str] = getattr(declared_env, role)
-            if role == "backend" and derive.full_stack(plan, tenant):
-                # One full-stack container: it renders the pages too, so it gets the frontend's branding, URLs
-                # and env as well (its own values win).
-                env = {**derive.plain_env(tenant, plan, environment, "frontend"), **env}
-                templates = {**declared_env.frontend, **declared_env.backend}
+        backend_secrets = secret_env["backend"]
+
+        def service_env_lines(service: derive.AppService, facts: Mapping[str, pulumi.Input[str]], base_secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[list[str]]:
+            """A service's `NAME=value` lines: its plain env, its kind's declared templates over `facts`, its secrets."""
+            env: dict[str, str] = derive.service_env(tenant, plan, environment, service)
+            templates: dict[str, str] = getattr(declared_env, service.env)
+            if service.env == "backend" and "app-" in service.routes:
+                templates = {**declared_env.frontend, **declared_env.backend}  # it renders the pages too
+            secrets = dict(base_secrets)
             for key, template in templates.items():
                 value = rendered(template, facts)
                 if isinstance(value, str):
                     env[key] = value
                 else:  # from a resource's output (or a secret): with the secrets, which are Outputs too
-                    secret_env[role][key] = value
+                    secrets[key] = value
 
-            def env_lines(secrets: Mapping[str, object], env: dict[str, str] = env) -> list[str]:
-                return sorted(f"{key}={value}" for key, value in {**env, **secrets}.items())
+            def env_lines(secret_values: Mapping[str, object]) -> list[str]:
+                return sorted(f"{key}={value}" for key, value in {**env, **secret_values}.items())
 
-            env_list = pulumi.Output.from_input(secret_env[role]).apply(env_lines)
+            env_list = pulumi.Output.from_input(secrets).apply(env_lines)
             # Annotated: mypy can't infer Output.secret()'s type from an Output argument alone.
-            envs: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secret_env[role] else env_list
-            role_envs[role] = envs
+            lines: pulumi.Output[list[str]] = pulumi.Output.secret(env_list) if secrets else env_list
+            return lines
 
-        # The plan's container jobs run first (with the backend's image and env); the app's containers wait for them.
-        job_envs = role_envs["backend"]
-        if args.jobs_database_url is not None:
-            job_envs = pulumi.Output.secret(
-                pulumi.Output.all(role_envs["backend"], args.jobs_database_url).apply(
-                    lambda parts: sorted([line for line in parts[0] if not line.startswith("DATABASE_URL=")] + [f"DATABASE_URL={parts[1]}"])
-                )
-            )
-        outcomes = tenant_jobs(names, tenant, plan, images["backend"], job_envs, network, mounts["backend"], on_host)
+        service_envs = {service.name: service_env_lines(service, facts, secret_env[service.env]) for service in services}
+        self.env = service_envs
+
+        # The plan's container jobs run first, with the primary service's image and env, as their own login: every
+        # db.* fact (DATABASE_URL, and templates such as Prisma's DIRECT_URL) is theirs. The app's containers wait.
+        job_envs = service_envs[primary.name]
+        if args.jobs_facts is not None:
+            job_facts = {**facts, **args.jobs_facts}
+            job_envs = service_env_lines(primary, job_facts, {**backend_secrets, "DATABASE_URL": job_facts["db.url"]})
+        outcomes = tenant_jobs(names, tenant, plan, primary.image, job_envs, network, mounts["backend"], on_host)
         on_host = pulumi.ResourceOptions.merge(on_host, pulumi.ResourceOptions(depends_on=outcomes))
-        for role in derive.APP_ROLES:
-            size = derive.container_size(plan, tenant, role)
-            envs = role_envs[role]
+        for service in services:
+            size = service.size
             containers = []
-            for index in range(derive.replica_count(plan, tenant, role)):
+            for index in range(derive.replica_count(plan, tenant, service.name)):
                 container = docker.Container(
-                    names.container(role, index),
-                    image=images[role],
-                    envs=envs,
-                    labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.labels(tenant, role).items()],
+                    names.container(service.name, index),
+                    image=service.image,
+                    envs=service_envs[service.name],
+                    labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.labels(tenant, service.name).items()],
                     memory=size.memory_mb,
                     memory_swap=size.memory_mb,  # no swap beyond the limit
                     cpus=derive.cpus_value(size.cpu),
                     restart="unless-stopped",
+                    # Created means healthy: the route's upstreams come from this container, so a new container
+                    # (an update, a move to another host) takes traffic only once its health check passes; the
+                    # one it replaces goes after that. `wait` changes nothing of a running container.
+                    wait=True,
+                    wait_timeout=derive.HEALTHY_WAIT_SECONDS,
                     healthcheck=docker.ContainerHealthcheckArgs(
-                        tests=["CMD", "wget", "-q", "-O", "/dev/null", health[role]],
+                        tests=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{service.port}{service.health_path}"],
                         interval="30s",
                         timeout="5s",
                         retries=3,
                         start_period="20s",
                     ),
-                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[role])],
-                    ports=[docker.ContainerPortArgs(internal=ports[role], ip="127.0.0.1")],
-                    mounts=mounts[role] or None,
+                    networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.name, aliases=[service.name])],
+                    ports=[docker.ContainerPortArgs(internal=service.port, ip="127.0.0.1")],
+                    mounts=mounts[service.env] or None,
                     opts=on_host,
                 )
                 containers.append(container)
-            self.upstreams[role] = pulumi.Output.all(*[c.ports for c in containers]).apply(
+            self.upstreams[service.name] = pulumi.Output.all(*[c.ports for c in containers]).apply(
                 lambda all_ports: [f"{upstream_host}:{_external_port(ports_)}" for ports_ in all_ports]
             )
 
@@ -176,9 +180,9 @@ class TenantApp(pulumi.ComponentResource):
             for index in range(derive.worker_count(plan, tenant, worker_name)):
                 docker.Container(
                     names.worker(worker_name, index),
-                    image=worker.image or images["backend"],  # a worker of the backend's image follows its version
+                    image=worker.image or primary.image,  # a worker of the primary service's image follows its version
                     command=list(worker.command),
-                    envs=role_envs["backend"],
+                    envs=service_envs[primary.name],
                     labels=[docker.ContainerLabelArgs(label=key, value=value) for key, value in derive.worker_labels(tenant, worker_name).items()],
                     memory=worker.memory_mb,
                     memory_swap=worker.memory_mb,
@@ -189,9 +193,6 @@ class TenantApp(pulumi.ComponentResource):
                     opts=on_host,
                 )
 
-        if derive.full_stack(plan, tenant) and tenant.status == "active":
-            # No frontend containers: the backend serves the app- hostname and custom domains as well.
-            self.upstreams["frontend"] = self.upstreams["backend"]
         self.register_outputs({"upstreams": self.upstreams})
 
 

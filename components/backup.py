@@ -8,6 +8,7 @@ else), with the plan's retention, into the backups folder the program resolved. 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
@@ -21,6 +22,8 @@ from fleet.model.spec import Environment, Plan, TenantSpec
 
 TARGET_ENV = "FLEET_BACKUP_TARGET"
 PASSWORD_ENV = "FLEET_BACKUP_PASSWORD"
+APP_ENV_ENV = "FLEET_BACKUP_APP_ENV"
+"""The tenant's app env (JSON: service -> lines) that the job seals beside each dump (`fleet:backups.env_recipient`)."""
 CONTAINER_BACKUP_DIR = "/backups"
 DEFAULT_SCHEDULE = "02:00"
 MEMORY_MB = 256
@@ -49,6 +52,8 @@ def backup_target(tenant: TenantSpec, environment: Environment, plan: Optional[P
     volumes = derive.volume_folders(tenant, plan, environment) if plan is not None else {}
     if volumes:
         target["volumes"] = {name: f"{CONTAINER_VOLUMES_DIR}/{name}" for name in volumes}
+    if environment.backups.env_recipient:  # only then, so other stacks' jobs are unchanged
+        target["env_recipient"] = environment.backups.env_recipient
     return target
 
 
@@ -90,6 +95,8 @@ class ScheduledBackupArgs:
     """Absolute backups folder on the Docker host, mounted at /backups (the program resolves `fleet:backups.dir`)."""
     schedule: str = DEFAULT_SCHEDULE
     """Daily time (UTC, HH:MM) of the backup (`fleet:backups.schedule`)."""
+    app_env: Optional[Mapping[str, pulumi.Input[list[str]]]] = None
+    """The tenant's app env per service (TenantApp.env), sealed beside each dump; None: backups carry no env."""
 
 
 class ScheduledBackup(pulumi.ComponentResource):
@@ -107,7 +114,13 @@ class ScheduledBackup(pulumi.ComponentResource):
         if tenant.status == "active":
             target = json.dumps(backup_target(tenant, environment, plan), sort_keys=True)
             volumes = derive.volume_folders(tenant, plan, environment)
-            envs = pulumi.Output.from_input(args.password).apply(lambda password: sorted([f"{TARGET_ENV}={target}", f"{PASSWORD_ENV}={password}"]))
+            app_env = pulumi.Output.from_input(dict(args.app_env) if args.app_env is not None else None)
+            envs = pulumi.Output.all(args.password, app_env).apply(
+                lambda values: sorted(
+                    [f"{TARGET_ENV}={target}", f"{PASSWORD_ENV}={values[0]}"]
+                    + ([f"{APP_ENV_ENV}={json.dumps(values[1], sort_keys=True)}"] if values[1] is not None else [])
+                )
+            )
             secret_envs: pulumi.Output[list[str]] = pulumi.Output.secret(envs)  # annotated: mypy can't infer secret()'s type from an Output
             labels = {**derive.labels(tenant, "backend"), "component": "backup"}
             self.container = docker.Container(

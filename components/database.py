@@ -250,6 +250,8 @@ class TenantDatabase(pulumi.ComponentResource):
             else None
         )
         self.jobs_url: Optional[pulumi.Output[str]] = None
+        self.jobs_facts: Optional[dict[str, pulumi.Input[str]]] = None
+        """The `db.*` env facts as the container jobs' own login sees them (user, password, url), when it has jobs."""
         if has_jobs:
             # The container jobs' own login: it becomes the owner role at login, so an ORM's migrations create
             # tables the owner owns (the app's role could not, and the owner never logs in itself).
@@ -283,6 +285,7 @@ class TenantDatabase(pulumi.ComponentResource):
                     lambda parts: derive.database_url(tenant, environment, parts[0], parts[1], parts[2], user=parts[3])
                 )
             )
+            self.jobs_facts = {"db.user": jobs_role.name, "db.password": pulumi.Output.secret(jobs_password.result), "db.url": self.jobs_url}
         self.admin: Optional[dict[str, pulumi.Input[str]]] = None
         email = derive.admin_email(tenant)
         if args.plan.first_admin and args.project_root and email:

@@ -19,7 +19,7 @@ from components.providers.caddy import (
     CaddyServerArgs,
 )
 from fleet.model import derive, type_tokens
-from fleet.model.spec import Environment, TenantSpec
+from fleet.model.spec import Environment, Plan, TenantSpec
 
 NOT_FOUND_BODY = "tenant not found"
 
@@ -45,32 +45,35 @@ class TenantRoutesArgs:
 
     tenant: TenantSpec
     """The tenant whose hostnames are routed."""
+    plan: Plan
+    """Its plan (which service serves which hostnames)."""
     environment: Environment
     """The stack's environment (proxy admin API, base domain)."""
     upstreams: dict[str, pulumi.Input[list[str]]]
-    """Dial addresses per role (`backend`, `frontend`)."""
+    """Dial addresses per service (`backend`, `frontend`, or the plan's service names)."""
     server: Optional[pulumi.Resource] = None
     """The proxy server resource the routes live in (a dependency, so routes come after it and go before it)."""
 
 
 class TenantRoutes(pulumi.ComponentResource):
-    """Routes `api-<name>` to the backend and `app-<name>` plus custom domains to the frontend; a maintenance page while suspended."""
+    """A route per group of hostnames to the service serving them (fleet.model.derive.routes); a maintenance page while suspended.
+
+    The default shape routes `api-<name>` and its api_domains to the backend, `app-<name>` and its domains to the frontend."""
 
     def __init__(self, name: str, args: TenantRoutesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(type_tokens.COMPONENT_TYPE.format("TenantRoutes"), name, None, opts)
         tenant, environment = args.tenant, args.environment
         names = derive.names(tenant)
-        hosts = {"backend": derive.backend_hostnames(tenant, environment), "frontend": derive.frontend_hostnames(tenant, environment)}
         depends = [args.server] if args.server is not None else []
-        for role in derive.APP_ROLES:
+        for route in derive.routes(args.plan, tenant, environment):
             CaddyRoute(
-                names.route(role),
+                names.route(route.key),
                 CaddyRouteArgs(
                     admin_url=environment.proxy.admin_url,
                     server=environment.proxy.server,
-                    route_id=derive.route_id(tenant, role),
-                    hosts=hosts[role],
-                    upstreams=args.upstreams[role],
+                    route_id=route.route_id,
+                    hosts=list(route.hostnames),
+                    upstreams=args.upstreams.get(route.service, []),
                     maintenance=derive.app_stopped(tenant),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends),

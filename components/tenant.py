@@ -90,6 +90,7 @@ class Tenant(pulumi.ComponentResource):
         names = derive.names(tenant)
         child = pulumi.ResourceOptions(parent=self)
         self.spec = tenant
+        self.environment = environment
 
         # A purge request replaces everything: no app, routes or DNS; instead of the role, database and
         # placement, only the purge (final backup, then drop) is declared.
@@ -110,7 +111,9 @@ class Tenant(pulumi.ComponentResource):
         if environment.manages("database") and plan.redis == "shared" and not purged:
             self.redis = TenantRedis(names.redis_component, TenantRedisArgs(tenant, environment, platform.redis_password), opts=child)
 
-        upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment))
+        self.app_env: Optional[dict[str, pulumi.Output[list[str]]]] = None
+        service_names = [service.name for service in derive.services(plan, tenant, environment)]
+        upstreams: dict[str, pulumi.Input[list[str]]] = dict(derive.external_upstreams(tenant, environment, service_names))
         if environment.manages("app") and not purged:
             # Environment refuses app without database, and build_platform declares the docker provider with app.
             assert self.database is not None and tenant.app.host in platform.docker
@@ -121,11 +124,12 @@ class Tenant(pulumi.ComponentResource):
                     tenant, plan, environment, host_provider, self.env_facts(plan, environment), platform.app_secrets,
                     # The jobs run before the containers are (re)created: a new version starts on a migrated database.
                     after=[self.database.migrations] if self.database.migrations is not None else [],
-                    jobs_database_url=self.database.jobs_url,
+                    jobs_facts=self.database.jobs_facts,
                 ),
                 opts=child,
             )
             upstreams = dict(app.upstreams)
+            self.app_env = app.env
             if environment.images.ops:
                 ScheduledBackup(
                     names.backup_component,
@@ -138,6 +142,7 @@ class Tenant(pulumi.ComponentResource):
                         environment.images.ops,
                         platform.backup_dir,
                         environment.backups.schedule,
+                        app_env=app.env if environment.backups.env_recipient else None,
                     ),
                     opts=child,
                 )
@@ -152,7 +157,7 @@ class Tenant(pulumi.ComponentResource):
             TenantDns(names.dns_component, TenantDnsArgs(tenant, environment, platform.dns), opts=child)
 
         if environment.manages("proxy") and not purged:
-            TenantRoutes(names.proxy_component, TenantRoutesArgs(tenant, environment, upstreams, platform.proxy), opts=child)
+            TenantRoutes(names.proxy_component, TenantRoutesArgs(tenant, plan, environment, upstreams, platform.proxy), opts=child)
 
         self.urls = {}
         if not purged:

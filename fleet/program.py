@@ -28,6 +28,8 @@ from fleet.paths import PROJECT_ROOT, TENANTS_DIR
 CONFIG_NAMESPACE = "fleet"
 SECRET_CONFIG_KEYS = ("server_passwords", "redis_password", "app_secrets")
 ADMIN_CREDENTIALS_OUTPUT = "admin_credentials"
+APP_ENVS_OUTPUT = "app_envs"
+"""Secret output: each tenant's app env per service, when backups seal it (`fleet:backups.env_recipient`)."""
 """Secret stack output: each tenant's first admin {email, password} (`fleet admin-credentials` shows one)."""
 
 
@@ -181,6 +183,9 @@ def export_outputs(tenants: dict[str, Any]) -> None:
         pulumi.export("database_passwords", pulumi.Output.secret(passwords))
     if admins:
         pulumi.export(ADMIN_CREDENTIALS_OUTPUT, pulumi.Output.secret(admins))
+    app_envs = {name: component.app_env for name, component in tenants.items() if component.app_env is not None}
+    if app_envs and any(component.environment.backups.env_recipient for component in tenants.values()):
+        pulumi.export(APP_ENVS_OUTPUT, pulumi.Output.secret(app_envs))
 
 
 def load(

@@ -248,17 +248,17 @@ def container_limits_match_plan(args: ResourceValidationArgs, report: ReportViol
     if tenant is not None and role == WORKER_ROLE:
         _worker_limits_match_plan(args, report, tenant, labels, config)
         return
-    if tenant is None or role not in APP_ROLES:
-        report(f"container {args.name} belongs to no tenant app (labels tenant/component: {labels.get('tenant')!r}/{role!r}): its limits can't be checked against a plan.", None)
-        return
-    expected_tenant = (config.get("tenants") or {}).get(tenant)
-    if expected_tenant is None:
+    expected_tenant = (config.get("tenants") or {}).get(tenant) if tenant is not None else None
+    if tenant is not None and expected_tenant is None and role in APP_ROLES:
         report(f"tenant {tenant}: container {args.name}: the tenant is not in this policy's config; {REGENERATE_CONFIG}.", None)
+        return
+    if tenant is None or expected_tenant is None or role not in plan_services(expected_tenant):
+        report(f"container {args.name} belongs to no tenant app (labels tenant/component: {labels.get('tenant')!r}/{role!r}): its limits can't be checked against a plan.", None)
         return
     plan = expected_tenant.get("plan")
     if labels.get("plan") and labels["plan"] != plan:
         report(f"tenant {tenant}: container {args.name} is labelled plan {labels['plan']!r}, but the tenant is on plan {plan!r}.", None)
-    expected = expected_tenant.get(role) or {}
+    expected = plan_services(expected_tenant)[role]
     bound = ((config.get("plans") or {}).get(plan) or {}).get("max", {}).get(role) or {}
     memory, cpus = _number(_get(args.props, "memory")), _number(_get(args.props, "cpus"))
     for label, declared, wanted, ceiling, unit in (
@@ -859,9 +859,17 @@ def _replicas(size: Mapping[str, Any]) -> float:
     return 1.0 if replicas is None else replicas
 
 
+def plan_services(entry: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The sizes by service of a plan or tenant entry of the config: its `services`, else its `backend` and `frontend`."""
+    if entry.get("services"):
+        return dict(entry["services"])
+    return {role: entry[role] for role in APP_ROLES if isinstance(entry.get(role), Mapping)}
+
+
 def _plan_footprint(plan: Mapping[str, Any]) -> tuple[float, float]:
-    memory = sum((_number(plan[role]["memoryMb"]) or 0) * _replicas(plan[role]) for role in APP_ROLES)
-    cpus = sum((_number(plan[role]["cpu"]) or 0) * _replicas(plan[role]) for role in APP_ROLES)
+    sizes = plan_services(plan).values()
+    memory = sum((_number(size.get("memoryMb")) or 0) * _replicas(size) for size in sizes)
+    cpus = sum((_number(size.get("cpu")) or 0) * _replicas(size) for size in sizes)
     return memory, cpus
 
 
@@ -872,7 +880,11 @@ def _covers(size: Mapping[str, Any], effective: Mapping[str, float]) -> bool:
 def suggest_plan(plans: list[Mapping[str, Any]], current: str, effective: Mapping[str, Mapping[str, float]]) -> Optional[str]:
     """The smallest other plan whose base sizes cover what the tenant runs; else the next larger plan; None if there is none."""
     ordered = sorted(plans, key=_plan_footprint)
-    covering = [plan for plan in ordered if plan["name"] != current and all(_covers(plan[role], effective.get(role, {})) for role in APP_ROLES)]
+    covering = [
+        plan
+        for plan in ordered
+        if plan["name"] != current and all(role in plan_services(plan) and _covers(plan_services(plan)[role], sizes) for role, sizes in effective.items())
+    ]
     if covering:
         return covering[0]["name"]
     mine = next((plan for plan in ordered if plan["name"] == current), None)
@@ -898,7 +910,7 @@ def plan_overrides_near_max(args: StackValidationArgs, report: ReportViolation) 
         if resource.resource_type != CONTAINER:
             continue
         tenant, labels = tenant_of(resource), _labels(resource.props)
-        if tenant and labels.get("component") in APP_ROLES:
+        if tenant and labels.get("component") not in (None, BACKUP_ROLE, REDIS_ROLE, JOB_ROLE, WORKER_ROLE):
             containers[tenant][labels["component"]].append(resource)
             plan_of.setdefault(tenant, labels.get("plan", ""))
     for tenant in sorted(containers):
@@ -907,7 +919,10 @@ def plan_overrides_near_max(args: StackValidationArgs, report: ReportViolation) 
             continue
         effective: dict[str, dict[str, float]] = {}
         findings = []
+        services, bounds = plan_services(plan), plan.get("max") or {}
         for role, group in containers[tenant].items():
+            if role not in services or role not in bounds:
+                continue
             sizes = {
                 "memoryMb": max(_number(_get(c.props, "memory")) or 0 for c in group),
                 "cpu": max(_number(_get(c.props, "cpus")) or 0 for c in group),
@@ -915,7 +930,7 @@ def plan_overrides_near_max(args: StackValidationArgs, report: ReportViolation) 
             }
             effective[role] = sizes
             for key, value in sizes.items():
-                base, ceiling = _number(plan[role].get(key)) or 0, _number(plan["max"][role].get(key)) or 0
+                base, ceiling = _number(services[role].get(key)) or 0, _number(bounds[role].get(key)) or 0
                 if value > base + 1e-9 and ceiling and value >= ceiling * near / 100.0:
                     label, unit = _SIZE_WORDS[key]
                     findings.append(f"{role} {label} {_fmt(value)}{unit} is {100.0 * value / ceiling:.0f}% of the max {_fmt(ceiling)}{unit}")
@@ -949,8 +964,14 @@ _PLANS_LIST = {
     "description": "The plan catalog: name, base sizes and max per role.",
     "items": {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "backend": _SIZE, "frontend": _SIZE, "max": {"type": "object"}},
-        "required": ["name", "backend", "frontend", "max"],
+        "properties": {
+            "name": {"type": "string"},
+            "backend": _SIZE,
+            "frontend": _SIZE,
+            "services": {"type": "object", "additionalProperties": _SIZE},
+            "max": {"type": "object"},
+        },
+        "required": ["name", "max"],
     },
 }
 

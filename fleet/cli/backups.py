@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from components.backup import PASSWORD_ENV, TARGET_ENV
+from components.backup import APP_ENV_ENV, PASSWORD_ENV, TARGET_ENV
 from fleet.cli.common import (
     FAIL_STYLE,
     add_common_options,
@@ -23,7 +24,7 @@ from fleet.cli.common import (
     progress,
 )
 from fleet.errors import EXIT_FAILED, EXIT_OK, FleetError, InputError
-from fleet.ops import backups, restore
+from fleet.ops import backups, env_backup, restore
 
 # ---------------------------------------------------------------- backup
 
@@ -102,6 +103,12 @@ def _backup_job(args: argparse.Namespace) -> int:
         raise FleetError(f"{TARGET_ENV} is not valid: {error}") from None
     except backups.BackupError as error:
         raise FleetError(f"{TARGET_ENV}: {error}") from None
+    if target.env_recipient and os.environ.get(APP_ENV_ENV):
+        try:
+            app_env = {str(service): [str(line) for line in lines] for service, lines in json.loads(os.environ[APP_ENV_ENV]).items()}
+        except (ValueError, AttributeError, TypeError):
+            raise FleetError(f"{APP_ENV_ENV} is not a JSON object of service -> env lines") from None
+        target = dataclasses.replace(target, app_env=app_env)
     if args.tenant and args.tenant != [target.tenant]:
         raise FleetError(f"--tenant {', '.join(args.tenant)} does not match {TARGET_ENV}'s tenant {target.tenant}")
     folder = Path(args.dir)
@@ -185,8 +192,49 @@ def _confirm_replace(entry) -> None:
         raise FleetError("not confirmed; nothing was changed")
 
 
+# ---------------------------------------------------------------- the app's env in backups
+
+
+def cmd_backup_key(args: argparse.Namespace) -> int:
+    """Make the key pair that backups seal each tenant's app env with: the public key goes into the stack config, the
+    private key into a file only the operator keeps (it opens every sealed env)."""
+    public, private = env_backup.new_keypair()
+    out = Path(args.out)
+    try:
+        descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InputError(f"{out} exists; a new key would not open the envs sealed to the old one: choose another file") from None
+    with os.fdopen(descriptor, "w") as key_file:
+        key_file.write(private + "\n")
+    print(f"private key written to {out} (0600): keep it offline; it opens every backup's env")
+    print(f"add the public key to Pulumi.<stack>.yaml:\n  fleet:backups:\n    env_recipient: {public}")
+    return EXIT_OK
+
+
+def cmd_open_env(args: argparse.Namespace) -> int:
+    """Print the app env sealed beside a backup (`<tenant>-<stamp>.env.sealed`), opened with the private key file."""
+    sealed = Path(args.file)
+    if sealed.suffix == backups.DUMP_SUFFIX:
+        sealed = env_backup.env_file_path(sealed)
+    try:
+        private = Path(args.key).read_text().strip()
+    except OSError as error:
+        raise InputError(f"cannot read the key file {args.key}: {error.strerror}") from None
+    try:
+        env = env_backup.open_sealed_env(sealed, private)
+    except env_backup.EnvBackupError as error:
+        raise FleetError(str(error)) from None
+    if args.json:
+        print_json({"file": str(sealed), "services": env})
+    else:
+        for service, lines in env.items():
+            print(f"# {service}")
+            print("\n".join(lines))
+    return EXIT_OK
+
+
 def register(verbs) -> None:
-    """Add the verbs `backup` and `restore`."""
+    """Add the verbs `backup`, `restore`, `backup-key` and `open-env`."""
     backup = verbs.add_parser("backup", help="pg_dump -Fc tenants' databases, verify them, apply retention", description=cmd_backup.__doc__)
     add_common_options(backup)
     which = backup.add_mutually_exclusive_group(required=True)
@@ -210,3 +258,13 @@ def register(verbs) -> None:
     restore.add_argument("--volumes", action="store_true", help="also restore the backup's volume archives, each into a fresh folder beside the live one")
     restore.add_argument("--force", action="store_true", help="restore a dump whose objects belong to neither this tenant's role nor another tenant's")
     restore.set_defaults(handler=cmd_restore)
+
+    key = verbs.add_parser("backup-key", help="make the key pair that seals each tenant's app env in its backups", description=cmd_backup_key.__doc__)
+    key.add_argument("--out", required=True, metavar="FILE", help="where the private key goes (created 0600, never overwritten)")
+    key.set_defaults(handler=cmd_backup_key)
+
+    opened = verbs.add_parser("open-env", help="show the app env sealed beside a backup", description=cmd_open_env.__doc__)
+    opened.add_argument("file", help="the backup's .dump or its .env.sealed")
+    opened.add_argument("--key", required=True, metavar="FILE", help="the private key file from `backup-key`")
+    opened.add_argument("--json", action="store_true", help="JSON output")
+    opened.set_defaults(handler=cmd_open_env)

@@ -27,6 +27,7 @@ COMMANDS = (
     "fleet.cli.bench",
     "fleet.cli.policy",
     "fleet.cli.guard",
+    "fleet.cli.metrics",
 )
 """The verb modules, in the order `--help` lists them."""
 

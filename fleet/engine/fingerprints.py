@@ -70,7 +70,7 @@ def tenant_fingerprint(fleet: Fleet, tenant: TenantSpec, raw_config: dict[str, A
         {
             "kind": "tenant",
             "tenant": tenant.model_dump(mode="json"),
-            "plan": fleet.plan_of(tenant).model_dump(mode="json"),
+            "plan": fleet.plan_of(tenant).model_dump(mode="json", exclude={"alerts"}),  # thresholds are Prometheus rules, no resource
             "environment": _servers_used(raw_config, servers),
             "program": program,
         }

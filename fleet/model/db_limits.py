@@ -57,7 +57,7 @@ def database_limits(tenant: TenantSpec, plan: Plan) -> DatabaseLimits:
 
 def database_limit_bounds(plan: Plan) -> DatabaseLimits:
     """How far a tenant's `overrides.database` may go: `max.database`, else the plan's own values."""
-    return plan.max.database or plan.database_limits
+    return (plan.max.database if plan.max is not None else None) or plan.database_limits
 
 
 def app_role_limits(tenant: TenantSpec, plan: Plan) -> RoleLimits:

@@ -173,14 +173,20 @@ def _is_ipv4(value: Optional[str]) -> bool:
 # ---------------------------------------------------------------- sizes
 
 
-def container_size(plan: Plan, tenant: TenantSpec, role: AppRole) -> Size:
-    """The plan's size for a container group with the tenant's override applied."""
-    base: Size = getattr(plan, role)
-    override = getattr(tenant.overrides, role)
+def container_size(plan: Plan, tenant: TenantSpec, role: str) -> Size:
+    """The size of one of the tenant's services (`backend`, `frontend`, or a plan's named service) with its override applied."""
+    base: Optional[Size]
+    if plan.services:
+        base = plan.services[role]
+        override = tenant.overrides.services.get(role)
+    else:
+        base, override = getattr(plan, role), getattr(tenant.overrides, role)
+    assert base is not None, f"plan {tenant.plan} has no {role}"
+    size = Size(cpu=base.cpu, memory_mb=base.memory_mb, replicas=base.replicas)
     if override is None:
-        return base
+        return size
     changes = {field: value for field, value in override.model_dump().items() if value is not None}
-    return base.model_copy(update=changes)
+    return size.model_copy(update=changes)
 
 
 def app_stopped(tenant: TenantSpec) -> bool:
@@ -188,14 +194,102 @@ def app_stopped(tenant: TenantSpec) -> bool:
     return tenant.status in ("suspended", "offboarded")
 
 
-def replica_count(plan: Plan, tenant: TenantSpec, role: AppRole) -> int:
+def replica_count(plan: Plan, tenant: TenantSpec, role: str) -> int:
     """How many containers run: none while suspended or offboarded."""
     return 0 if app_stopped(tenant) else container_size(plan, tenant, role).replicas
 
 
 def full_stack(plan: Plan, tenant: TenantSpec) -> bool:
-    """Whether the tenant's app is one full-stack backend (its frontend has 0 replicas): every hostname routes to it."""
-    return container_size(plan, tenant, "frontend").replicas == 0
+    """Whether a default-shape app is one full-stack backend (its frontend has 0 replicas): every hostname routes to it."""
+    return not plan.services and container_size(plan, tenant, "frontend").replicas == 0
+
+
+# ---------------------------------------------------------------- the app's services and routes
+
+
+@dataclass(frozen=True)
+class AppService:
+    """One container group of a tenant's app, as the components and checks need it."""
+
+    name: str
+    """`backend` and `frontend` for the default shape, else the plan's service name (the `component` label)."""
+    image: str
+    port: int
+    health_path: str
+    size: Size
+    """With the tenant's override (replicas as declared; `replica_count` is 0 while suspended)."""
+    env: AppRole
+    """Whose env it gets: the backend's (private) or the frontend's (public)."""
+    routes: tuple[str, ...]
+    """Route kinds it serves (spec.ROUTE_KINDS)."""
+
+
+def services(plan: Plan, tenant: TenantSpec, environment: Environment) -> list[AppService]:
+    """The tenant's app services: its plan's named `services`, or the default backend and frontend."""
+    version = app_version(tenant, plan)
+    if plan.services:
+        return [
+            AppService(name, with_tag(service.image, version), service.port, service.health_path, container_size(plan, tenant, name), service.env, tuple(service.routes))
+            for name, service in plan.services.items()
+        ]
+    images = environment.images
+    stack = full_stack(plan, tenant)
+    backend_routes = ("api-", "api_domains", "app-", "domains") if stack else ("api-", "api_domains")
+    backend_size, frontend_size = container_size(plan, tenant, "backend"), container_size(plan, tenant, "frontend")
+    frontend_routes: tuple[str, ...] = () if stack else ("app-", "domains")
+    return [
+        # The images are set wherever this stack runs the app (validate.check_environment_plans); elsewhere unused.
+        AppService("backend", with_tag(images.backend or "", version), images.backend_port, images.health_path, backend_size, "backend", backend_routes),
+        AppService("frontend", with_tag(images.frontend or "", version), images.frontend_port, "/", frontend_size, "frontend", frontend_routes),
+    ]
+
+
+def primary_service(plan: Plan, tenant: TenantSpec, environment: Environment) -> AppService:
+    """The service that serves `api-`: jobs and workers run with its image and env, backups mount beside it."""
+    return next(service for service in services(plan, tenant, environment) if "api-" in service.routes)
+
+
+def route_hostnames(tenant: TenantSpec, environment: Environment, kinds: tuple[str, ...]) -> list[str]:
+    """The hostnames of some route kinds, in a fixed order."""
+    by_kind = {
+        "api-": [api_hostname(tenant, environment)],
+        "api_domains": list(tenant.api_domains),
+        "app-": [app_hostname(tenant, environment)],
+        "domains": list(tenant.domains),
+    }
+    return [host for kind in kinds for host in by_kind[kind]]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One proxy route of a tenant: its logical key, Caddy id, hostnames and the service it reaches."""
+
+    key: str
+    """`backend`/`frontend` for the default shape (contracts), else the service's name."""
+    route_id: str
+    hostnames: tuple[str, ...]
+    service: str
+    health_path: str
+
+
+def routes(plan: Plan, tenant: TenantSpec, environment: Environment) -> list[RouteSpec]:
+    """The tenant's proxy routes. The default shape keeps its two routes (api and app hostnames), even when one
+    full-stack backend serves both; named services get one route each over the hostnames they serve."""
+    by_name = {service.name: service for service in services(plan, tenant, environment)}
+    if not plan.services:
+        serving_app = "backend" if full_stack(plan, tenant) else "frontend"
+        return [
+            RouteSpec("backend", route_id(tenant, "backend"), tuple(backend_hostnames(tenant, environment)), "backend", by_name["backend"].health_path),
+            RouteSpec("frontend", route_id(tenant, "frontend"), tuple(frontend_hostnames(tenant, environment)), serving_app, by_name[serving_app].health_path),
+        ]
+    routed = [(service, tuple(route_hostnames(tenant, environment, service.routes))) for service in by_name.values()]
+    # A service that routes only custom domains the tenant has none of gets no route (Caddy needs a hostname).
+    return [RouteSpec(service.name, route_id(tenant, service.name), hosts, service.name, service.health_path) for service, hosts in routed if hosts]
+
+
+HEALTHY_WAIT_SECONDS = 180
+"""How long creating an app container waits for Docker to call it healthy (its check runs every 30 s after a 20 s
+grace): only then do its routes switch to it, and only after that do replaced containers go."""
 
 
 def cpus_value(cpu: float) -> str:
@@ -329,14 +423,14 @@ class Names:
     def network(self) -> str:
         return f"{self.tenant}-net"
 
-    def container(self, role: AppRole, index: int) -> str:
-        return f"{self.tenant}-{role}-{index}"
+    def container(self, service: str, index: int) -> str:
+        return f"{self.tenant}-{service}-{index}"
 
     def dns_record(self, hostname: str) -> str:
         return f"{self.tenant}-dns-{hostname}"
 
-    def route(self, role: AppRole) -> str:
-        return f"{self.tenant}-route-{role}"
+    def route(self, key: str) -> str:
+        return f"{self.tenant}-route-{key}"
 
     @property
     def backup_component(self) -> str:
@@ -411,23 +505,24 @@ CLOUDFLARE_PROVIDER_NAME = "cloudflare"
 PROXY_SERVER_NAME = "proxy"
 
 
-def external_upstreams(tenant: TenantSpec, environment: Environment) -> dict[str, list[str]]:
-    """Upstreams of a tenant whose app runs outside this stack, from `proxy.external_upstreams`."""
+def external_upstreams(tenant: TenantSpec, environment: Environment, service_names: Optional[list[str]] = None) -> dict[str, list[str]]:
+    """Upstreams per service of a tenant whose app runs outside this stack, from `proxy.external_upstreams`."""
     templates = environment.proxy.external_upstreams or {}
+    names_ = list(service_names or APP_ROLES)
     if app_stopped(tenant):
-        return {role: [] for role in APP_ROLES}
-    return {role: [templates[role].format(tenant=tenant.name)] if role in templates else [] for role in APP_ROLES}
+        return {name: [] for name in names_}
+    return {name: [templates[name].format(tenant=tenant.name)] if name in templates else [] for name in names_}
 
 
-def route_id(tenant: TenantSpec, role: AppRole) -> str:
-    """The Caddy `@id` of a tenant's route."""
-    return f"tenant-{tenant.name}-{'api' if role == 'backend' else 'app'}"
+def route_id(tenant: TenantSpec, key: str) -> str:
+    """The Caddy `@id` of a tenant's route: `tenant-<name>-api`/`-app` for the backend's and frontend's, else the service's name."""
+    return f"tenant-{tenant.name}-{ {'backend': 'api', 'frontend': 'app'}.get(key, key)}"
 
 
 # ---------------------------------------------------------------- environment of the app
 
 
-def labels(tenant: TenantSpec, role: AppRole) -> dict[str, str]:
+def labels(tenant: TenantSpec, role: str) -> dict[str, str]:
     """Container labels for monitoring and inventory."""
     return {"tenant": tenant.name, "plan": tenant.plan, "component": role, "managed-by": "tenant-fleet"}
 
@@ -480,6 +575,17 @@ def plain_env(tenant: TenantSpec, plan: Plan, environment: Environment, role: Ap
     }
 
 
+def service_env(tenant: TenantSpec, plan: Plan, environment: Environment, service: AppService) -> dict[str, str]:
+    """A service's plain env: its kind's (`plain_env`), its own PORT; a backend-kind service that serves `app-` renders
+    the pages too, so it gets the frontend's branding and URLs as well (its own values win)."""
+    env = plain_env(tenant, plan, environment, service.env)
+    if service.env == "backend":
+        env["PORT"] = str(service.port)
+        if "app-" in service.routes:
+            env = {**plain_env(tenant, plan, environment, "frontend"), **env}
+    return env
+
+
 def with_tag(image: str, tag: Optional[str]) -> str:
     """`image` with its tag (or digest) replaced by `tag`; unchanged when `tag` is None."""
     if tag is None:
@@ -494,12 +600,6 @@ def with_tag(image: str, tag: Optional[str]) -> str:
 def app_version(tenant: TenantSpec, plan: Plan) -> Optional[str]:
     """The app version (image tag) a tenant runs: its own pin, else its plan's, else None (`fleet:images` as given)."""
     return tenant.app_version or plan.app_version
-
-
-def app_images(tenant: TenantSpec, plan: Plan, environment: Environment) -> dict[str, str]:
-    """The backend's and frontend's images for a tenant: `fleet:images` with the tenant's app version as their tag."""
-    version = app_version(tenant, plan)
-    return {"backend": with_tag(environment.images.backend, version), "frontend": with_tag(environment.images.frontend, version)}
 
 
 def container_jobs(tenant: TenantSpec, plan: Plan) -> dict[str, Job]:

@@ -7,6 +7,7 @@ reference and the JSON Schemas (`python -m fleet schema`).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import re
@@ -236,6 +237,66 @@ def _name_check(pattern: str, rule: str) -> Callable[[str], str]:
 
 WorkerName = Annotated[str, AfterValidator(_name_check(r"^[a-z][a-z0-9-]{0,20}$", "worker names are lowercase words with - (at most 21 characters)"))]
 
+RESERVED_SERVICE_NAMES = frozenset({"worker", "job", "redis", "route", "dns", "net", "backup", "backups", "jwt", "db", "plan", "services", "workers", "max"})
+"""Words a service can't be named: its containers (`<tenant>-<service>-<n>`) and routes must not meet other resources' names."""
+
+
+def _service_name(value: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9]{0,15}$", value):
+        raise ValueError(f"service names are one lowercase word of letters and digits (at most 16 characters): {value!r}")
+    if value in RESERVED_SERVICE_NAMES:
+        raise ValueError(f"{value!r} is reserved (other resources of a tenant use it); choose another service name")
+    return value
+
+
+ServiceName = Annotated[str, AfterValidator(_service_name)]
+
+ROUTE_KINDS = ("app-", "api-", "domains", "api_domains")
+"""What a service may serve: `app-<tenant>.<base>`, `api-<tenant>.<base>`, the tenant's `domains`, its `api_domains`."""
+RouteKind = Literal["app-", "api-", "domains", "api_domains"]
+
+
+class Service(Size):
+    """A named container group of the app (`web`, `api`, `admin`): its image, port, size, health check and hostnames."""
+
+    image: str = Field(description="Its image, pinned (`ghcr.io/acme/web:2.4.1`); a plan's or tenant's `app_version` replaces the tag.")
+    port: int = Field(default=8080, ge=1, le=65535, description="Port it listens on inside its container.")
+    health_path: str = Field(default="/health", description="HTTP path of its health check (Docker's, `fleet verify`'s and a rollout's).")
+    routes: list[RouteKind] = Field(
+        default_factory=list,
+        description="Hostnames routed to it: `app-`, `api-` (the tenant's `app-<name>`/`api-<name>` hosts), `domains`, `api_domains` "
+        "(its custom domains); none for an internal service.",
+    )
+    env: Literal["backend", "frontend"] = Field(
+        default="backend",
+        description="Which env it gets: `backend` (private: DATABASE_URL, secrets, limits, volumes) or `frontend` (public: branding and URLs, no secret).",
+    )
+    max: Optional[Size] = Field(default=None, description="Upper bounds a tenant override may not exceed (default: this size, no override above it).")
+
+    @field_validator("health_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"health_path must start with /: {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _routed_services_run(self) -> "Service":
+        if self.replicas == 0 and self.routes:
+            raise ValueError(f"replicas 0 would leave {', '.join(self.routes)} unserved: route them to a running service")
+        if len(set(self.routes)) != len(self.routes):
+            raise ValueError("a route is listed twice")
+        if self.max is not None:
+            for field in ("cpu", "memory_mb", "replicas"):
+                if getattr(self, field) > getattr(self.max, field):
+                    raise ValueError(f"{field} {getattr(self, field)} exceeds its own max {getattr(self.max, field)}")
+        return self
+
+    @property
+    def bound(self) -> Size:
+        """The largest size a tenant override may ask for."""
+        return self.max or Size(cpu=self.cpu, memory_mb=self.memory_mb, replicas=self.replicas)
+
 
 
 
@@ -263,6 +324,18 @@ class Retention(Strict):
     daily: int = Field(ge=1, le=3650, description="Days whose every backup is kept.")
     weekly: int = Field(default=0, ge=0, le=520, description="Weeks (ISO) whose newest backup is kept beyond that.")
     monthly: int = Field(default=0, ge=0, le=240, description="Months whose newest backup is kept beyond that.")
+
+
+class AlertThresholds(Strict):
+    """When a tenant's alerts fire (fleet.ops.alert_rules writes them as Prometheus rules); defaults: seed 001's numbers."""
+
+    cpu_percent: int = Field(default=80, ge=1, le=100, description="Containers' CPU use, % of the plan's CPU, held `for_minutes`.")
+    memory_percent: int = Field(default=90, ge=1, le=100, description="Containers' memory, % of the plan's memory, held `for_minutes`.")
+    down_minutes: int = Field(default=5, ge=0, le=1440, description="Minutes the tenant's database is unreachable before the down alert fires.")
+    errors_per_hour: int = Field(default=100, ge=1, description="HTTP 5xx answers on the tenant's hostnames in the last hour.")
+    connections_percent: int = Field(default=80, ge=1, le=100, description="Sessions of the tenant's role, % of its connection limit, held `for_minutes`.")
+    backup_age_hours: int = Field(default=26, ge=1, le=8760, description="Age of the newest backup (a daily job plus slack); no backup at all fires too.")
+    for_minutes: int = Field(default=5, ge=0, le=1440, description="How long the CPU, memory and connection conditions must hold before firing.")
 
 
 LimitValue = Union[StrictBool, StrictInt, Literal["unlimited"]]
@@ -314,14 +387,20 @@ class Plan(Strict):
     """A subscription plan: what a tenant on it gets, and how far an override may go."""
 
     description: str = Field(default="", description="One line for people reading plans and previews.")
-    backend: Size = Field(description="Backend size.")
-    frontend: Size = Field(description="Frontend size.")
+    backend: Optional[Size] = Field(default=None, description="Backend size (the default app shape; not with `services`).")
+    frontend: Optional[Size] = Field(default=None, description="Frontend size (the default app shape; not with `services`).")
+    services: dict[ServiceName, Service] = Field(
+        default_factory=dict,
+        description="The app as named services instead of a backend and a frontend (`web: {image, port, cpu, memory_mb, replicas, routes: [app-, api-, domains]}`); "
+        "together they route `app-`, `api-`, `domains` and `api_domains` once each.",
+    )
     user_limit: int = Field(ge=1, description="USER_LIMIT passed to the app: seats the tenant may create.")
     connections_limit: int = Field(ge=1, description="CONNECTIONS_LIMIT passed to the app (e.g. WhatsApp connections).")
     db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
-    max: ComponentSizes = Field(description="Upper bounds a tenant override may not exceed.")
+    max: Optional[ComponentSizes] = Field(default=None, description="Upper bounds a tenant override of the backend or frontend may not exceed (the default app shape).")
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds, description="Alert thresholds for tenants on this plan (`fleet alerts` writes the rules).")
     app_version: Optional[str] = Field(
         default=None, description="Image tag of the app for tenants on this plan (backend, frontend, workers), instead of `fleet:images`' tags."
     )
@@ -376,15 +455,41 @@ class Plan(Strict):
         return _version_tag(value)
 
     @model_validator(mode="after")
-    def _a_backend_runs(self) -> "Plan":
+    def _one_app_shape(self) -> "Plan":
+        default_shape = [part for part in ("backend", "frontend", "max") if getattr(self, part) is not None]
+        if self.services:
+            if default_shape:
+                raise ValueError(f"services replace backend, frontend and max: drop {', '.join(default_shape)}")
+            routed = [kind for service in self.services.values() for kind in service.routes]
+            problems = []
+            for kind in ROUTE_KINDS:
+                owners = [name for name, service in self.services.items() if kind in service.routes]
+                if not owners:
+                    problems.append(f"no service routes {kind}")
+                elif len(owners) > 1:
+                    problems.append(f"{kind} routed to {' and '.join(owners)}: one service each")
+            api = [service for service in self.services.values() if "api-" in service.routes]
+            if api and api[0].env != "backend":
+                problems.append("the service routing api- gets the backend's env (env: backend): jobs and workers run with it")
+            if problems or not routed:
+                raise ValueError("; ".join(problems))
+            return self
+        missing = [part for part in ("backend", "frontend", "max") if getattr(self, part) is None]
+        if missing:
+            raise ValueError(f"a plan declares its app as backend, frontend and max, or as services: {', '.join(missing)} missing")
+        assert self.backend is not None
         if self.backend.replicas < 1:
             raise ValueError("backend.replicas must be at least 1 (a full-stack app is a backend with frontend.replicas 0)")
         return self
 
     @model_validator(mode="after")
     def _bounds_cover_plan(self) -> "Plan":
+        if self.max is None:
+            return self
         for part in ("backend", "frontend"):
             size, bound = getattr(self, part), getattr(self.max, part)
+            if size is None:
+                continue
             for field in ("cpu", "memory_mb", "replicas"):
                 if getattr(size, field) > getattr(bound, field):
                     raise ValueError(f"{part}.{field} {getattr(size, field)} exceeds its own max {getattr(bound, field)}")
@@ -473,6 +578,7 @@ class Overrides(Strict):
 
     backend: Optional[SizeOverride] = Field(default=None, description="Backend override.")
     frontend: Optional[SizeOverride] = Field(default=None, description="Frontend override.")
+    services: dict[str, SizeOverride] = Field(default_factory=dict, description="Overrides of a plan's named services, by name, within each one's `max`.")
     database: Optional[DatabaseLimitsOverride] = Field(default=None, description="Database limits override, within the plan's `max.database`.")
 
     @field_validator("backend")
@@ -662,8 +768,8 @@ class DockerHost(Strict):
 class Images(Strict):
     """Pinned app images (a version tag or a digest; never `latest`)."""
 
-    backend: str = Field(description="Backend image, e.g. `ghcr.io/acme/backend:1.8.2`.")
-    frontend: str = Field(description="Frontend image.")
+    backend: Optional[str] = Field(default=None, description="Backend image, e.g. `ghcr.io/acme/backend:1.8.2` (needed by plans with a backend and a frontend).")
+    frontend: Optional[str] = Field(default=None, description="Frontend image (needed by plans with a backend and a frontend).")
     backend_port: int = Field(default=8080, description="Port the backend listens on inside its container.")
     frontend_port: int = Field(default=80, description="Port the frontend listens on inside its container.")
     health_path: str = Field(default="/health", description="HTTP path of the backend health check.")
@@ -699,10 +805,11 @@ class Proxy(Strict):
     listen: list[str] = Field(default_factory=lambda: [":443"], description="Addresses the server listens on.")
     automatic_https: bool = Field(default=True, description="Let Caddy obtain certificates; off for local stacks.")
     upstream_host: str = Field(default="127.0.0.1", description="Address where Caddy reaches the containers' published ports.")
-    external_upstreams: Optional[dict[Literal["backend", "frontend"], str]] = Field(
+    external_upstreams: Optional[dict[str, str]] = Field(
         default=None,
         description=(
-            "When the apps run outside this stack (another stack, Kubernetes): dial address per role, a template with `{tenant}`, "
+            "When the apps run outside this stack (another stack, Kubernetes): dial address per service (`backend`, `frontend`, "
+            "or a plan's service name), a template with `{tenant}`, "
             "e.g. `{backend: 'backend.{tenant}.svc:8080', frontend: 'frontend.{tenant}.svc:80'}`."
         ),
     )
@@ -730,6 +837,24 @@ class Backups(Strict):
     dir: str = Field(default="backups", description="Folder for `pg_dump -Fc` files, relative to the project root or absolute.")
     pg_bin: Optional[str] = Field(default=None, description="Folder with pg_dump/pg_restore matching the servers' major version (default: found on the machine).")
     schedule: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="Daily UTC time (HH:MM) of each tenant's scheduled backup.")
+    env_recipient: Optional[str] = Field(
+        default=None,
+        description="Public key (base64 Curve25519, from `python -m fleet backup-key`) to which each backup seals the tenant's generated app env; "
+        "unset: backups carry no env.",
+    )
+
+    @field_validator("env_recipient")
+    @classmethod
+    def _curve25519_key(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        try:
+            raw = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            raise ValueError("env_recipient is not base64 (make one with `python -m fleet backup-key`)") from None
+        if len(raw) != 32:
+            raise ValueError(f"env_recipient is {len(raw)} bytes, not the 32 of a Curve25519 public key (make one with `python -m fleet backup-key`)")
+        return value.strip()
 
     def folder(self, root: Path) -> Path:
         """`dir` as an absolute path (`~` expanded; relative to the project root `root`): where the scheduled job,

@@ -68,6 +68,11 @@ def check_environment_plans(environment: Environment, plans: dict[str, Plan], di
         unknown = sorted(set(host.plans or ()) - set(plans)) if plans else []
         if unknown:
             problems.append(Problem(display, None, f"fleet:docker_hosts.{key}.plans", f"unknown plan(s) {', '.join(unknown)}; plans: {', '.join(sorted(plans))}"))
+    default_shape = sorted(name for name, plan in plans.items() if not plan.services)
+    if default_shape and environment.manages("app"):
+        for part in ("backend", "frontend"):
+            if getattr(environment.images, part) is None:
+                problems.append(Problem(display, None, f"fleet:images.{part}", f"not set, and plan(s) {', '.join(default_shape)} run a {part}"))
     return problems
 
 
@@ -93,6 +98,40 @@ def env_problems(where: str, tenant: TenantSpec, plan: Plan, environment: Enviro
         if source.config is not None and source.config not in environment.app_secrets:
             known = ", ".join(sorted(environment.app_secrets)) or "none"
             problems.append(Problem(where, tenant.name, field("secrets", "backend", name), f"fleet:app_secrets has no {source.config!r} (it has: {known})"))
+    return problems
+
+
+def override_problems(where: str, tenant: TenantSpec, plan: Plan) -> list[Problem]:
+    """A tenant's size overrides name parts of its plan's app shape, each within that part's max."""
+    problems = []
+    overrides = tenant.overrides
+    bounds: dict[str, tuple[Any, Any]] = {}  # field path -> (override, bound)
+    if plan.services:
+        for part in ("backend", "frontend"):
+            if getattr(overrides, part) is not None:
+                message = f"plan {tenant.plan} declares services ({', '.join(plan.services)}): override them under overrides.services"
+                problems.append(Problem(where, tenant.name, f"overrides.{part}", message))
+        for name, override in overrides.services.items():
+            if name not in plan.services:
+                problems.append(Problem(where, tenant.name, f"overrides.services.{name}", f"plan {tenant.plan} has no service {name!r} (it has {', '.join(plan.services)})"))
+                continue
+            bounds[f"overrides.services.{name}"] = (override, plan.services[name].bound)
+            if override.replicas == 0 and plan.services[name].routes:
+                message = f"0 would leave {', '.join(plan.services[name].routes)} unserved; suspend the tenant to stop its app"
+                problems.append(Problem(where, tenant.name, f"overrides.services.{name}.replicas", message))
+    else:
+        if overrides.services:
+            problems.append(Problem(where, tenant.name, "overrides.services", f"plan {tenant.plan} has no named services: override backend or frontend"))
+        assert plan.max is not None  # the default shape has one
+        for part in ("backend", "frontend"):
+            override = getattr(overrides, part)
+            if override is not None:
+                bounds[f"overrides.{part}"] = (override, getattr(plan.max, part))
+    for path, (size_override, bound) in bounds.items():
+        for field in ("cpu", "memory_mb", "replicas"):
+            value = getattr(size_override, field)
+            if value is not None and value > getattr(bound, field):
+                problems.append(Problem(where, tenant.name, f"{path}.{field}", f"{value} exceeds plan {tenant.plan}'s max {getattr(bound, field)}"))
     return problems
 
 
@@ -140,17 +179,7 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
             problems.extend(env_problems(where, tenant, plan, environment))
             problems.extend(limit_problems(where, tenant, plan))
         if plan is not None:
-            for part in ("backend", "frontend"):
-                override = getattr(tenant.overrides, part)
-                if override is None:
-                    continue
-                bound = getattr(plan.max, part)
-                for field in ("cpu", "memory_mb", "replicas"):
-                    value = getattr(override, field)
-                    if value is not None and value > getattr(bound, field):
-                        problems.append(
-                            Problem(where, tenant.name, f"overrides.{part}.{field}", f"{value} exceeds plan {tenant.plan}'s max {getattr(bound, field)}")
-                        )
+            problems.extend(override_problems(where, tenant, plan))
             if tenant.overrides.database is not None:
                 limits_bound = db_limits.database_limit_bounds(plan)
                 for field, value in tenant.overrides.database.model_dump().items():
@@ -161,6 +190,13 @@ def check_fleet(environment: Environment, plans: dict[str, Plan], tenants: list[
                                 f"{value} exceeds plan {tenant.plan}'s max {getattr(limits_bound, field)} (max.database, else its database_limits)",
                             )
                         )
+        if plan is not None and environment.manages("proxy") and not environment.manages("app"):
+            templates = environment.proxy.external_upstreams or {}
+            unrouted = sorted({route.service for route in derive.routes(plan, tenant, environment)} - set(templates))
+            if unrouted:
+                problems.append(
+                    Problem(where, tenant.name, "plan", f"plan {tenant.plan} routes to {', '.join(unrouted)}, which proxy.external_upstreams doesn't say how to reach")
+                )
         for identifier, label in derive.postgres_identifiers(tenant).items():
             if len(identifier.encode()) > PG_IDENTIFIER_MAX_BYTES:
                 problems.append(Problem(where, tenant.name, "name", f"derived {label} {identifier!r} exceeds {PG_IDENTIFIER_MAX_BYTES} bytes; choose a shorter name"))

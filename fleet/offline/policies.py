@@ -33,7 +33,7 @@ from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from fleet.model import derive
 from fleet.model.load import load_fleet
-from fleet.model.spec import Fleet, Size
+from fleet.model.spec import Fleet, Plan, Size
 from fleet.offline.mocks import Declared, Evaluation
 from fleet.offline.plan import plan_stack, stack_config
 from fleet.sdk_internals import gc_paused
@@ -77,12 +77,12 @@ def policy_config(fleet: Fleet, evaluation: Optional[Evaluation] = None) -> dict
     expected: dict[str, dict[str, Any]] = {}
     for tenant in fleet.tenants:
         plan = fleet.plan_of(tenant)
-        expected[tenant.name] = {"plan": tenant.plan, **{role: _size(derive.container_size(plan, tenant, role)) for role in derive.APP_ROLES}}
+        sizes = {service.name: _size(service.size) for service in derive.services(plan, tenant, environment)}
+        expected[tenant.name] = {"plan": tenant.plan, **({"services": sizes} if plan.services else sizes)}
         if plan.workers:
             expected[tenant.name]["workers"] = {name: {"cpu": w.cpu, "memoryMb": w.memory_mb, "replicas": w.replicas} for name, w in plan.workers.items()}
     plan_catalog = [
-        {"name": name, "backend": _size(plan.backend), "frontend": _size(plan.frontend), "max": {role: _size(getattr(plan.max, role)) for role in derive.APP_ROLES}}
-        for name, plan in fleet.plans.items()
+        _plan_entry(name, plan) for name, plan in fleet.plans.items()
     ]
     hosts = {
         derive.docker_provider_name(key): {"memoryMb": host.memory_mb, "cpus": host.cpus, "headroomPercent": host.headroom_percent}
@@ -353,3 +353,15 @@ def write_policy_config(path: Path, stack: str, root: Path, tenants_dir: Optiona
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(policy_config(fleet, evaluation), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+def _plan_entry(name: str, plan: Plan) -> dict[str, Any]:
+    """A plan in the policies' catalog: its base sizes and max per service (or backend and frontend)."""
+    if plan.services:
+        return {
+            "name": name,
+            "services": {service: _size(spec) for service, spec in plan.services.items()},
+            "max": {service: _size(spec.bound) for service, spec in plan.services.items()},
+        }
+    assert plan.backend is not None and plan.frontend is not None and plan.max is not None  # the default shape
+    return {"name": name, "backend": _size(plan.backend), "frontend": _size(plan.frontend), "max": {role: _size(getattr(plan.max, role)) for role in derive.APP_ROLES}}

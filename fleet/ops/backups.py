@@ -19,6 +19,7 @@ from typing import Any, Optional
 from fleet.errors import FleetError
 from fleet.model.derive import next_run
 from fleet.model.spec import Retention
+from fleet.ops import env_backup
 from fleet.postgres import dumps
 from fleet.postgres.access import PgCommandError, PgToolsError, ServerAccess, pg_tool
 from fleet.postgres.dumps import write_private
@@ -139,11 +140,12 @@ def archive_volume(folder: Path, archive: Path) -> dict[str, Any]:
 
 
 def _remove_backup(dump: Path) -> None:
-    """A backup's dump, manifest and volume archives."""
+    """A backup's dump, manifest, volume archives and sealed env."""
     dump.unlink(missing_ok=True)
     manifest_path(dump).unlink(missing_ok=True)
     for archive in dump.parent.glob(f"{dump.stem}.*.tar.gz"):
         archive.unlink(missing_ok=True)
+    env_backup.env_file_path(dump).unlink(missing_ok=True)
 
 
 def kept(backups: list[BackupFile], retention: Retention | int, now: datetime) -> list[BackupFile]:
@@ -297,6 +299,10 @@ class BackupTarget:
     server_key: str = ""
     volumes: dict[str, str] = field(default_factory=dict)
     """Volume folders to archive beside the dump, by name."""
+    app_env: Optional[dict[str, list[str]]] = None
+    """The tenant's generated app env (service -> `NAME=value` lines), sealed beside the dump when `env_recipient` is set."""
+    env_recipient: Optional[str] = None
+    """`fleet:backups.env_recipient`: the public key the env is sealed to; None: backups carry no env."""
 
     @property
     def retention_days(self) -> int:
@@ -317,7 +323,8 @@ class BackupTarget:
         access = ServerAccess(str(data["host"]), int(data.get("port") or 5432), str(data["user"]), password, str(data.get("sslmode") or "prefer"))
         retention = Retention(daily=int(retention_days), weekly=weeks, monthly=months)
         volumes = {str(name): str(path) for name, path in (data.get("volumes") or {}).items()}
-        return cls(str(data["tenant"]), str(data["database"]), access, retention, str(data.get("server") or ""), volumes)
+        recipient = str(data["env_recipient"]) if data.get("env_recipient") else None
+        return cls(str(data["tenant"]), str(data["database"]), access, retention, str(data.get("server") or ""), volumes, env_recipient=recipient)
 
 
 @dataclass
@@ -340,9 +347,14 @@ class BackupResult:
 
 
 def backup_target(inventory, tenant: str) -> BackupTarget:
-    """A tenant's backup target from the inventory: its database, as the server's admin (suspended tenants too)."""
+    """A tenant's backup target from the inventory: its database, as the server's admin (suspended tenants too), and its
+    app env when backups seal it and the secret source knows it (the deployed stack's `app_envs` output)."""
     entry = inventory.tenant(tenant)
-    return BackupTarget(entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention, entry.server_key, dict(entry.volumes))
+    recipient = inventory.environment.backups.env_recipient
+    return BackupTarget(
+        entry.name, entry.database, inventory.admin_access(entry.server_key), entry.retention, entry.server_key, dict(entry.volumes),
+        app_env=inventory.app_env(tenant) if recipient else None, env_recipient=recipient,
+    )
 
 
 def backup_one(
@@ -381,6 +393,13 @@ def backup_one(
         except OSError as error:
             _remove_backup(path)  # a backup is the dump and all its volumes, or nothing
             raise BackupError(f"could not archive volume {name} ({volume_folder}): {error}") from None
+        env_entry: Optional[dict[str, Any]] = None
+        if target.env_recipient:
+            try:
+                env_entry = env_backup.write_sealed_env(path, target.app_env, target.env_recipient) if target.app_env else {"absent": True}
+            except (OSError, env_backup.EnvBackupError) as error:
+                _remove_backup(path)
+                raise BackupError(f"could not seal the app env beside {path.name}: {error}") from None
         manifest = {
             "tenant": target.tenant,
             "database": target.database,
@@ -394,6 +413,7 @@ def backup_one(
             "tables": contents.counts,
             "checksums": contents.digests,
             **({"volumes": volumes} if volumes else {}),
+            **({"env": env_entry} if env_entry is not None else {}),
         }
         try:
             write_private(manifest_path(path), json.dumps(manifest, indent=2, sort_keys=True) + "\n")

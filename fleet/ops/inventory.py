@@ -57,6 +57,8 @@ class TenantEntry:
     """api-, app- and custom domains (fleet.model.derive.hostnames)."""
     api_hostname: str
     frontend_hostnames: tuple[str, ...]
+    health_paths: dict[str, str] = field(default_factory=dict)
+    """The health-check path per hostname, of the service that serves it (fleet.model.derive.routes)."""
     volumes: dict[str, str] = field(default_factory=dict)
     """Its volume folders on the app host by name (fleet.model.derive.volume_folders)."""
 
@@ -117,6 +119,7 @@ def tenant_entry(tenant: TenantSpec, plan: Plan, environment: Environment) -> Te
         hostnames=tuple(derive.hostnames(tenant, environment)),
         api_hostname=derive.api_hostname(tenant, environment),
         frontend_hostnames=tuple(derive.frontend_hostnames(tenant, environment)),
+        health_paths={host: route.health_path for route in derive.routes(plan, tenant, environment) for host in route.hostnames},
         volumes=derive.volume_folders(tenant, plan, environment),
     )
 
@@ -190,6 +193,11 @@ class Inventory:
                 f"{DATABASE_PASSWORD_ENV}{env_suffix(tenant)}, pass --secrets FILE, or deploy the stack (output {DATABASE_PASSWORDS_OUTPUT})"
             )
         return password
+
+    def app_env(self, tenant: str) -> Optional[dict[str, list[str]]]:
+        """A tenant's generated app env (service -> lines), from a source that knows it (the deployed stack), else None."""
+        reader = getattr(self.secrets, "app_env", None)
+        return reader(tenant) if reader is not None else None
 
     def admin_access(self, server_key: str):
         """pgtools.ServerAccess to a server as its admin."""

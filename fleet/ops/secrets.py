@@ -11,12 +11,13 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from fleet.engine import driver as engine
 from fleet.errors import FleetError
+from fleet.program import APP_ENVS_OUTPUT
 
 SERVER_PASSWORD_ENV = "FLEET_SERVER_PASSWORD_"
 DATABASE_PASSWORD_ENV = "FLEET_DATABASE_PASSWORD_"
@@ -127,6 +128,7 @@ class EngineSecrets:
         self.passphrase = passphrase
         self.description = f"stack {stack} (engine)"
         self._loaded: Optional[tuple[dict[str, str], dict[str, str]]] = None
+        self._app_envs: Optional[dict[str, Any]] = None
 
     def server_password(self, server_key: str) -> Optional[str]:
         return self._load()[0].get(server_key)
@@ -134,10 +136,38 @@ class EngineSecrets:
     def database_password(self, tenant: str) -> Optional[str]:
         return self._load()[1].get(tenant)
 
+    def app_env(self, tenant: str) -> Optional[dict[str, list[str]]]:
+        """The tenant's generated app env from the stack's secret output `app_envs` (None when not exported)."""
+        if self._app_envs is None:
+            self._app_envs = read_stack_output(self.stack, self.root, APP_ENVS_OUTPUT, backend_dir=self.backend_dir, passphrase=self.passphrase) or {}
+        env = self._app_envs.get(tenant)
+        return {str(service): [str(line) for line in lines] for service, lines in env.items()} if isinstance(env, dict) else None
+
     def _load(self) -> tuple[dict[str, str], dict[str, str]]:
         if self._loaded is None:
             self._loaded = read_stack_secrets(self.stack, self.root, backend_dir=self.backend_dir, passphrase=self.passphrase)
         return self._loaded
+
+
+def _deployed_config_and_outputs(
+    stack: str, root: Path, what: str, *, backend_dir: Optional[str | os.PathLike[str]] = None, passphrase: Optional[str] = None
+) -> tuple[MutableMapping[str, Any], MutableMapping[str, Any]]:
+    """(config, outputs) of a deployed stack through the engine, from a scratch work dir holding its `Pulumi.<stack>.yaml`
+    (with its encryption salt), as `fleet up` does; `what` names the reading in errors."""
+    stack_file = Path(root) / f"Pulumi.{stack}.yaml"
+    scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")
+    try:
+        if stack_file.exists():
+            shutil.copy(stack_file, Path(scratch) / stack_file.name)
+        try:
+            workspace_stack = engine.stack_for(stack, lambda: None, work_dir=scratch, backend_dir=backend_dir, passphrase=passphrase)
+            return workspace_stack.get_all_config(), workspace_stack.outputs()
+        except (engine.EngineMissing, engine.EngineError) as error:
+            raise fleet_error(f"cannot read {what} of stack {stack} through the engine: {error}") from None
+        except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError for a bad passphrase
+            raise fleet_error(f"cannot read {what} of stack {stack} through the engine: {str(error).strip().splitlines()[-1]}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def read_stack_secrets(
@@ -149,21 +179,7 @@ def read_stack_secrets(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """(server passwords by key, tenant role passwords by tenant) of a deployed stack, through the engine."""
 
-    stack_file = Path(root) / f"Pulumi.{stack}.yaml"
-    scratch = tempfile.mkdtemp(prefix=f"tenant-fleet-ops-{stack}-")
-    try:
-        if stack_file.exists():
-            shutil.copy(stack_file, Path(scratch) / stack_file.name)
-        try:
-            workspace_stack = engine.stack_for(stack, lambda: None, work_dir=scratch, backend_dir=backend_dir, passphrase=passphrase)
-            config = workspace_stack.get_all_config()
-            outputs = workspace_stack.outputs()
-        except (engine.EngineMissing, engine.EngineError) as error:
-            raise fleet_error(f"cannot read the secrets of stack {stack} through the engine: {error}") from None
-        except Exception as error:  # noqa: BLE001 - the Automation API raises CommandError for a bad passphrase
-            raise fleet_error(f"cannot read the secrets of stack {stack} through the engine: {str(error).strip().splitlines()[-1]}") from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    config, outputs = _deployed_config_and_outputs(stack, root, "the secrets", backend_dir=backend_dir, passphrase=passphrase)
     servers: dict[str, str] = {}
     if SERVER_PASSWORDS_CONFIG in config:
         raw = config[SERVER_PASSWORDS_CONFIG].value
@@ -179,6 +195,14 @@ def read_stack_secrets(
     return servers, databases
 
 
+def read_stack_output(
+    stack: str, root: Path, name: str, *, backend_dir: Optional[str | os.PathLike[str]] = None, passphrase: Optional[str] = None
+) -> Optional[Any]:
+    """One output of a deployed stack (secrets revealed), through the engine; None when the stack has no such output."""
+    _, outputs = _deployed_config_and_outputs(stack, root, f"output {name}", backend_dir=backend_dir, passphrase=passphrase)
+    return outputs[name].value if name in outputs else None
+
+
 class ChainedSecrets:
     """Ask each source in turn; the first that knows a value wins."""
 
@@ -191,6 +215,10 @@ class ChainedSecrets:
 
     def database_password(self, tenant: str) -> Optional[str]:
         return next((value for source in self.sources if (value := source.database_password(tenant))), None)
+
+    def app_env(self, tenant: str) -> Optional[dict[str, list[str]]]:
+        readers = [reader for source in self.sources if (reader := getattr(source, "app_env", None)) is not None]
+        return next((value for reader in readers if (value := reader(tenant))), None)
 
 
 def secret_source(spec: str, stack: str, root: Path) -> SecretSource:

@@ -15,7 +15,7 @@ from fleet.model import derive
 from fleet.model.offboarding import offboarding_timer
 from fleet.ops import drills
 from fleet.ops.backups import Clock, newest_backup, utc_now
-from fleet.ops.verify import BACKUP_STALE_HOURS, FLAG_THRESHOLD
+from fleet.ops.verify import FLAG_THRESHOLD
 
 # ---------------------------------------------------------------- status
 
@@ -71,11 +71,11 @@ class ServerStatus:
         return asdict(self)
 
 
-def _share_flag(label: str, used: Optional[int], limit: Optional[int]) -> Optional[str]:
+def _share_flag(label: str, used: Optional[int], limit: Optional[int], threshold: float = FLAG_THRESHOLD) -> Optional[str]:
     if used is None or limit is None or limit <= 0:
         return None
     share = used / limit
-    return f"{label} {used}/{limit} ({share:.0%})" if share >= FLAG_THRESHOLD else None
+    return f"{label} {used}/{limit} ({share:.0%})" if share >= threshold else None
 
 
 def _server_figures(access, tenants) -> tuple[dict[str, int], dict[str, int], dict[str, int], int, int]:
@@ -146,7 +146,7 @@ def fleet_status(
             row.connection_limit = limits.get(entry.role)
             if row.size_bytes is None:
                 row.error = f"database {entry.database} not found on {server_key}"
-            flag = _share_flag("connections", row.connections, row.connection_limit)
+            flag = _share_flag("connections", row.connections, row.connection_limit, entry.plan.alerts.connections_percent / 100)  # as its alert
             if flag:
                 row.flags.append(flag)
             if row.size_bytes is not None and (entry.plan.migrations or entry.spec.modules):
@@ -170,7 +170,7 @@ def fleet_status(
             continue
         row.newest_backup = backup.path.name
         row.backup_age_hours = round(backup.age(now).total_seconds() / 3600, 1)
-        if row.backup_age_hours > BACKUP_STALE_HOURS:
+        if row.backup_age_hours > entry.plan.alerts.backup_age_hours:  # the plan's alert threshold
             row.flags.append(f"backup {row.backup_age_hours:.0f}h old")
     return [rows[entry.name] for entry in chosen], servers
 
@@ -202,14 +202,15 @@ def _container_states(inventory, chosen, rows: dict[str, TenantStatus], containe
             for entry in entries:
                 rows[entry.name].containers = f"unknown ({one_line(error)})"
             continue
-        _count_containers(entries, listed, rows)
+        _count_containers(entries, listed, rows, inventory.environment)
 
 
-def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus]) -> None:
+def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus], environment) -> None:
     for entry in entries:
-        expected = sum(derive.replica_count(entry.plan, entry.spec, role) for role in derive.APP_ROLES)
+        services = [service.name for service in derive.services(entry.plan, entry.spec, environment)]
+        expected = sum(derive.replica_count(entry.plan, entry.spec, service) for service in services)
         expected += sum(derive.worker_count(entry.plan, entry.spec, worker) for worker in entry.plan.workers)
-        app_components = (*derive.APP_ROLES, derive.WORKER_ROLE)
+        app_components = (*services, derive.WORKER_ROLE)
         mine = [c for c in listed if (c.get("Labels") or {}).get("tenant") == entry.name and (c.get("Labels") or {}).get("component") in app_components]
         running = sum(1 for c in mine if c.get("State") == "running")
         other = sorted({c.get("State", "?") for c in mine if c.get("State") != "running"})

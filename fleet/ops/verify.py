@@ -16,14 +16,15 @@ from typing import Any, Literal, Optional
 import psycopg
 
 from fleet.model import db_limits, derive
+from fleet.model.spec import AlertThresholds
 from fleet.postgres import role_settings
 from fleet.postgres.privileges import shared_databases_open_to_public
 
 Outcome = Literal["pass", "fail", "skip"]
-FLAG_THRESHOLD = 0.8
-"""A tenant is flagged when a figure reaches this share of its limit."""
-BACKUP_STALE_HOURS = 26
-"""A newest backup older than this (a daily job plus slack) is flagged."""
+FLAG_THRESHOLD = AlertThresholds().connections_percent / 100
+"""A figure is flagged when it reaches this share of its limit (a tenant's plan may set its own: `alerts:`)."""
+BACKUP_STALE_HOURS = AlertThresholds().backup_age_hours
+"""A newest backup older than this (a daily job plus slack) is flagged, unless the tenant's plan sets its own."""
 HTTP_TIMEOUT_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 5
 
@@ -383,7 +384,7 @@ def verify_http(inventory, tenants, *, address: Optional[str] = None, insecure: 
     requests = []
     for entry in tenants:
         for hostname in entry.hostnames:
-            path = environment.images.health_path if hostname == entry.api_hostname else "/"
+            path = entry.health_paths.get(hostname, "/")
             requests.append((entry, hostname, path))
 
     def probe(request) -> Check:

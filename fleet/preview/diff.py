@@ -67,7 +67,9 @@ class ReplaceRule:
 REPLACE_RULES: dict[str, ReplaceRule] = {
     # Only these are updated in place on a running container; envs, labels, networksAdvanced, ports,
     # uploads, image, name, cpus, command, volumes/mounts, healthcheck... start a new container.
-    CONTAINER: ReplaceRule(in_place=frozenset({"memory", "memorySwap", "memoryReservation", "cpuShares", "cpuSet", "restart"})),
+    # `wait` and `waitTimeout` (wait for healthy after a create) are not ForceNew in the upstream container schema
+    # (kreuzwerker/terraform-provider-docker, internal/provider/resource_docker_container.go): state only.
+    CONTAINER: ReplaceRule(in_place=frozenset({"memory", "memorySwap", "memoryReservation", "cpuShares", "cpuSet", "restart", "wait", "waitTimeout"})),
     NETWORK: ReplaceRule(in_place=frozenset()),
     DATABASE: ReplaceRule(replace=frozenset({"name", "template", "encoding", "lcCollate", "lcCtype"})),
     ROLE: ReplaceRule(),  # name, password, login, connection limit: ALTER ROLE in place

@@ -15,7 +15,6 @@ from typing import Any, Iterable, Optional
 import yaml
 
 from fleet.errors import SpecError
-from fleet.model import derive
 from fleet.model.load import load_fleet
 from fleet.model.offboarding import OffboardingTimer, offboarding_timer, purge_proposal, removed_file_proposal
 from fleet.model.spec import Fleet, Offboarding, TenantSpec
@@ -44,6 +43,7 @@ from fleet.preview.wording import (
     plan_catalog_changes,
     plan_of,
     purge_words,
+    service_sizes,
     stack_config_changes,
 )
 from policies import fleet_policies as pack
@@ -102,7 +102,7 @@ def _plan_reaches_tenant(base_fleet: Optional[Fleet], head_fleet: Optional[Fleet
     old, new = plan_of(base_fleet, spec), plan_of(head_fleet, spec)
     if old is None or new is None:
         return old is not new
-    sizes = any(derive.container_size(old, spec, role) != derive.container_size(new, spec, role) for role in derive.APP_ROLES)
+    sizes = service_sizes(old, spec) != service_sizes(new, spec)
     limits = (old.user_limit, old.connections_limit, old.db_connections) != (new.user_limit, new.connections_limit, new.db_connections)
     return sizes or limits
 

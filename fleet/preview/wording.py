@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fleet.model import derive
-from fleet.model.spec import Fleet, TenantSpec
+from fleet.model.spec import Fleet, Size, TenantSpec
 from fleet.model.type_tokens import PLACEMENT, PURGE
 from fleet.preview.changes import (
     CREATE,
@@ -25,11 +25,20 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def service_sizes(plan, spec: TenantSpec) -> dict[str, Size]:
+    """A tenant's app sizes by service (backend and frontend, or its plan's named services)."""
+    names = list(plan.services) if plan.services else list(derive.APP_ROLES)
+    return {name: derive.container_size(plan, spec, name) for name in names}
+
+
 def size_words(base_plan, base_spec: TenantSpec, head_plan, head_spec: TenantSpec) -> list[str]:
     words = []
-    for role in derive.APP_ROLES:
-        old = derive.container_size(base_plan, base_spec, role)
-        new = derive.container_size(head_plan, head_spec, role)
+    old_sizes, new_sizes = service_sizes(base_plan, base_spec), service_sizes(head_plan, head_spec)
+    for role in [*old_sizes, *[name for name in new_sizes if name not in old_sizes]]:
+        if role not in old_sizes or role not in new_sizes:
+            words.append(f"service {role} {'added' if role in new_sizes else 'removed'}")
+            continue
+        old, new = old_sizes[role], new_sizes[role]
         parts = []
         if old.memory_mb != new.memory_mb:
             parts.append(f"{old.memory_mb} → {new.memory_mb} MB")

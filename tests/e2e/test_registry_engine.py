@@ -10,6 +10,7 @@ the engine's own change summary.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pulumi
@@ -21,15 +22,16 @@ from components.registry import RegistrySettings, declare_registry
 from fleet.bench.servers import PostgresCluster
 from fleet.engine import driver as engine
 from fleet.ops import backups as backup
-from fleet.ops import status, verify
+from fleet.ops import env_backup, status, verify
 from fleet.ops.inventory import load_inventory
 from fleet.ops.secrets import EngineSecrets
-from fleet.program import CONFIG_NAMESPACE, load
+from fleet.program import APP_ENVS_OUTPUT, CONFIG_NAMESPACE, load
 from tests.integration.test_backup import FleetOnServers
 from tests.support.fixtures import require_engine, running
 
 STACK = "e2e-registry"
 DATABASE = "fleet_registry"
+GURUPI_SECRET_LINE = "JWT_SECRET=sealed-in-the-backup-only-41c7"
 ROW_TYPE = "pulumi-python:dynamic/registry:TenantRegistryRow"
 
 
@@ -56,6 +58,8 @@ class RegistryStack:
             server_passwords = pulumi.Config(CONFIG_NAMESPACE).get_secret_object("server_passwords")
             declare_registry(fleet, server_passwords, RegistrySettings("shared-1", DATABASE))
             pulumi.export("database_passwords", pulumi.Output.secret({name: passwords[name] for name in passwords if name in {t.name for t in fleet.tenants}}))
+            # What export_outputs publishes when backups seal the app env (the app layer itself needs the docker plugin).
+            pulumi.export(APP_ENVS_OUTPUT, pulumi.Output.secret({"gurupi": {"backend": [GURUPI_SECRET_LINE, "TENANT=gurupi"]}}))
 
         return program
 
@@ -185,6 +189,17 @@ def test_the_ops_commands_read_their_secrets_from_the_deployed_stack(registry, t
     assert any(check.check == "isolation" and check.outcome == "pass" for check in checks)
     results = backup.backup_many(inventory, ["gurupi", "pirapora"])
     assert all(result.ok for result in results), [result.error for result in results]
+
+    # With a recipient, an operator's backup seals the env the deployed stack exported (a secret output).
+    public, private = env_backup.new_keypair()
+    sealing = copy.deepcopy(registry.fleet.config)
+    sealing["backups"] = {**sealing.get("backups", {}), "env_recipient": public}
+    sealed_inventory = load_inventory(STACK, root=registry.root, tenants_dir=registry.workspace.tenants_dir, config=sealing, secrets=secrets, backups_dir=tmp_path / "sealed")
+    assert secrets.app_env("gurupi") == {"backend": [GURUPI_SECRET_LINE, "TENANT=gurupi"]} and secrets.app_env("pirapora") is None
+    (gurupi, pirapora) = backup.backup_many(sealed_inventory, ["gurupi", "pirapora"])
+    assert gurupi.ok and pirapora.ok, (gurupi.error, pirapora.error)
+    assert env_backup.open_sealed_env(env_backup.env_file_path(Path(gurupi.path)), private) == {"backend": [GURUPI_SECRET_LINE, "TENANT=gurupi"]}
+    assert (backup.read_manifest(Path(pirapora.path)) or {})["env"] == {"absent": True}
     rows, _servers = status.fleet_status(inventory, ["gurupi"], containers=lambda: [])
     assert rows[0].size_bytes > 0 and rows[0].newest_backup is not None
 

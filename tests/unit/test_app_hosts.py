@@ -88,3 +88,21 @@ def test_a_hosts_plan_list_must_name_plans_of_the_catalog(two_hosts):
     with pytest.raises(SpecError) as raised:
         two_hosts.evaluate()
     assert "Pulumi.dev.yaml: fleet:docker_hosts.vps-2.plans: unknown plan(s) enterprize; plans: basic, enterprise, pro" in str(raised.value)
+
+
+def test_a_new_app_container_takes_traffic_only_once_healthy(two_hosts):
+    """Every app container waits for its health check when created, and its tenant's routes take their upstreams from
+    it: on a move the routes switch only to healthy containers, and the replaced ones go after that."""
+    evaluation = two_hosts.evaluate()
+    apps = [c for c in of_type(evaluation, CONTAINER, "pirapora") if c.name.startswith(("pirapora-backend-", "pirapora-frontend-"))]
+    assert apps
+    for container in apps:
+        assert container.raw_inputs["wait"] is True and container.raw_inputs["waitTimeout"] >= 120, container.name
+        assert container.raw_inputs["healthcheck"]["tests"][:2] == ["CMD", "wget"]
+
+
+def test_turning_on_the_health_wait_updates_running_containers_in_place():
+    from fleet.preview.diff import REPLACE_RULES
+
+    rule = REPLACE_RULES[CONTAINER]
+    assert not rule.forces_replace("wait") and not rule.forces_replace("waitTimeout")

@@ -168,3 +168,23 @@ def test_container_jobs_run_once_per_create_version_or_up_before_the_app_and_fai
         provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 1.0, "output": output})
     message = str(failure.value)
     assert "job migrate of tenant gurupi exited 1; its last 20 line(s):" in message and "P3009" in message and "line 20" not in message
+
+
+def test_a_jobs_db_facts_are_its_own_login_so_an_orms_direct_url_creates_owner_tables(workspace):
+    """Prisma migrates through DIRECT_URL when the schema sets `directUrl`: in a job, `${db.url}` and the other db.*
+    facts are the jobs login (which becomes the owner role), never the app's."""
+    from tests.unit.graph import env_of
+
+    path = workspace.tenants_dir / "_plans.yaml"
+    plans = yaml.safe_load(path.read_text())
+    plans["plans"]["pro"]["jobs"] = {"migrate": {"command": ["npx", "prisma", "migrate", "deploy"]}}
+    plans["plans"]["pro"]["env"] = {"backend": {"DIRECT_URL": "${db.url}", "DB_USER": "${db.user}", "DB_PASS": "${db.password}", "DB_NAME": "${db.name}"}}
+    path.write_text(yaml.safe_dump(plans, sort_keys=False))
+    evaluation = workspace.evaluate()
+    containers = {c.name: c for c in of_type(evaluation, CONTAINER, "gurupi")}
+    job, app = env_of(containers["gurupi-job-migrate"]), env_of(containers["gurupi-backend-0"])
+    assert job["DIRECT_URL"] == job["DATABASE_URL"] and job["DIRECT_URL"].startswith("postgresql://tenant_gurupi_job:")
+    assert (job["DB_USER"], job["DB_NAME"]) == ("tenant_gurupi_job", "tenant_gurupi") and job["DB_PASS"] != app["DB_PASS"]
+    assert app["DIRECT_URL"] == app["DATABASE_URL"] and app["DIRECT_URL"].startswith("postgresql://tenant_gurupi_app:")
+    assert app["DB_USER"] == "tenant_gurupi_app"
+    assert "envs" in containers["gurupi-job-migrate"].secret_inputs
