@@ -1,0 +1,3 @@
+module tenant-fleet/kubernetes/fleet-app
+
+go 1.24
