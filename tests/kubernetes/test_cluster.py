@@ -81,8 +81,8 @@ def test_the_node_is_ready_on_loopback_only(kube_cluster: KubeCluster):
     assert conditions["Ready"] == "True", conditions
     assert node["status"]["nodeInfo"]["kubeletVersion"] == f"v{KUBE_VERSION}"
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
-    # Pinned to 127.0.0.1, which the kubelet won't publish: the node advertises no address it detected by itself.
-    assert kube_cluster.advertised_addresses() <= {"127.0.0.1", "localhost"}, node["status"].get("addresses")
+    # Pinned to loopback: the node advertises no address it detected by itself.
+    assert kube_cluster.advertised_addresses() == {"127.0.0.1", "localhost"}, node["status"].get("addresses")
     assert kube_cluster.api.get("/version")["gitVersion"] == f"v{KUBE_VERSION}"
 
 
@@ -96,6 +96,9 @@ def test_a_deployment_of_the_app_image_runs_and_answers_http(kube_cluster: KubeC
     status, text = pod_http_get(app["status"]["podIP"], APP_PORT, "/some/page")
     assert status == 200
     assert json.loads(text)["path"] == "/some/page"
+    # The API server reaches the kubelet on loopback for the container's log.
+    log = kube_cluster.api.request("GET", f"/api/v1/namespaces/smoke-app/pods/{app['metadata']['name']}/log", raw=True)
+    assert "fleet-app acme/web listening on :8080" in log
 
 
 def test_the_pod_gets_its_cpu_and_memory_limits_in_its_cgroups(kube_cluster: KubeCluster, app: dict[str, Any]):
