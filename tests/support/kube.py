@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import http.client
+import importlib.util
 import ipaddress
 import json
 import os
@@ -108,6 +109,8 @@ def missing_parts() -> list[str]:
         problems.append(f"{KUBE_IMAGES / 'images.json'} (run {SETUP_COMMAND})")
     problems += [f"{tool} (apt-get install {package}, or run {SETUP_COMMAND})" for tool, package in HOST_TOOLS.items() if not shutil.which(tool)]
     problems += [f"{CNI_DIR / plugin} (apt-get install containernetworking-plugins)" for plugin in ("bridge", "host-local", "loopback") if not (CNI_DIR / plugin).exists()]
+    if importlib.util.find_spec("pulumi_kubernetes") is None:
+        problems.append(f"the Python SDK pulumi-kubernetes in the venv (run {SETUP_COMMAND})")
     if os.geteuid() != 0:
         problems.append("root (kubelet and containerd need it)")
     return problems
