@@ -829,20 +829,28 @@ def docker_host_capacity(args: StackValidationArgs, report: ReportViolation) -> 
         if capacity is None:
             report(f"docker host {host}: runs containers but declares no capacity in this policy's config ({', '.join(sorted(hosts)) or 'none'}); {REGENERATE_CONFIG}.", load.urn)
             continue
-        headroom = _number(capacity.get("headroomPercent")) or 0.0
-        for what, declared, unit in (("memory", _number(capacity.get("memoryMb")), " MB"), ("cpus", _number(capacity.get("cpus")), " CPUs")):
-            if declared is None:
-                continue
-            usable = declared * (100.0 - headroom) / 100.0
-            used = load.totals[what]
-            if used > usable + 1e-9:
-                need = f"{_fmt(round(used, 3))} MB of memory" if what == "memory" else f"{_fmt(round(used, 3))} CPUs"
-                report(
-                    f"docker host {host}: containers need {need}, above the {_fmt(round(usable, 3))}{unit} usable "
-                    f"({_fmt(declared)}{unit} declared minus {_fmt(headroom)}% headroom){_unmeasured_note(load)}; largest tenants: {load.largest(what)}. "
-                    "Add capacity (fleet:docker_host, fleet:docker_hosts) or move tenants to another host (app: {host: ...}).",
-                    load.urn,
-                )
+        for what, used, usable, declared, headroom, unit in _over_capacity(capacity, load.totals):
+            need = f"{_fmt(round(used, 3))} MB of memory" if what == "memory" else f"{_fmt(round(used, 3))} CPUs"
+            report(
+                f"docker host {host}: containers need {need}, above the {_fmt(round(usable, 3))}{unit} usable "
+                f"({_fmt(declared)}{unit} declared minus {_fmt(headroom)}% headroom){_unmeasured_note(load)}; largest tenants: {load.largest(what)}. "
+                "Add capacity (fleet:docker_host, fleet:docker_hosts) or move tenants to another host (app: {host: ...}).",
+                load.urn,
+            )
+
+
+def _over_capacity(capacity: Mapping[str, Any], totals: Mapping[str, float]) -> list[tuple[str, float, float, float, float, str]]:
+    """(what, used, usable, declared, headroom %, unit) for memory and CPUs where `totals` exceed a host's or cluster's
+    declared capacity minus its headroom."""
+    headroom = _number(capacity.get("headroomPercent")) or 0.0
+    over = []
+    for what, declared, unit in (("memory", _number(capacity.get("memoryMb")), " MB"), ("cpus", _number(capacity.get("cpus")), " CPUs")):
+        if declared is None:
+            continue
+        usable = declared * (100.0 - headroom) / 100.0
+        if totals[what] > usable + 1e-9:
+            over.append((what, totals[what], usable, declared, headroom, unit))
+    return over
 
 
 def redis_memory_capacity(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -1145,19 +1153,13 @@ def kubernetes_quota_capacity(args: StackValidationArgs, report: ReportViolation
             known = ", ".join(sorted(clusters)) or "none"
             report(f"cluster {cluster}: holds tenant quotas but declares no capacity in this policy's config ({known}); {REGENERATE_CONFIG}.", load.urn)
             continue
-        headroom = _number(capacity.get("headroomPercent")) or 0.0
-        for what, declared, unit in (("memory", _number(capacity.get("memoryMb")), " MB"), ("cpus", _number(capacity.get("cpus")), " CPUs")):
-            if declared is None:
-                continue
-            usable = declared * (100.0 - headroom) / 100.0
-            used = load.totals[what]
-            if used > usable + 1e-9:
-                report(
-                    f"cluster {cluster}: tenant quotas add up to {_fmt(round(used, 3))}{unit}, above the {_fmt(round(usable, 3))}{unit} usable "
-                    f"({_fmt(declared)}{unit} declared minus {_fmt(headroom)}% headroom){_unmeasured_note(load)}; largest tenants: {load.largest(what)}. "
-                    "Add capacity (fleet:kubernetes_hosts) or move tenants to another host (app: {host: ...}).",
-                    load.urn,
-                )
+        for what, used, usable, declared, headroom, unit in _over_capacity(capacity, load.totals):
+            report(
+                f"cluster {cluster}: tenant quotas add up to {_fmt(round(used, 3))}{unit}, above the {_fmt(round(usable, 3))}{unit} usable "
+                f"({_fmt(declared)}{unit} declared minus {_fmt(headroom)}% headroom){_unmeasured_note(load)}; largest tenants: {load.largest(what)}. "
+                "Add capacity (fleet:kubernetes_hosts) or move tenants to another host (app: {host: ...}).",
+                load.urn,
+            )
 
 
 # ---------------------------------------------------------------- config schemas and the pack's policies
