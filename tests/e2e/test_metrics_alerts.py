@@ -15,6 +15,7 @@ backup, and its alerts stay inactive. Then dedicated-1 stops: pirapora stays in 
 
 from __future__ import annotations
 
+import http.client
 import os
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def stack(tmp_path_factory):
 def _routes(fleet: FleetOnServers, caddy: CaddyServerProcess, upstream: UpstreamHTTPServer) -> None:
     """The fleet server and every tenant's routes, as `fleet up` makes them; per-host metrics on, as docs/observability.md says."""
     CaddyServerProvider().create({"admin_url": caddy.admin_url, "server": "fleet", "listen": [caddy.http_listen], "automatic_https": False, "not_found_body": "tenant not found"})
-    caddy.admin("POST", "/config/apps/http/metrics", {"per_host": True})
+    _set_per_host_metrics(caddy)
     nothing_listens = f"127.0.0.1:{free_port()}"
     for entry in fleet.inventory().select():
         hosts = {"backend": [entry.api_hostname], "frontend": list(entry.frontend_hostnames)}
@@ -135,6 +136,23 @@ def _routes(fleet: FleetOnServers, caddy: CaddyServerProcess, upstream: Upstream
                     "upstreams": [nothing_listens if broken else upstream.address], "maintenance": not entry.active,
                 }
             )
+
+
+def _set_per_host_metrics(caddy: CaddyServerProcess, attempts: int = 5) -> None:
+    """POST `apps.http.metrics.per_host`, then read it back. Caddy reloads its HTTP app for this, and on a loaded
+    machine it has been seen to close the admin connection without an answer (CI, two suites at once): then
+    the change is checked in the live config and posted again if it didn't land."""
+    for attempt in range(attempts):
+        try:
+            caddy.admin("POST", "/config/apps/http/metrics", {"per_host": True})
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            time.sleep(0.5 * (attempt + 1))
+        try:
+            if (caddy.config("apps/http/metrics") or {}).get("per_host") is True:
+                return
+        except (http.client.RemoteDisconnected, ConnectionResetError):
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError(f"Caddy did not take apps.http.metrics.per_host after {attempts} attempts")
 
 
 def _wait_for(what: str, check, prometheus: PrometheusServerProcess, timeout: float = FIRING_WITHIN):
