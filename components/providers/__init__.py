@@ -2,13 +2,14 @@
 
 Provider classes are module-level and get everything as inputs; dill pickles them by reference, so
 module and class names here are contracts that deployed stacks depend on (docs/architecture.md).
-Shared here: the base resource, `ProviderError`/`failure_context`, `is_unknown`, `resource_label`.
+Shared here: the base resource, `ProviderError`/`failure_context`, `is_unknown`, `resource_label`, `in_place_diff`,
+`check_server_entry`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Optional
 
 import pulumi
@@ -24,6 +25,8 @@ __all__ = [
     "failure_context",
     "is_unknown",
     "resource_label",
+    "in_place_diff",
+    "check_server_entry",
     "RESOURCE_NAME_KEY",
 ]
 
@@ -92,3 +95,16 @@ def resource_label(kind: str, props: dict[str, Any], *, quoted: bool = True) -> 
     if not name:
         return kind
     return f"{kind} {name!r}" if quoted else f"{kind} {name}"
+
+
+def in_place_diff(olds: Mapping[str, Any], news: Mapping[str, Any], tracked: Iterable[str]) -> pulumi.dynamic.DiffResult:
+    """A diff that never replaces: a change when any `tracked` input differs or isn't known yet (others are ignored)."""
+    changed = [key for key in tracked if is_unknown(news.get(key)) or olds.get(key) != news.get(key)]
+    return pulumi.dynamic.DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+
+
+def check_server_entry(news: Mapping[str, Any], failures: list) -> None:
+    """`check`: the `server` input names an entry of the `servers` input (once both are known)."""
+    servers, server = news.get("servers"), news.get("server")
+    if not is_unknown(servers) and not is_unknown(server) and (not isinstance(servers, Mapping) or server not in servers):
+        failures.append(pulumi.dynamic.CheckFailure("servers", f"servers has no entry for server {server!r}"))

@@ -15,7 +15,15 @@ from typing import Any, Mapping, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context, is_unknown, resource_label
+from components.providers import (
+    RESOURCE_NAME_KEY,
+    FleetDynamicResource,
+    check_server_entry,
+    failure_context,
+    in_place_diff,
+    is_unknown,
+    resource_label,
+)
 from fleet.postgres import catalog, privileges
 from fleet.postgres.access import ServerAccess
 
@@ -70,15 +78,12 @@ class OwnerHandoverProvider(ResourceProvider):
                 failures.append(CheckFailure(key, f"{key} must be a non-empty name of at most 63 bytes (got {value!r})"))
         if not is_unknown(news.get("owner")) and not is_unknown(news.get("role")) and news.get("owner") == news.get("role"):
             failures.append(CheckFailure("owner", "the owner role must not be the app's login role"))
-        servers, server = news.get("servers"), news.get("server")
-        if not is_unknown(servers) and not is_unknown(server) and (not isinstance(servers, Mapping) or server not in servers):
-            failures.append(CheckFailure("servers", f"servers has no entry for server {server!r}"))
+        check_server_entry(news, failures)
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # The admin password is not compared: rotating it must not look like a change to every tenant.
-        changed = [key for key in _TRACKED if is_unknown(news.get(key)) or olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        return in_place_diff(olds, news, _TRACKED)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._hand_over(props, "create")

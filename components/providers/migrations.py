@@ -17,7 +17,14 @@ from typing import Any, Mapping, Optional, Sequence
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context, is_unknown, resource_label
+from components.providers import (
+    RESOURCE_NAME_KEY,
+    FleetDynamicResource,
+    failure_context,
+    in_place_diff,
+    is_unknown,
+    resource_label,
+)
 from components.providers.handover import TenantDatabaseTarget
 from fleet.postgres.access import ServerAccess
 from fleet.postgres.migrations import apply_migrations
@@ -50,8 +57,7 @@ class TenantMigrationsProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [key for key in _TRACKED if is_unknown(news.get(key)) or olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        return in_place_diff(olds, news, _TRACKED)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._run(props, "create", {})

@@ -14,7 +14,15 @@ from typing import Any, Mapping, Optional
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.providers import RESOURCE_NAME_KEY, FleetDynamicResource, failure_context, is_unknown, resource_label
+from components.providers import (
+    RESOURCE_NAME_KEY,
+    FleetDynamicResource,
+    check_server_entry,
+    failure_context,
+    in_place_diff,
+    is_unknown,
+    resource_label,
+)
 from fleet.postgres import role_settings
 from fleet.postgres.access import ServerAccess
 
@@ -56,15 +64,12 @@ class RoleSettingsProvider(ResourceProvider):
                 unknown = sorted(set(settings) - role_settings.SETTING_NAMES)
                 if unknown:
                     failures.append(CheckFailure("settings", f"not settings the fleet manages: {', '.join(unknown)}"))
-        servers, server = news.get("servers"), news.get("server")
-        if not is_unknown(servers) and not is_unknown(server) and (not isinstance(servers, Mapping) or server not in servers):
-            failures.append(CheckFailure("servers", f"servers has no entry for server {server!r}"))
+        check_server_entry(news, failures)
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Never a replacement: ALTER ROLE ... SET changes a role in place. Admin credentials are not compared.
-        changed = [key for key in _TRACKED if is_unknown(news.get(key)) or olds.get(key) != news.get(key)]
-        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
+        return in_place_diff(olds, news, _TRACKED)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._apply(props, "create")
