@@ -33,7 +33,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else PROJECT_ROOT
     tenants_dir = Path(args.tenants).resolve() if args.tenants else root / "tenants"
     service = AskService(_source(args, root, tenants_dir), cache_seconds=args.cache_seconds)
-    if args.check:
+    if args.check is not None:  # an empty name is checked (and refused), not taken as no --check
         answer = service.answer(args.check)
         print(f"{answer.status} {'allowed' if answer.allowed else 'refused'}: {answer.reason}")
         return EXIT_OK if answer.allowed else EXIT_FAILED

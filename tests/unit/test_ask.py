@@ -151,3 +151,11 @@ def test_the_on_demand_policy_is_a_catch_all_with_the_chosen_issuer():
     assert on_demand_policy("fleet", "acme") == {"@id": "fleet-on-demand", "on_demand": True}  # Caddy's default ACME issuers
     assert on_demand_policy("fleet", "internal")["issuers"] == [{"module": "internal"}]
     assert "subjects" not in on_demand_policy("fleet", "internal")
+
+
+def test_check_with_an_empty_name_refuses_it_instead_of_starting_the_server(tmp_path, capsys):
+    from fleet.cli.main import main
+    from fleet.paths import PROJECT_ROOT
+
+    assert main(["ask", "--check", "", "--root", str(PROJECT_ROOT)]) == 1
+    assert capsys.readouterr().out.startswith("400 refused")
