@@ -125,6 +125,10 @@ def slot_on_source(stack: LiveStack) -> bool:
     return any(item.kind == "slot" for item in replication.replication_objects(stack.tenant.access("old"), []))
 
 
+def subscription_on_target(stack: LiveStack) -> bool:
+    return any(item.kind == "subscription" for item in replication.replication_objects(stack.tenant.access("new"), []))
+
+
 def kill_the_up() -> None:
     """SIGKILL the engine running `up` and its dynamic-provider processes, as a lost host would."""
     engines = [pid for pid, command in _processes(os.getpid()) if command.startswith(str(ENGINE_PATH).encode()) and b" up " in command]
@@ -206,7 +210,9 @@ def test_the_target_going_away_mid_copy_fails_the_up_and_the_next_up_finishes(li
 def test_an_up_killed_during_catch_up_is_finished_by_the_next_up(live):
     writer = writing(live)
     mover, failure = up_in_background(live)
-    wait_for(lambda: slot_on_source(live), "the copy to start")
+    # Catch-up starts once CREATE SUBSCRIPTION has committed on the target: its slot on the source appears
+    # before that commit, and a kill in between leaves a slot and no subscription (another recovery).
+    wait_for(lambda: slot_on_source(live) and subscription_on_target(live), "the copy to start")
     time.sleep(0.2)
     kill_the_up()
     mover.join(120)
