@@ -47,19 +47,24 @@ from typing import Any
 import pytest
 
 from fleet.paths import PROJECT_ROOT
+from tests.support import kube_router
 
 KUBE_DIR = PROJECT_ROOT / ".cache" / "kubernetes"
 KUBE_BIN = KUBE_DIR / "bin"
 KUBE_IMAGES = KUBE_DIR / "images"
 KUBE_VERSION = (PROJECT_ROOT / "kubernetes" / "VERSION").read_text().strip()
 SETUP_COMMAND = "./scripts/setup-kubernetes (or ./scripts/setup --kubernetes)"
-BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pulumi-resource-kubernetes")
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "pulumi-resource-kubernetes", "kube-router")
 HOST_TOOLS = {  # tool -> Debian package
     "etcd": "etcd-server",
     "containerd": "containerd",
     "ctr": "containerd",
     "runc": "runc",
     "ip": "iproute2",
+    "iptables": "iptables",  # iptables, iptables-save/-restore and ipset: kube-router's policy controller
+    "iptables-save": "iptables",
+    "iptables-restore": "iptables",
+    "ipset": "ipset",
     "openssl": "openssl",
 }
 CNI_DIR = Path("/usr/lib/cni")
@@ -321,6 +326,7 @@ class KubeCluster:
     _preexisting: set[Path] = field(default_factory=set)
     _lock_file: Any = None
     _bridge_created: bool = False
+    _firewall: kube_router.HostFirewall = field(default_factory=kube_router.HostFirewall)
 
     # --- paths -------------------------------------------------------------------
     @property
@@ -373,6 +379,7 @@ class KubeCluster:
             self._preexisting = {path for path in HOST_PATHS if path.exists()} | {
                 directory for directory in self._cgroup_dirs() if directory.exists()
             }
+            self._firewall.snapshot()  # before kube-router runs: its clean-up removes only what appears after
             self.scratch.mkdir(parents=True, exist_ok=True)
             (self.scratch / "logs").mkdir(exist_ok=True)
             for name in ("etcd", "etcd_peer", "apiserver", "controller_manager", "scheduler", "kubelet", "kubelet_healthz"):
@@ -387,6 +394,7 @@ class KubeCluster:
             self._import_images()
             self._start_kubelet()
             self._wait_node_ready()
+            self._start_policy_controller()
         except BaseException:
             self.stop()
             raise
@@ -704,6 +712,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         if addresses != {"127.0.0.1", "localhost"}:
             raise KubeError(f"node advertises {sorted(addresses)}: only 127.0.0.1 and localhost may be")
 
+    def _start_policy_controller(self) -> None:
+        """kube-router's network policy controller (tests/support/kube_router.py); ready once its jump rules are in place."""
+        process = self._spawn("kube-router", [KUBE_BIN / "kube-router", *kube_router.arguments(self.kubeconfig, SERVICE_CIDR)])
+
+        def synced() -> bool:
+            self._check_alive(process)
+            return len(kube_router.FilterState.read().jump_rules()) == len(kube_router.BUILTIN_CHAINS)
+
+        _wait("kube-router's first sync (its jump rules in INPUT, FORWARD and OUTPUT)", synced, 60, diagnose=lambda: self.log("kube-router"))
+
     def advertised_addresses(self) -> set[str]:
         """Every address the node object publishes: 127.0.0.1 and localhost only."""
         return {address["address"] for address in self.node()["status"].get("addresses", []) or []}
@@ -744,6 +762,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         for process in reversed(self.processes):
             _terminate(process.popen)
         self.processes.clear()
+        leftovers += self._firewall.remove()  # kube-router has stopped: nothing writes them back
         self._kill_shims()
         leftovers += self._remove_cgroups()
         leftovers += self._unmount_under(self.scratch)
