@@ -27,7 +27,8 @@ from fleet.engine import driver
 from fleet.model import derive
 from fleet.model.spec import Environment, Plan, TenantSpec
 from fleet.model.spec_kubernetes import KubernetesHost
-from tests.support.kube import ApiError, KubeCluster
+from tests.support.kube import POD_CIDR, ApiError, KubeCluster, pod_http_get
+from tests.support.pod_network import connect_from_pod
 
 APP_PORT = 8080
 SIZES = {"small": {"cpu": 0.1, "memory_mb": 48, "replicas": 1}, "bigger": {"cpu": 0.15, "memory_mb": 64, "replicas": 2}}
@@ -266,6 +267,89 @@ def test_suspend_scales_to_zero_and_shows_the_maintenance_page(runtime: RuntimeS
     runtime.run("up")
     assert answer(runtime, "alpha").status == 200
     assert set(runtime.run("preview")["changes"]) == {"same"}
+
+
+def probe_pod(name: str, namespace: str, image: str, tenant: str) -> dict[str, Any]:
+    """A pod of the app image that no tenant's selector picks (no `component` label): a client, and for the neighbour a server."""
+    limits = {"cpu": "50m", "memory": "32Mi"}  # within the small plan's LimitRange, and what beta's quota has left
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"role": "netpol-probe"}},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "env": [{"name": "PORT", "value": str(APP_PORT)}, {"name": "TENANT", "value": tenant}],
+                    "resources": {"limits": limits, "requests": limits},
+                    "readinessProbe": {"httpGet": {"path": "/health", "port": APP_PORT}, "periodSeconds": 1},
+                }
+            ],
+        },
+    }
+
+
+def test_network_policy_refuses_other_tenants_and_admits_the_namespace_and_the_proxy(runtime: RuntimeStack):
+    """Each tenant's NetworkPolicy, enforced by the fixture's kube-router, seen from inside the pods' network namespaces.
+
+    beta's web pod is reached from alpha's pod (refused), from a second pod in beta's namespace and from the host's bridge
+    address, the proxy's source (both answered). The other way, beta's pod to alpha's, is refused too (alpha has its own
+    policy), while both reach a pod in a namespace without a policy, whose ingress is open: the policy isolates per namespace,
+    it isn't a blanket block, and egress stays open.
+    """
+    api = runtime.cluster.api
+    if any(spec["status"] != "active" for spec in runtime.specs.values()) or not all(runtime.pods(name) for name in TENANTS):
+        for spec in runtime.specs.values():
+            spec["status"] = "active"
+        runtime.run("up")
+    alpha, beta = (runtime.pods(name)[0]["status"]["podIP"] for name in TENANTS)
+    neighbour_namespace = "netpol-neighbour"
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": neighbour_namespace}})
+    try:
+        api.wait_for_service_account(neighbour_namespace)
+        api.create(probe_pod("beta-probe", "tenant-beta", runtime.cluster.app_image, "beta-probe"))
+        api.create(probe_pod("neighbour", neighbour_namespace, runtime.cluster.app_image, "neighbour"))
+        (beta_probe,) = api.wait_for_running_pods("tenant-beta", "role=netpol-probe", 1)
+        (neighbour,) = api.wait_for_running_pods(neighbour_namespace, "role=netpol-probe", 1)
+        beta_probe_ip, neighbour_ip = beta_probe["status"]["podIP"], neighbour["status"]["podIP"]
+        # (from, to): "refused", or the tenant whose app must answer.
+        expected = {
+            ("alpha web", "beta web"): "refused",
+            ("beta web", "alpha web"): "refused",
+            ("neighbour", "beta web"): "refused",
+            ("beta probe", "beta web"): "beta",
+            ("alpha web", "neighbour"): "neighbour",
+            ("beta web", "neighbour"): "neighbour",
+        }
+        address = {"alpha web": alpha, "beta web": beta, "beta probe": beta_probe_ip, "neighbour": neighbour_ip}
+
+        def mismatches() -> dict[tuple[str, str], str]:
+            wrong = {}
+            for (source, target), answerer in expected.items():
+                outcome = connect_from_pod(address[source], address[target], APP_PORT, POD_CIDR)
+                good = outcome.refused if answerer == "refused" else outcome.answered and f'"tenant":"{answerer}"' in outcome.body.replace(" ", "")
+                if not good:
+                    wrong[(source, target)] = str(outcome)
+            return wrong
+
+        # kube-router rewrites its rules on each pod or policy event: the new pods' addresses land in its sets within seconds.
+        deadline = time.monotonic() + 60
+        while (wrong := mismatches()) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert wrong == {}, f"expected {expected}; these differed: {wrong}"
+        assert mismatches() == {}  # and it stays so
+        # The proxy's source (the host's address on the bridge, proxy_sources 10.244.0.1/32) is admitted: directly, and through Caddy.
+        status, body = pod_http_get(beta, APP_PORT, "/")
+        assert status == 200 and '"tenant":"beta"' in body.replace(" ", ""), body
+        assert answer(runtime, "beta").status == 200 and answer(runtime, "alpha").status == 200
+    finally:
+        api.delete("/api/v1/namespaces/tenant-beta/pods/beta-probe")
+        api.delete(f"/api/v1/namespaces/{neighbour_namespace}")
 
 
 def test_ready_pods_that_cannot_reach_the_api_server_fail_the_up_naming_the_resource(kube_cluster: KubeCluster, tmp_path: Path):
