@@ -302,6 +302,10 @@ def test_network_policy_refuses_other_tenants_and_admits_the_namespace_and_the_p
     policy), while both reach a pod in a namespace without a policy, whose ingress is open: the policy isolates per namespace,
     it isn't a blanket block, and egress stays open.
     """
+    bridge_nf = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    assert bridge_nf.exists() and bridge_nf.read_text().strip() == "1", (
+        f"{bridge_nf} is not 1: traffic between pods on the cni0 bridge bypasses iptables, where kube-router enforces NetworkPolicy"
+    )
     api = runtime.cluster.api
     if any(spec["status"] != "active" for spec in runtime.specs.values()) or not all(runtime.pods(name) for name in TENANTS):
         for spec in runtime.specs.values():
