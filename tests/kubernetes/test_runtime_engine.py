@@ -4,7 +4,8 @@ Two tenants on plan `small` (one named service `web` of the locally built app im
 own components, KubernetesApp (namespace, quota, limit range, isolation, env Secret, Deployment, Service, ReadyPods)
 and TenantRoutes (CaddyRoute). Their databases are not part of this stack: the PostgreSQL and random plugins can't
 run here, so the env's DATABASE_URL and secrets are fixed strings. Nothing else is replaced: the pods run under the
-kubelet, Caddy dials their IPs over the cni0 bridge (`routing: pods`), and every check reads the live cluster or Caddy.
+kubelet, Caddy dials their IPs over the cni0 bridge (`routing: pods`), the tenants' NetworkPolicies are enforced by the
+fixture's kube-router, and every check reads the live cluster or Caddy, or connects from inside the pods.
 """
 
 from __future__ import annotations
