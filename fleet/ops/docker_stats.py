@@ -203,7 +203,7 @@ class DockerStatsReader:
 
     One reader lives as long as the exporter (FleetCollector); it is safe to use from concurrent scrapes."""
 
-    def __init__(self, *, workers: int = 4, timeout: float = 5.0, deadline: float = 10.0, get: Getter = docker_get,
+    def __init__(self, *, workers: int = 4, timeout: float = 5.0, deadline: float = 5.0, get: Getter = docker_get,
                  listing: Callable[..., list[dict]] = docker_containers, clock: Callable[[], float] = time.monotonic) -> None:
         self.workers = workers
         self.timeout = timeout
