@@ -203,6 +203,7 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
         assert 'tenant_fleet_backup_files{tenant="gurupi"} 1.0' in text
         assert 'tenant_fleet_database_transactions_total{outcome="commit",tenant="gurupi"}' in text
         assert 'tenant_fleet_source_up{key="default",source="docker"} 0.0' in text  # no Docker here: absent, not faked
+        assert [line for line in text.splitlines() if line.startswith("tenant_fleet_containers_")] == []  # no CPU or memory made up
 
         firing = _wait_for("gurupi's connection alert firing", lambda: _firing(prometheus, "TenantConnectionsNearLimit", "gurupi"), prometheus)
         alert = firing[0]
