@@ -12,11 +12,13 @@ import socket
 import urllib.parse
 from typing import Any
 
+from fleet.errors import FleetError
+
 FLEET_CONTAINERS = "managed-by=tenant-fleet"
 """The label filter that selects the fleet's containers (fleet.model.derive.labels sets it on every one)."""
 
 
-class DockerAPIError(RuntimeError):
+class DockerAPIError(FleetError):
     """Docker answered, but not with 200: `status` is its HTTP status (404: no such container)."""
 
     def __init__(self, status: int, message: str) -> None:
