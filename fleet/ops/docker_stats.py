@@ -20,11 +20,10 @@ workers, jobs, its Redis and backup containers): absent when any one of them cou
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 from fleet.ops.docker_api import docker_containers, docker_get
 from fleet.ops.status import one_line
@@ -195,30 +194,23 @@ class HostReading:
     """One line per running container whose stats could not be read (or not within the deadline)."""
 
 
-Getter = Callable[..., Any]
-
-
 class DockerStatsReader:
     """Reads the fleet's containers on app hosts, keeping each container's last CPU sample between scrapes.
 
     One reader lives as long as the exporter (FleetCollector); it is safe to use from concurrent scrapes."""
 
-    def __init__(self, *, workers: int = 4, timeout: float = 5.0, deadline: float = 5.0, get: Getter = docker_get,
-                 listing: Callable[..., list[dict]] = docker_containers, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, workers: int = 4, timeout: float = 5.0, deadline: float = 5.0) -> None:
         self.workers = workers
         self.timeout = timeout
         """Seconds for each API call."""
         self.deadline = deadline
         """Seconds for all the stats of one host; containers not read by then are failures of this scrape."""
-        self._get = get
-        self._listing = listing
-        self._clock = clock
         self._previous: dict[tuple[str, str], CpuSample] = {}
         self._lock = threading.Lock()
 
     def read(self, url: str) -> HostReading:
         """The host's per-tenant figures; raises (ConnectionError, DockerAPIError, ...) when its containers can't be listed."""
-        listed = self._listing(url, timeout=self.timeout)
+        listed = docker_containers(url, timeout=self.timeout)
         fleet = [container for container in listed if (container.get("Labels") or {}).get(TENANT_LABEL)]
         running_containers = [container for container in fleet if container.get("State") == "running"]
         running: dict[str, int] = {}
@@ -258,8 +250,8 @@ class DockerStatsReader:
 
     def _one(self, url: str, container: dict) -> ContainerUsage:
         container_id = container.get("Id", "")
-        stats = self._get(url, f"/containers/{container_id}/stats?stream=false&one-shot=true", timeout=self.timeout)
-        inspected = self._get(url, f"/containers/{container_id}/json", timeout=self.timeout)
+        stats = docker_get(url, f"/containers/{container_id}/stats?stream=false&one-shot=true", timeout=self.timeout)
+        inspected = docker_get(url, f"/containers/{container_id}/json", timeout=self.timeout)
         with self._lock:
             previous = self._previous.get((url, container_id))
         usage, current = container_usage(container, stats, inspected, previous)
