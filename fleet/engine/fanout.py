@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from fleet.engine import driver, recovery
 from fleet.engine.fingerprints import platform_fingerprint, program_version, raw_stack_config, tenant_fingerprint
+from fleet.engine.kubeconfigs import set_run_kubeconfigs
 from fleet.engine.ledger import FINGERPRINT_TAG, Ledger
 from fleet.errors import FleetError
 from fleet.model import derive
@@ -149,6 +150,7 @@ def run_task(task: StackTask) -> StackResult:
             if task.exists is not False:
                 recovery.prepare(task.stack, task.backend, notes.append)
             stack = driver.stack_for(task.stack, program, work_dir=work, backend_dir=task.backend, create=None if task.exists is None else not task.exists)
+            set_run_kubeconfigs(stack)
             if task.exists is not False:
                 recovery.recover(stack, task.backend, notes.append)
             op = "destroy" if task.op == "remove" else task.op

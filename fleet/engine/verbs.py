@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from fleet import paths
 from fleet.engine import driver, fanout, plugins, recovery
+from fleet.engine.kubeconfigs import set_run_kubeconfigs
 from fleet.engine.plugins import required_packages
 from fleet.engine.targets import deployed_tenants, tenant_targets
 from fleet.errors import FleetError
@@ -99,6 +100,7 @@ def run_engine_verb(
 
             recovery.prepare(stack_name, driver.backend_url(backend_dir), say)
             stack = driver.stack_for(stack_name, program, work_dir=work_dir, backend_dir=backend_dir)
+            set_run_kubeconfigs(stack)
             recovery.recover(stack, driver.backend_url(backend_dir), say)
             if chosen is not None:
                 policy_options["target"] = _targets_of(stack, stack_name, evaluation, chosen)

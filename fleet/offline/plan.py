@@ -11,13 +11,15 @@ from typing import Any, Iterable, Optional
 
 from fleet.errors import Problem, SpecError
 from fleet.model.load import stack_config_mapping
+from fleet.offline.kubeconfigs_env import with_env_kubeconfigs
 from fleet.offline.mocks import Evaluation, evaluate_once
 from fleet.offline.shards import MIN_SHARD_TENANTS, cores, evaluate_sharded, fleet_size
 from fleet.paths import TENANTS_DIR
 
 
 def stack_config(stack: str, root: Path) -> dict[str, Any]:
-    """The `fleet:` values of `Pulumi.<stack>.yaml` (encrypted values replaced by a placeholder)."""
+    """The `fleet:` values of `Pulumi.<stack>.yaml` (encrypted values replaced by a placeholder), with the clusters
+    whose kubeconfig $FLEET_KUBECONFIGS hands this run (fleet.offline.kubeconfigs_env)."""
     problems: list[Problem] = []
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
@@ -25,7 +27,7 @@ def stack_config(stack: str, root: Path) -> dict[str, Any]:
     mapping = stack_config_mapping(path, problems, path.name)
     if problems:
         raise SpecError(problems)
-    return mapping
+    return with_env_kubeconfigs(mapping)
 
 
 def evaluate(

@@ -54,7 +54,7 @@ def plan_alerts(plan_name: str, plan: Plan) -> list[AlertRule]:
     on_plan = f"on(tenant) {PREFIX}_tenant_info{{plan={_promql_string(plan_name)}, status=\"active\"}}"
     tenant = "{{ $labels.tenant }}"
     value = "{{ $value | humanize }}"
-    return [
+    rules = [
         AlertRule(
             "TenantCPUHigh",
             f"100 * {PREFIX}_containers_cpu_ratio > {limits.cpu_percent} and {on_plan}",
@@ -100,6 +100,19 @@ def plan_alerts(plan_name: str, plan: Plan) -> list[AlertRule]:
             severity="critical",
         ),
     ]
+    if plan.drills is not None:
+        every = plan.drills.every
+        rules.append(
+            AlertRule(
+                "TenantRestoreDrillTooOld",
+                f"({PREFIX}_drill_age_seconds > {plan.drills.days * 86400} or {PREFIX}_drills_passed == 0) and {on_plan}",
+                0,
+                f"Tenant {tenant}: no passed restore drill in the last {every}, or none at all",
+                f"No restore drill of tenant {tenant} has passed in the last {every} ({plan_name}'s schedule): its backups are "
+                f"unproven until `python -m fleet drill --tenant {tenant}` passes.",
+            )
+        )
+    return rules
 
 
 def rule_file(plan_name: str, plan: Plan) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 A custom collector (prometheus_client's `Collector`) gathers everything when Prometheus scrapes: the
 figures `fleet status` shows (fleet.ops.status: size, sessions, role limit, app version), each database's
 counters from `pg_stat_database` and its oldest query and transaction from `pg_stat_activity`, the newest
-backup (fleet.ops.backups), Caddy's own metrics per tenant hostname, and containers' CPU and memory from
-each app host's Docker (fleet.ops.docker_stats). Every
+backup (fleet.ops.backups), the newest good restore drill (fleet.ops.drills), Caddy's own metrics per tenant
+hostname, and containers' CPU and memory from each app host's Docker (fleet.ops.docker_stats). Every
 per-tenant series carries a `tenant` label; a source that can't be read is a `tenant_fleet_source_up`
 series at 0, never an omission, and a tenant whose database can't be read keeps its
 `tenant_fleet_database_up 0`. docs/observability.md lists the series.
@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Optional
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -31,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from fleet.model import derive
+from fleet.ops import drills
 from fleet.ops.backups import Clock, list_backups, utc_now
 from fleet.ops.docker_stats import DockerStatsReader, TenantUsage
 from fleet.ops.status import TenantStatus, fleet_status, one_line
@@ -172,6 +174,12 @@ class TenantFigures:
     """Unix time of the newest backup."""
     backup_age_seconds: Optional[float] = None
     backup_files: int = 0
+    drills_passed: int = 0
+    drill_started_at: Optional[float] = None
+    """Unix time the newest good restore drill started."""
+    drill_age_seconds: Optional[float] = None
+    drill_seconds: Optional[float] = None
+    """How long that drill took, restore and checks included."""
     traffic: dict[str, HostTraffic] = field(default_factory=dict)
     containers: Optional[TenantUsage] = None
     """Its containers on its Docker app host (None: not on Docker, or Docker unreadable this scrape)."""
@@ -242,6 +250,7 @@ def gather(
             tenant.backup_taken_at = listed[-1].taken_at.timestamp()
             tenant.backup_age_seconds = max(0.0, listed[-1].age(now).total_seconds())
             tenant.backup_files = len(listed)
+        read_drill_figures(figures[entry.name], inventory.backups_dir, entry.name, now)
 
     proxy = inventory.environment.proxy
     try:
@@ -279,6 +288,21 @@ def _read_containers(inventory, chosen, figures: dict[str, TenantFigures], sourc
                 figures[entry.name].containers = reading.tenants.get(entry.name, TenantUsage())
 
 
+def read_drill_figures(tenant: TenantFigures, folder, name: str, now) -> None:
+    """The tenant's passed drills, and when the newest good one ran and how long it took (fleet.ops.drills' log)."""
+    passed = [record for record in drills.drill_history(folder, name) if record.get("ok")]
+    tenant.drills_passed = len(passed)
+    if passed:
+        newest = passed[-1]
+        try:
+            started = datetime.fromisoformat(newest["started_at"])
+        except (KeyError, TypeError, ValueError):
+            return  # a hand-edited line: counted, not dated
+        tenant.drill_started_at = started.timestamp()
+        tenant.drill_age_seconds = max(0.0, (now - started).total_seconds())
+        tenant.drill_seconds = float(newest.get("seconds") or 0.0)
+
+
 # ---------------------------------------------------------------- the series
 
 
@@ -306,6 +330,10 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     backup_age = gauge("backup_age_seconds", "Age of the tenant's newest backup (absent when it has none: see tenant_fleet_backup_files).")
     backup_time = gauge("backup_last_success_timestamp_seconds", "When the tenant's newest backup was taken (Unix time).")
     backup_files = gauge("backup_files", "Backups of the tenant on disk.")
+    drills_passed = gauge("drills_passed", "Restore drills of the tenant that passed, as its drill log records them (fleet drill).")
+    drill_age = gauge("drill_age_seconds", "Age of the tenant's newest passed restore drill (absent when none passed: see tenant_fleet_drills_passed).")
+    drill_time = gauge("drill_last_success_timestamp_seconds", "When the tenant's newest passed restore drill started (Unix time).")
+    drill_duration = gauge("drill_duration_seconds", "How long the tenant's newest passed restore drill took, restore and checks included.")
     requests = counter("http_requests", "Requests Caddy served for the tenant's hostname.", ["tenant", "host"])
     errors = counter("http_errors", "Requests Caddy answered with a 5xx status for the tenant's hostname.", ["tenant", "host"])
     latency = HistogramMetricFamily(f"{PREFIX}_http_request_duration_seconds", "How long Caddy took to answer, per tenant hostname.", labels=["tenant", "host"])
@@ -335,6 +363,11 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         if tenant.backup_age_seconds is not None and tenant.backup_taken_at is not None:
             backup_age.add_metric(name, tenant.backup_age_seconds)
             backup_time.add_metric(name, tenant.backup_taken_at)
+        drills_passed.add_metric(name, tenant.drills_passed)
+        if tenant.drill_age_seconds is not None and tenant.drill_started_at is not None:
+            drill_age.add_metric(name, tenant.drill_age_seconds)
+            drill_time.add_metric(name, tenant.drill_started_at)
+            drill_duration.add_metric(name, tenant.drill_seconds or 0.0)
         for host, traffic in sorted(tenant.traffic.items()):
             requests.add_metric([row.tenant, host], traffic.requests)
             errors.add_metric([row.tenant, host], traffic.errors)
@@ -347,7 +380,8 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         sources.add_metric([source.source, source.key], 1.0 if source.up else 0.0)
     duration = GaugeMetricFamily(f"{PREFIX}_scrape_duration_seconds", "How long this scrape took to read every source.", value=snapshot.seconds)
     yield from (info, up, size, connections, limit, planned, transactions, deadlocks, hit_ratio, longest, oldest)
-    yield from (backup_age, backup_time, backup_files, requests, errors, latency, sources, duration)
+    yield from (backup_age, backup_time, backup_files, drills_passed, drill_age, drill_time, drill_duration)
+    yield from (requests, errors, latency, sources, duration)
     yield from container_families(snapshot)
 
 

@@ -8,8 +8,9 @@ port where nothing listens, so Caddy answers its requests with 502.
 The shipped tenants are provisioned on two clusters (shared-1: gurupi and santarita on `pro`, novaroma and
 catasaltas; dedicated-1: pirapora on `enterprise`). The test plan catalog lowers two plans' thresholds so the
 alerts fire within seconds. gurupi is pushed past `pro`'s: half its connection limit in open sessions and a
-backup three hours old; its neighbour santarita, on the same plan and server, has one session and a fresh
-backup, and its alerts stay inactive. Then dedicated-1 stops: pirapora stays in the output with
+backup three hours old, and its last restore drill two days old (the test's `pro` drills daily); its neighbour
+santarita, on the same plan and server, has one session, a fresh backup and a fresh drill, and its alerts stay
+inactive. Then dedicated-1 stops: pirapora stays in the output with
 `tenant_fleet_database_up 0` and its down alert fires.
 """
 
@@ -31,7 +32,7 @@ from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
 from fleet.bench.prometheus import PrometheusServerProcess
 from fleet.bench.servers import CaddyServerProcess, PostgresCluster, ServerStartError, UpstreamHTTPServer, free_port, http_get
 from fleet.model import derive
-from fleet.ops import backups, status
+from fleet.ops import backups, drills, status
 from fleet.ops.backups import utc_now
 from fleet.paths import PROJECT_ROOT
 from tests.integration.test_backup import STACK, FleetOnServers
@@ -101,6 +102,7 @@ def stack(tmp_path_factory):
         plans_file = fleet.workspace.tenants_dir / "_plans.yaml"
         catalog = yaml.safe_load(plans_file.read_text())
         catalog["plans"]["pro"]["alerts"] = PRO_ALERTS
+        catalog["plans"]["pro"]["drills"] = {"every": "1d"}
         catalog["plans"]["enterprise"]["alerts"] = ENTERPRISE_ALERTS
         plans_file.write_text(yaml.safe_dump(catalog, sort_keys=False))
         fleet.provision()
@@ -186,6 +188,10 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
     for tenant, taken in (("gurupi", now - timedelta(hours=3)), ("santarita", now - timedelta(minutes=1))):
         result = backups.backup_one(backups.backup_target(inventory, tenant), inventory.backups_dir, clock=lambda taken=taken: taken)
         assert result.ok, result.error
+    # real restore drills of those backups: gurupi's passed two days ago (pro drills daily), santarita's just now
+    for tenant, started in (("gurupi", now - timedelta(days=2)), ("santarita", now)):
+        drilled = drills.run_drill(inventory, tenant, clock=lambda started=started: started)
+        assert drilled.ok and drilled.scratch_dropped, drilled.problems
 
     gurupi, santarita = inventory.tenant("gurupi"), inventory.tenant("santarita")
     cluster = fleet.clusters["shared-1"]
@@ -204,6 +210,7 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
         assert 'tenant_fleet_database_transactions_total{outcome="commit",tenant="gurupi"}' in text
         assert 'tenant_fleet_source_up{key="default",source="docker"} 0.0' in text  # no Docker here: absent, not faked
         assert [line for line in text.splitlines() if line.startswith("tenant_fleet_containers_")] == []  # no CPU or memory made up
+        assert 'tenant_fleet_drills_passed{tenant="gurupi"} 1.0' in text and 'tenant_fleet_drill_duration_seconds{tenant="santarita"}' in text
 
         firing = _wait_for("gurupi's connection alert firing", lambda: _firing(prometheus, "TenantConnectionsNearLimit", "gurupi"), prometheus)
         alert = firing[0]
@@ -211,16 +218,20 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
         assert alert["annotations"]["summary"] == "Tenant gurupi: database connections at 50% of its limit (pro alerts at 50%)"
         backup_alert = _wait_for("gurupi's backup alert firing", lambda: _firing(prometheus, "TenantBackupTooOld", "gurupi"), prometheus)[0]
         assert backup_alert["labels"]["plan"] == "pro" and "Tenant gurupi" in backup_alert["annotations"]["summary"]
+        drill_alert = _wait_for("gurupi's drill alert firing", lambda: _firing(prometheus, "TenantRestoreDrillTooOld", "gurupi"), prometheus)[0]
+        assert drill_alert["annotations"]["summary"] == "Tenant gurupi: no passed restore drill in the last 1d, or none at all"
 
         # `fleet status` flags by the same plan thresholds
         rows = {row.tenant: row for row in status.fleet_status(fleet.inventory())[0]}
         assert "connections 5/10 (50%)" in rows["gurupi"].flags and "backup 3h old" in rows["gurupi"].flags
+        assert "restore drill 2d old (plan: every 1d)" in rows["gurupi"].flags
         assert rows["santarita"].flags == []
 
         # the neighbour's rules were evaluated on the same scrapes, and stay inactive
         time.sleep(3)
         assert _listed(prometheus, "TenantConnectionsNearLimit", "santarita") == []
         assert _listed(prometheus, "TenantBackupTooOld", "santarita") == []
+        assert _listed(prometheus, "TenantRestoreDrillTooOld", "santarita") == []
         states = {rule["name"]: rule["state"] for group in prometheus.api("rules")["groups"] if group["name"] == "tenant-fleet-plan-pro" for rule in group["rules"]}
         assert states["TenantConnectionsNearLimit"] == "firing"
         # Prometheus's own view of the series it scraped

@@ -169,3 +169,74 @@ def test_changing_a_plans_thresholds_runs_no_tenant_stack(workspace: FleetWorksp
     assert after.plans["pro"].alerts.connections_percent == 60
     # the rules follow the plan at the next scrape; the tenant's resources don't change, so neither does its stack's fingerprint
     assert tenant_fingerprint(before, before.tenant("gurupi"), workspace.config, "p") == tenant_fingerprint(after, after.tenant("gurupi"), workspace.config, "p")
+
+
+def _plans_with_drills(workspace: FleetWorkspace, every: str = "7d"):
+    catalog = yaml.safe_load((workspace.tenants_dir / "_plans.yaml").read_text())
+    catalog["plans"]["pro"]["drills"] = {"every": every}
+    (workspace.tenants_dir / "_plans.yaml").write_text(yaml.safe_dump(catalog))
+    return load_fleet(workspace.tenants_dir, workspace.config, root=workspace.tenants_dir.parent).plans
+
+
+def test_a_plan_with_a_drill_schedule_alerts_on_a_stale_or_missing_drill(workspace: FleetWorkspace):
+    plans = _plans_with_drills(workspace, "7d")
+    rules = {rule.alert: rule for rule in alert_rules.plan_alerts("pro", plans["pro"])}
+    drill = rules["TenantRestoreDrillTooOld"]
+    assert drill.expr.startswith(f"(tenant_fleet_drill_age_seconds > {7 * 86400} or tenant_fleet_drills_passed == 0) and on(tenant)")
+    assert "python -m fleet drill --tenant {{ $labels.tenant }}" in drill.description
+    # a plan with no schedule has no drill alert: nothing asked for drills
+    assert "TenantRestoreDrillTooOld" not in {rule.alert for rule in alert_rules.plan_alerts("basic", plans["basic"])}
+
+
+DRILL_PROMTOOL_TEST = """
+rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'tenant_fleet_tenant_info{{tenant="stale", plan="pro", status="active", server="shared-1", app_version="v1"}}'
+        values: '1x5'
+      - series: 'tenant_fleet_tenant_info{{tenant="fresh", plan="pro", status="active", server="shared-1", app_version="v1"}}'
+        values: '1x5'
+      - series: 'tenant_fleet_tenant_info{{tenant="never", plan="pro", status="active", server="shared-1", app_version="v1"}}'
+        values: '1x5'
+      - series: 'tenant_fleet_tenant_info{{tenant="elsewhere", plan="basic", status="active", server="shared-1", app_version="v1"}}'
+        values: '1x5'
+      # stale: passed 8 days ago (pro drills every 7d); fresh: 1 day ago; never: no drill passed; elsewhere: basic has no schedule
+      - series: 'tenant_fleet_drills_passed{{tenant="stale"}}'
+        values: '2x5'
+      - series: 'tenant_fleet_drill_age_seconds{{tenant="stale"}}'
+        values: '691200x5'
+      - series: 'tenant_fleet_drills_passed{{tenant="fresh"}}'
+        values: '1x5'
+      - series: 'tenant_fleet_drill_age_seconds{{tenant="fresh"}}'
+        values: '86400x5'
+      - series: 'tenant_fleet_drills_passed{{tenant="never"}}'
+        values: '0x5'
+      - series: 'tenant_fleet_drills_passed{{tenant="elsewhere"}}'
+        values: '0x5'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: TenantRestoreDrillTooOld
+        exp_alerts:
+          - exp_labels: {{tenant: never, plan: pro, severity: warning}}
+            exp_annotations:
+              summary: 'Tenant never: no passed restore drill in the last 7d, or none at all'
+              description: "No restore drill of tenant never has passed in the last 7d (pro's schedule):
+                its backups are unproven until `python -m fleet drill --tenant never` passes."
+          - exp_labels: {{tenant: stale, plan: pro, severity: warning}}
+            exp_annotations:
+              summary: 'Tenant stale: no passed restore drill in the last 7d, or none at all'
+              description: "No restore drill of tenant stale has passed in the last 7d (pro's schedule):
+                its backups are unproven until `python -m fleet drill --tenant stale` passes."
+"""
+
+
+def test_promtool_test_rules_fires_the_drill_alert_for_stale_and_missing_drills_only(workspace: FleetWorkspace, tmp_path: Path):
+    require_promtool()
+    written = alert_rules.write_rule_files(_plans_with_drills(workspace, "7d"), tmp_path)
+    test_file = tmp_path / "drills_test.yml"
+    test_file.write_text(DRILL_PROMTOOL_TEST.format(rules=", ".join(path.name for path in written)))
+    result = alert_rules.promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout

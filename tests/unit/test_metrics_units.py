@@ -39,6 +39,7 @@ def _snapshot() -> Snapshot:
         "shared-1", "v2.4.0",
         activity=DatabaseActivity(commits=120, rollbacks=4, deadlocks=1, blocks_hit=90, blocks_read=10, longest_query_seconds=2.5),
         backup_taken_at=1_700_000_000.0, backup_age_seconds=3600.0, backup_files=2,
+        drills_passed=3, drill_started_at=1_699_990_000.0, drill_age_seconds=13_600.0, drill_seconds=4.25,
         traffic={"api-gurupi.example.com": HostTraffic(requests=10, errors=2, buckets={0.1: 8, 1.0: 10, float("inf"): 10}, seconds=1.5)},
     )
     down = TenantFigures(
@@ -80,6 +81,13 @@ def test_values_and_an_unreachable_tenant_stays_in_the_output():
     assert 'tenant_fleet_backup_files{tenant="pirapora"} 0.0' in text
     assert 'tenant_fleet_http_errors_total{host="api-gurupi.example.com",tenant="gurupi"} 2.0' in text
     assert 'tenant_fleet_http_request_duration_seconds_bucket{host="api-gurupi.example.com",le="0.1",tenant="gurupi"} 8.0' in text
+    assert 'tenant_fleet_drills_passed{tenant="gurupi"} 3.0' in text
+    assert 'tenant_fleet_drill_age_seconds{tenant="gurupi"} 13600.0' in text
+    assert 'tenant_fleet_drill_last_success_timestamp_seconds{tenant="gurupi"} 1.69999e+09' in text
+    assert 'tenant_fleet_drill_duration_seconds{tenant="gurupi"} 4.25' in text
+    # never drilled: counted as none passed, with no age made up
+    assert 'tenant_fleet_drills_passed{tenant="pirapora"} 0.0' in text
+    assert 'tenant_fleet_drill_age_seconds{tenant="pirapora"}' not in text
     # no made-up figures for the tenant that could not be read
     assert 'tenant_fleet_database_size_bytes{tenant="pirapora"}' not in text
     assert 'tenant_fleet_database_connections{tenant="pirapora"}' not in text
@@ -131,3 +139,30 @@ def test_the_verb_asks_for_listen_or_once_and_checks_the_address(capsys):
     assert "give --listen HOST:PORT to serve the metrics, or --once" in capsys.readouterr().err
     assert main(["metrics", "--listen", "9187"]) == 2
     assert "--listen '9187': expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_drill_figures_come_from_the_newest_passed_drill_in_the_log(tmp_path):
+    import json
+    from datetime import datetime, timezone
+
+    from fleet.ops import drills
+    from fleet.ops.metrics import read_drill_figures
+
+    log = drills.drill_log_path(tmp_path, "gurupi")
+    log.parent.mkdir(parents=True)
+    lines = [
+        {"tenant": "gurupi", "ok": True, "started_at": "2026-11-20T03:00:00+00:00", "seconds": 12.5},
+        {"tenant": "gurupi", "ok": True, "started_at": "2026-11-27T03:00:00+00:00", "seconds": 9.75},
+        {"tenant": "gurupi", "ok": False, "started_at": "2026-11-29T03:00:00+00:00", "seconds": 1.0},  # failed: not a proof
+    ]
+    log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    now = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc)
+    figures = TenantFigures(TenantStatus("gurupi", "pro", "active", "shared-1", "tenant_gurupi"), "shared-1", "v1")
+    read_drill_figures(figures, tmp_path, "gurupi", now)
+    assert figures.drills_passed == 2
+    assert figures.drill_age_seconds == 3 * 86400 and figures.drill_seconds == 9.75
+    assert figures.drill_started_at == datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc).timestamp()
+
+    never = TenantFigures(TenantStatus("santarita", "pro", "active", "shared-1", "tenant_santarita"), "shared-1", "v1")
+    read_drill_figures(never, tmp_path, "santarita", now)
+    assert (never.drills_passed, never.drill_age_seconds) == (0, None)

@@ -86,6 +86,8 @@ def test_deploy_fleet_workflow_runs_the_changed_stacks_as_a_matrix():
     assert tenants["needs"] == ["changed", "platform"]
     assert tenants["strategy"]["fail-fast"] is False and "needs.changed.outputs.stacks" in tenants["strategy"]["matrix"]["stack"]
     assert tenants["concurrency"] == {"group": "deploy-${{ matrix.stack }}", "cancel-in-progress": False}
+    # a tenant stack on a cluster gets its kubeconfig from the secret, through `fleet` (fleet.engine.kubeconfigs)
+    assert workflow["env"]["FLEET_KUBECONFIGS"] == "${{ secrets.FLEET_KUBECONFIGS }}"
 
 
 def test_deploy_workflow_runs_one_stack_at_a_time():
