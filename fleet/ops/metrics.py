@@ -424,7 +424,8 @@ def _le(bound: float) -> str:
 
 
 class FleetCollector(Collector):
-    """Reads the fleet's figures at every scrape (no cached values): `registry.register(FleetCollector(inventory))`."""
+    """Reads the fleet's figures at every scrape (only containers' previous CPU samples are kept, to compute CPU use
+    between two scrapes): `registry.register(FleetCollector(inventory))`."""
 
     def __init__(self, inventory, **gather_options) -> None:
         self.inventory = inventory
