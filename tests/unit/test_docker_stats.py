@@ -18,9 +18,7 @@ from typing import Any, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
 
 from fleet.ops import alert_rules
 from fleet.ops.docker_stats import (
@@ -41,7 +39,8 @@ from fleet.ops.metrics import Snapshot, TenantFigures, families, gather
 from fleet.ops.secrets import StaticSecrets
 from fleet.ops.status import TenantStatus
 from tests.unit.graph import FleetWorkspace
-from tests.unit.test_alert_rules import require_promtool, shipped_plans
+from tests.unit.test_alert_rules import assert_promtool_test_passes, require_promtool, shipped_plans
+from tests.unit.test_metrics_units import render
 
 # ---------------------------------------------------------------- recorded Docker API documents
 # Shapes of Docker Engine API 1.43+ (GET /containers/{id}/stats, /containers/{id}/json, /containers/json).
@@ -397,20 +396,6 @@ def no_caddy(url: str) -> str:
     raise ConnectionRefusedError("no Caddy in this test")
 
 
-class _Fixed(Collector):
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-
-    def collect(self):
-        return families(self.snapshot)
-
-
-def render(snapshot: Snapshot) -> str:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(snapshot))
-    return generate_latest(registry).decode()
-
-
 def container_series(text: str) -> dict[tuple[str, str], float]:
     """(series, tenant) -> value of the exposition's container series."""
     return {
@@ -567,9 +552,4 @@ def test_promtool_fires_cpu_and_memory_alerts_from_the_exporters_own_output(tmp_
                 labels = ", ".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
                 series.append(f"      - series: '{sample.name}{{{labels}}}'\n        values: '{sample.value!r}x12'")
     assert any("containers_cpu_ratio{tenant=\"busy\"}" in line for line in series)
-    written = alert_rules.write_rule_files(shipped_plans(), tmp_path)
-    test_file = tmp_path / "containers_test.yml"
-    test_file.write_text(PROMTOOL_CONTAINERS.format(rules=", ".join(path.name for path in written), series="\n".join(series)))
-    result = alert_rules.promtool("test", "rules", str(test_file))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert_promtool_test_passes(shipped_plans(), tmp_path, PROMTOOL_CONTAINERS, series="\n".join(series))

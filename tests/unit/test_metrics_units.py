@@ -19,7 +19,9 @@ from fleet.ops.metrics import (
 from fleet.ops.status import TenantStatus
 
 
-class _Fixed(Collector):
+class FixedSnapshot(Collector):
+    """A collector that serves one snapshot (the exporter's series without reading any source)."""
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -27,9 +29,10 @@ class _Fixed(Collector):
         return families(self.snapshot)
 
 
-def _render(snapshot: Snapshot) -> str:
+def render(snapshot: Snapshot) -> str:
+    """The Prometheus text of one snapshot."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(snapshot))
+    registry.register(FixedSnapshot(snapshot))
     return generate_latest(registry).decode()
 
 
@@ -51,7 +54,7 @@ def _snapshot() -> Snapshot:
 
 
 def test_every_per_tenant_series_has_a_tenant_label_and_conventional_names():
-    parsed = {family.name: family for family in text_string_to_metric_families(_render(_snapshot()))}
+    parsed = {family.name: family for family in text_string_to_metric_families(render(_snapshot()))}
     per_tenant = [family for name, family in parsed.items() if name not in ("tenant_fleet_source_up", "tenant_fleet_scrape_duration_seconds")]
     assert per_tenant
     for family in per_tenant:
@@ -65,7 +68,7 @@ def test_every_per_tenant_series_has_a_tenant_label_and_conventional_names():
 
 
 def test_values_and_an_unreachable_tenant_stays_in_the_output():
-    text = _render(_snapshot())
+    text = render(_snapshot())
     assert 'tenant_fleet_database_up{tenant="gurupi"} 1.0' in text
     assert 'tenant_fleet_database_up{tenant="pirapora"} 0.0' in text
     assert 'tenant_fleet_tenant_info{app_version="v2.4.0",plan="basic",server="dedicated-1",status="active",tenant="pirapora"} 1.0' in text
