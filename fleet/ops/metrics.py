@@ -17,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Optional
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -289,18 +288,17 @@ def _read_containers(inventory, chosen, figures: dict[str, TenantFigures], sourc
 
 
 def read_drill_figures(tenant: TenantFigures, folder, name: str, now) -> None:
-    """The tenant's passed drills, and when the newest good one ran and how long it took (fleet.ops.drills' log)."""
-    passed = [record for record in drills.drill_history(folder, name) if record.get("ok")]
+    """The tenant's passed drills, and when the newest one ran and how long it took (fleet.ops.drills' log)."""
+    passed = drills.passed_drills(folder, name)
     tenant.drills_passed = len(passed)
     if passed:
         newest = passed[-1]
-        try:
-            started = datetime.fromisoformat(newest["started_at"])
-        except (KeyError, TypeError, ValueError):
-            return  # a hand-edited line: counted, not dated
+        started = drills.drill_started_at(newest)
+        assert started is not None  # passed_drills keeps only dated lines
         tenant.drill_started_at = started.timestamp()
         tenant.drill_age_seconds = max(0.0, (now - started).total_seconds())
-        tenant.drill_seconds = float(newest.get("seconds") or 0.0)
+        seconds = newest.get("seconds")
+        tenant.drill_seconds = float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 # ---------------------------------------------------------------- the series
