@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def folder(tmp_path):
     return tmp_path / "backups"
 
 
-def clock_at(*moments: datetime):
+def clock_at(*moments: datetime) -> Callable[[], datetime]:
     """A fake clock returning the given moments in turn (the last one forever)."""
     remaining = list(moments)
 

@@ -23,7 +23,6 @@ from components.providers.postgres import (
     MoveReport,
     move_database,
     parse_blocked_comment,
-    parse_moved_comment,
 )
 from fleet.bench.servers import PostgresCluster
 from fleet.paths import PROJECT_ROOT
@@ -34,6 +33,7 @@ from tests.integration.test_move import (
     created,
     fresh_tenant,
     login_error,
+    moved_marker,
     placement_props,
     refusal,
 )
@@ -90,8 +90,7 @@ def assert_serves_after_move(tenant: TenantOnServers, writer: Writer) -> None:
         (next_id,) = one_row(app.execute("insert into events (payload) values ('after the move') returning id"))
     assert next_id > max(rows_on(tenant, "old"))
     assert "not permitted to log in" in refusal(tenant, "old")
-    moved = parse_moved_comment(catalog.database_comment(source, tenant.database))
-    assert moved is not None and moved["server"] == "new"
+    assert moved_marker(source, tenant.database)["server"] == "new"
     assert replication_left(tenant) == []
     assert identity_of(tenant, "old", "audit") == "d"  # REPLICA IDENTITY FULL was for the move only
     assert catalog.database_comment(target, tenant.database) is None  # no longer marked as receiving a copy

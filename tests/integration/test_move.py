@@ -139,6 +139,13 @@ def refusal(tenant: TenantOnServers, key: str) -> str:
     return error
 
 
+def moved_marker(access: ServerAccess, database: str) -> dict[str, str]:
+    """The moved-away marker a finished move leaves on the source database; fails the test when there is none."""
+    marker = parse_moved_comment(catalog.database_comment(access, database))
+    assert marker is not None, f"no moved-away marker on {database}"
+    return marker
+
+
 class Writer(threading.Thread):
     """The tenant's app: inserts one autocommitted row at a time on one server until it is refused twice in a row."""
 
