@@ -47,7 +47,7 @@ from tests.unit.test_metrics_units import render
 
 NO_THROTTLING = {"periods": 0, "throttled_periods": 0, "throttled_time": 0}
 
-V2_ONE_SHOT = {
+V2_ONE_SHOT: dict[str, Any] = {
     # cgroup v2 host, `stream=false&one-shot=true`: no previous sample (precpu_stats zeroed), no percpu_usage
     "read": "2026-11-30T06:00:00.123456789Z",
     "preread": "0001-01-01T00:00:00Z",
@@ -79,7 +79,7 @@ V2_ONE_SHOT = {
     "networks": {"eth0": {"rx_bytes": 5338, "rx_dropped": 0, "rx_errors": 0, "rx_packets": 36, "tx_bytes": 648, "tx_dropped": 0, "tx_errors": 0, "tx_packets": 8}},
 }
 
-V1_WITH_PRECPU = {
+V1_WITH_PRECPU: dict[str, Any] = {
     # cgroup v1 host, a daemon that sends its own previous sample (no one-shot); online_cpus left out, as older daemons do
     "read": "2026-11-30T06:00:01.000000000Z",
     "preread": "2026-11-30T06:00:00.000000000Z",
@@ -113,7 +113,7 @@ V1_WITH_PRECPU = {
     "id": "b1" * 32,
 }
 
-STOPPED_ONE_SHOT = {
+STOPPED_ONE_SHOT: dict[str, Any] = {
     # what a one-shot read of a container that is not running gives: zeroes, no memory figures
     "read": "0001-01-01T00:00:00Z", "preread": "0001-01-01T00:00:00Z", "pids_stats": {}, "blkio_stats": {}, "num_procs": 0, "storage_stats": {},
     "cpu_stats": {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0}, "throttling_data": NO_THROTTLING},
