@@ -77,10 +77,11 @@ class SizeOverride(Strict):
 
 
 class ComponentSizes(Strict):
-    """Sizes of the backend and the frontend."""
+    """A plan's upper bounds for tenant overrides: the backend and the frontend (the default app shape: both
+    required there; a services plan bounds each service by its own `max`), and the database limits."""
 
-    backend: Size = Field(description="The API container group.")
-    frontend: Size = Field(description="The web frontend container group.")
+    backend: Optional[Size] = Field(default=None, description="The API container group (the default app shape only).")
+    frontend: Optional[Size] = Field(default=None, description="The web frontend container group (the default app shape only).")
     database: Optional["DatabaseLimits"] = Field(
         default=None, description="Bounds of a tenant's `overrides.database` (default: the plan's own `database_limits`, so none may be raised)."
     )
@@ -413,7 +414,11 @@ class Plan(Strict):
     db_connections: int = Field(ge=1, le=1000, description="Connection limit of the tenant's database role.")
     backup_retention_days: int = Field(ge=1, le=3650, description="How long the tenant's backups are kept (the daily tier, unless `backup_retention` says more).")
     backup_retention: Optional[Retention] = Field(default=None, description="Daily, weekly, monthly tiers (`{daily: 30, weekly: 52}`); default: `backup_retention_days` days.")
-    max: Optional[ComponentSizes] = Field(default=None, description="Upper bounds a tenant override of the backend or frontend may not exceed (the default app shape).")
+    max: Optional[ComponentSizes] = Field(
+        default=None,
+        description="Upper bounds a tenant override may not exceed: `backend` and `frontend` (required with the default app shape), "
+        "and `database` (either shape; a services plan's `max` holds only this).",
+    )
     alerts: AlertThresholds = Field(default_factory=AlertThresholds, description="Alert thresholds for tenants on this plan (`fleet alerts` writes the rules).")
     app_version: Optional[str] = Field(
         default=None, description="Image tag of the app for tenants on this plan (backend, frontend, workers), instead of `fleet:images`' tags."
@@ -474,10 +479,15 @@ class Plan(Strict):
 
     @model_validator(mode="after")
     def _one_app_shape(self) -> "Plan":
-        default_shape = [part for part in ("backend", "frontend", "max") if getattr(self, part) is not None]
+        default_shape = [part for part in ("backend", "frontend") if getattr(self, part) is not None]
+        if self.max is not None:
+            default_shape += [f"max.{part}" for part in ("backend", "frontend") if getattr(self.max, part) is not None]
         if self.services:
             if default_shape:
-                raise ValueError(f"services replace backend, frontend and max: drop {', '.join(default_shape)}")
+                raise ValueError(
+                    f"services replace backend, frontend and their max (each service has its own max; a services plan's max holds only database): "
+                    f"drop {', '.join(default_shape)}"
+                )
             routed = [kind for service in self.services.values() for kind in service.routes]
             problems = []
             for kind in ROUTE_KINDS:
@@ -493,6 +503,8 @@ class Plan(Strict):
                 raise ValueError("; ".join(problems))
             return self
         missing = [part for part in ("backend", "frontend", "max") if getattr(self, part) is None]
+        if self.max is not None:
+            missing += [f"max.{part}" for part in ("backend", "frontend") if getattr(self.max, part) is None]
         if missing:
             raise ValueError(f"a plan declares its app as backend, frontend and max, or as services: {', '.join(missing)} missing")
         assert self.backend is not None
@@ -506,7 +518,7 @@ class Plan(Strict):
             return self
         for part in ("backend", "frontend"):
             size, bound = getattr(self, part), getattr(self.max, part)
-            if size is None:
+            if size is None or bound is None:
                 continue
             for field in ("cpu", "memory_mb", "replicas"):
                 if getattr(size, field) > getattr(bound, field):

@@ -124,11 +124,11 @@ def override_problems(where: str, tenant: TenantSpec, plan: Plan) -> list[Proble
     else:
         if overrides.services:
             problems.append(Problem(where, tenant.name, "overrides.services", f"plan {tenant.plan} has no named services: override backend or frontend"))
-        assert plan.max is not None  # the default shape has one
+        assert plan.max is not None  # the default shape has one, with both parts
         for part in ("backend", "frontend"):
-            override = getattr(overrides, part)
-            if override is not None:
-                bounds[f"overrides.{part}"] = (override, getattr(plan.max, part))
+            override, bound = getattr(overrides, part), getattr(plan.max, part)
+            if override is not None and bound is not None:
+                bounds[f"overrides.{part}"] = (override, bound)
     for path, (size_override, bound) in bounds.items():
         for field in ("cpu", "memory_mb", "replicas"):
             value = getattr(size_override, field)

@@ -79,9 +79,27 @@ def drill_history(folder: Path, tenant: str) -> list[dict[str, Any]]:
     return records
 
 
+def drill_started_at(record: dict[str, Any]) -> Optional[datetime]:
+    """When a recorded drill started, as an aware time (a time without zone is read as UTC); None when the line
+    carries no readable time (edited by hand)."""
+    value = record.get("started_at")
+    if not isinstance(value, str):
+        return None
+    try:
+        started = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return started if started.tzinfo is not None else started.replace(tzinfo=timezone.utc)
+
+
+def passed_drills(folder: Path, tenant: str) -> list[dict[str, Any]]:
+    """A tenant's drills that passed and say when they started, oldest first."""
+    return [record for record in drill_history(folder, tenant) if record.get("ok") is True and drill_started_at(record) is not None]
+
+
 def last_good_drill(folder: Path, tenant: str) -> Optional[dict[str, Any]]:
     """The newest successful drill of a tenant, or None."""
-    good = [record for record in drill_history(folder, tenant) if record.get("ok")]
+    good = passed_drills(folder, tenant)
     return good[-1] if good else None
 
 
@@ -199,6 +217,7 @@ def drill_many(inventory, tenants, *, server: Optional[str] = None, clock: Clock
 
 def drill_age_days(record: Optional[dict[str, Any]], now: datetime) -> Optional[float]:
     """Days since a recorded drill started (None without one)."""
-    if not record:
+    started = drill_started_at(record) if record else None
+    if started is None:
         return None
-    return (now - datetime.fromisoformat(record["started_at"])).total_seconds() / 86400
+    return (now - started).total_seconds() / 86400

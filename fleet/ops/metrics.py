@@ -3,7 +3,8 @@
 A custom collector (prometheus_client's `Collector`) gathers everything when Prometheus scrapes: the
 figures `fleet status` shows (fleet.ops.status: size, sessions, role limit, app version), each database's
 counters from `pg_stat_database` and its oldest query and transaction from `pg_stat_activity`, the newest
-backup (fleet.ops.backups), the newest good restore drill (fleet.ops.drills), Caddy's own metrics per tenant hostname, and whether Docker answers. Every
+backup (fleet.ops.backups), the newest good restore drill (fleet.ops.drills), Caddy's own metrics per tenant
+hostname, and containers' CPU and memory from each app host's Docker (fleet.ops.docker_stats). Every
 per-tenant series carries a `tenant` label; a source that can't be read is a `tenant_fleet_source_up`
 series at 0, never an omission, and a tenant whose database can't be read keeps its
 `tenant_fleet_database_up 0`. docs/observability.md lists the series.
@@ -16,7 +17,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Optional
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -33,7 +33,8 @@ from prometheus_client.registry import Collector
 from fleet.model import derive
 from fleet.ops import drills
 from fleet.ops.backups import Clock, list_backups, utc_now
-from fleet.ops.status import TenantStatus, docker_containers, fleet_status, one_line
+from fleet.ops.docker_stats import DockerStatsReader, TenantUsage
+from fleet.ops.status import TenantStatus, fleet_status, one_line
 
 PREFIX = "tenant_fleet"
 """Namespace of every series this exporter writes."""
@@ -179,6 +180,8 @@ class TenantFigures:
     drill_seconds: Optional[float] = None
     """How long that drill took, restore and checks included."""
     traffic: dict[str, HostTraffic] = field(default_factory=dict)
+    containers: Optional[TenantUsage] = None
+    """Its containers on its Docker app host (None: not on Docker, or Docker unreadable this scrape)."""
 
     @property
     def database_up(self) -> bool:
@@ -209,9 +212,12 @@ def gather(
     *,
     clock: Clock = utc_now,
     caddy_text: Optional[Callable[[str], str]] = None,
-    docker_listing: Callable[[str], list[dict]] = docker_containers,
+    docker_stats: Optional[DockerStatsReader] = None,
 ) -> Snapshot:
-    """Read every source once; a source that fails is recorded as down and the rest still reported."""
+    """Read every source once; a source that fails is recorded as down and the rest still reported.
+
+    `docker_stats` keeps containers' CPU samples from one scrape to the next (FleetCollector holds one);
+    without it, CPU is absent (a first scrape has nothing to compare with)."""
     started = time.monotonic()
     chosen = inventory.select()
     rows, servers = fleet_status(inventory, clock=clock)
@@ -261,30 +267,38 @@ def gather(
                 figures[entry.name].traffic = {host: hosts[host] for host in entry.hostnames if host.lower() in hosts}
 
     if inventory.environment.manages("app"):
-        for key, host in sorted(inventory.environment.app_hosts().items()):
-            try:
-                docker_listing(host.url)
-            except Exception as error:  # noqa: BLE001 - no Docker here: the CPU and memory series are absent, and this says why
-                sources.append(SourceState("docker", key, False, one_line(error)))
-            else:
-                # Docker answers, but its per-container stats are not read yet: CPU and memory stay absent.
-                sources.append(SourceState("docker", key, True))
+        _read_containers(inventory, chosen, figures, sources, docker_stats or DockerStatsReader())
     return Snapshot([figures[entry.name] for entry in chosen], sources, round(time.monotonic() - started, 6))
 
 
+def _read_containers(inventory, chosen, figures: dict[str, TenantFigures], sources: list[SourceState], reader: DockerStatsReader) -> None:
+    """CPU and memory of each tenant's containers, per Docker app host (tenants on a Kubernetes cluster have none here)."""
+    for key, host in sorted(inventory.environment.app_hosts().items()):
+        try:
+            reading = reader.read(host.url)
+        except Exception as error:  # noqa: BLE001 - no Docker here: the CPU and memory series are absent, and this says why
+            sources.append(SourceState("docker", key, False, one_line(error)))
+            continue
+        sources.append(SourceState("docker", key, True))
+        detail = f"{len(reading.failures)} of {reading.containers} running containers unread: {reading.failures[0]}" if reading.failures else ""
+        sources.append(SourceState("docker_stats", key, not reading.failures, detail))
+        for entry in chosen:
+            if entry.spec.app.host == key:
+                figures[entry.name].containers = reading.tenants.get(entry.name, TenantUsage())
+
+
 def read_drill_figures(tenant: TenantFigures, folder, name: str, now) -> None:
-    """The tenant's passed drills, and when the newest good one ran and how long it took (fleet.ops.drills' log)."""
-    passed = [record for record in drills.drill_history(folder, name) if record.get("ok")]
+    """The tenant's passed drills, and when the newest one ran and how long it took (fleet.ops.drills' log)."""
+    passed = drills.passed_drills(folder, name)
     tenant.drills_passed = len(passed)
     if passed:
         newest = passed[-1]
-        try:
-            started = datetime.fromisoformat(newest["started_at"])
-        except (KeyError, TypeError, ValueError):
-            return  # a hand-edited line: counted, not dated
+        started = drills.drill_started_at(newest)
+        assert started is not None  # passed_drills keeps only dated lines
         tenant.drill_started_at = started.timestamp()
         tenant.drill_age_seconds = max(0.0, (now - started).total_seconds())
-        tenant.drill_seconds = float(newest.get("seconds") or 0.0)
+        seconds = newest.get("seconds")
+        tenant.drill_seconds = float(seconds) if isinstance(seconds, (int, float)) else 0.0
 
 
 # ---------------------------------------------------------------- the series
@@ -366,6 +380,41 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield from (info, up, size, connections, limit, planned, transactions, deadlocks, hit_ratio, longest, oldest)
     yield from (backup_age, backup_time, backup_files, drills_passed, drill_age, drill_time, drill_duration)
     yield from (requests, errors, latency, sources, duration)
+    yield from container_families(snapshot)
+
+
+def container_families(snapshot: Snapshot) -> tuple[Metric, ...]:
+    """Containers' CPU and memory per tenant (fleet.ops.docker_stats), summed over its running containers; the
+    TenantCPUHigh and TenantMemoryHigh rules (fleet.ops.alert_rules) read exactly these."""
+    running = GaugeMetricFamily(
+        f"{PREFIX}_containers_running", "The tenant's running containers on its Docker app host (absent: Docker unreadable, or the tenant is on Kubernetes).", labels=["tenant"]
+    )
+    cpu = GaugeMetricFamily(
+        f"{PREFIX}_containers_cpu_ratio",
+        "CPU its running containers used since the previous scrape, as a share of the CPU they may use (1 = all of the plan's CPU). "
+        "Absent with no running container (stopped, suspended), at the first scrape, or when one container's stats can't be read.",
+        labels=["tenant"],
+    )
+    memory = GaugeMetricFamily(
+        f"{PREFIX}_containers_memory_bytes",
+        "Memory its running containers use, less inactive page cache (as docker stats counts it). Absent with no running container or unreadable stats.",
+        labels=["tenant"],
+    )
+    memory_limit = GaugeMetricFamily(
+        f"{PREFIX}_containers_memory_limit_bytes", "Sum of its running containers' memory limits. Absent with no running container or unreadable stats.", labels=["tenant"]
+    )
+    for tenant in snapshot.tenants:
+        usage = tenant.containers
+        if usage is None:
+            continue
+        name = [tenant.status.tenant]
+        running.add_metric(name, usage.running)
+        if usage.cpu_ratio is not None:
+            cpu.add_metric(name, usage.cpu_ratio)
+        if usage.memory_bytes is not None and usage.memory_limit_bytes is not None:
+            memory.add_metric(name, usage.memory_bytes)
+            memory_limit.add_metric(name, usage.memory_limit_bytes)
+    return running, cpu, memory, memory_limit
 
 
 def _le(bound: float) -> str:
@@ -373,11 +422,12 @@ def _le(bound: float) -> str:
 
 
 class FleetCollector(Collector):
-    """Reads the fleet's figures at every scrape (no cached values): `registry.register(FleetCollector(inventory))`."""
+    """Reads the fleet's figures at every scrape (only containers' previous CPU samples are kept, to compute CPU use
+    between two scrapes): `registry.register(FleetCollector(inventory))`."""
 
     def __init__(self, inventory, **gather_options) -> None:
         self.inventory = inventory
-        self.gather_options = gather_options
+        self.gather_options = {"docker_stats": DockerStatsReader(), **gather_options}  # CPU samples live from scrape to scrape
         self.last: Optional[Snapshot] = None
 
     def describe(self) -> list[Metric]:

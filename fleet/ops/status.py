@@ -4,10 +4,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
-import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
@@ -15,6 +11,7 @@ from fleet.model import derive
 from fleet.model.offboarding import offboarding_timer
 from fleet.ops import drills
 from fleet.ops.backups import Clock, newest_backup, utc_now
+from fleet.ops.docker_api import docker_containers
 from fleet.ops.verify import FLAG_THRESHOLD
 
 # ---------------------------------------------------------------- status
@@ -230,38 +227,3 @@ def _count_containers(entries, listed: list[dict], rows: dict[str, TenantStatus]
 def one_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0][:80]
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def docker_containers(url: str, *, timeout: float = 5.0) -> list[dict]:
-    """The fleet's containers (label managed-by=tenant-fleet), from the Docker Engine API at `url` (unix:// or tcp://)."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme == "unix":
-        connection: http.client.HTTPConnection = _UnixHTTPConnection(parsed.path, timeout)
-    elif parsed.scheme in ("tcp", "http"):
-        connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 2375, timeout=timeout)
-    else:
-        raise ValueError(f"docker host {url!r}: only unix:// and tcp:// are supported here")
-    filters = urllib.parse.quote(json.dumps({"label": ["managed-by=tenant-fleet"]}))
-    try:
-        connection.request("GET", f"/containers/json?all=1&filters={filters}")
-        response = connection.getresponse()
-        body = response.read()
-    except OSError as error:
-        raise ConnectionError(f"no Docker at {url}: {error.strerror or error}") from None
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"docker API answered {response.status}: {body[:200].decode(errors='replace')}")
-    return json.loads(body)

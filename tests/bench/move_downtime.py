@@ -35,6 +35,7 @@ from components.providers.postgres import move_database  # noqa: E402
 from fleet.bench.servers import PostgresCluster  # noqa: E402
 from fleet.postgres import catalog  # noqa: E402
 from fleet.postgres.access import ServerAccess  # noqa: E402
+from tests.support.queries import one_row  # noqa: E402
 from tests.support.tenant_db import cluster_access, owner_of, provision_tenant_database  # noqa: E402
 
 DATABASE, ROLE, PASSWORD = "tenant_bench", "tenant_bench_app", "bench-tenant-password"
@@ -89,7 +90,7 @@ class Writer(threading.Thread):
                         connection.close()
                     connection = psycopg.connect(dsn, autocommit=True, connect_timeout=2)
                     connection._fleet_dsn = dsn  # type: ignore[attr-defined]
-                row = connection.execute("insert into events (payload) values ('bench') returning id").fetchone()
+                row = one_row(connection.execute("insert into events (payload) values ('bench') returning id"))
                 self.committed.append((row[0], time.monotonic(), dsn))
             except psycopg.Error:
                 self.refused += 1
@@ -111,6 +112,7 @@ def run_once(size_mb: int, method: str, checksum_max_mb: int) -> dict:
             provision(cluster)
         started = time.monotonic()
         load(source, size_mb)
+        assert source.port is not None and target.port is not None  # both started
         source_access = ServerAccess(source.host, source.port, "postgres", source.admin_password, sslmode="disable")
         target_access = ServerAccess(target.host, target.port, "postgres", target.admin_password, sslmode="disable")
         with source_access.connect(DATABASE) as connection:

@@ -70,6 +70,9 @@ class Engine:
     The engine's output goes to stdout, which pytest shows when a test fails.
     """
 
+    first_up: dict
+    """The result of the module's first `up` (set by the `deployed` fixture)."""
+
     def __init__(self, backend_dir: Path, ledger_dir: Path) -> None:
         self.backend_dir = backend_dir
         self.ledger_dir = ledger_dir

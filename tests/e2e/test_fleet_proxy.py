@@ -37,7 +37,11 @@ class ProxyStack:
     def stack(self):
         config = {f"fleet:{key}": value for key, value in self.config.items() if key != "server_passwords"}
         tenants_dir = self.workspace.tenants_dir
-        return engine.stack_for("e2e", lambda: fleet_program(None, tenants_dir), backend_dir=self.backend, config=config)
+
+        def program() -> None:
+            fleet_program(None, tenants_dir)  # the engine ignores a program's result
+
+        return engine.stack_for("e2e", program, backend_dir=self.backend, config=config)
 
     def run(self, op: str, **options):
         self.events = []

@@ -19,6 +19,7 @@ from fleet.engine.plugins import required_packages
 from fleet.offline.plan import evaluate
 from fleet.program import fleet_program
 from tests.support.fixtures import running
+from tests.support.queries import one_row
 from tests.unit.graph import FleetWorkspace
 
 TENANTS = ("santarita", "novaroma", "pirapora")
@@ -52,8 +53,11 @@ def full_stack(tmp_path_factory):
         secrets = {"fleet:server_passwords": {key: cluster.admin_password for key, cluster in clusters.items()}}
         backend = tmp_path_factory.mktemp("state")
 
+        def program() -> None:
+            fleet_program(None, workspace.tenants_dir)  # the engine ignores a program's result
+
         def stack():
-            return driver.stack_for("fullstack", lambda: fleet_program(None, workspace.tenants_dir), backend_dir=backend, config=settings, secrets=secrets)
+            return driver.stack_for("fullstack", program, backend_dir=backend, config=settings, secrets=secrets)
 
         yield {"stack": stack, "clusters": clusters, "workspace": workspace, "caddy": caddy, "port": port}
         driver.run("destroy", stack(), on_output=None)
@@ -71,7 +75,7 @@ def test_full_stack_deploys_and_isolates_every_tenant_on_the_live_servers(full_s
         database = tenants[name]["database"]
         cluster = next(c for c in clusters.values() if c.port == database["port"])
         with psycopg.connect(cluster.dsn(database["name"], database["user"], passwords[name])) as own:
-            assert own.execute("select current_database()").fetchone()[0] == database["name"]
+            assert one_row(own.execute("select current_database()"))[0] == database["name"]
         for other in TENANTS:
             if other == name:
                 continue
@@ -143,4 +147,4 @@ def test_suspend_blocks_the_login_and_resume_restores_it_with_the_same_data(full
     driver.run("up", stack(), on_output=None)
     assert _password(stack, "pirapora") == password
     with psycopg.connect(cluster.dsn("tenant_pirapora", "tenant_pirapora_app", password)) as own:
-        assert own.execute("select count(*) from notes").fetchone()[0] == 2
+        assert one_row(own.execute("select count(*) from notes"))[0] == 2

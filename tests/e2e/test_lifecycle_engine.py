@@ -41,7 +41,9 @@ from tests.integration.test_move import (
     admin_scalar,
     load_sample,
     login_error,
+    moved_marker,
     provision,
+    refusal,
 )
 from tests.support.fixtures import require_engine, running
 
@@ -193,9 +195,9 @@ def test_the_fixed_up_moves_every_committed_row_and_blocks_the_source(lifecycle)
     counts = catalog.table_counts(target, tenant.database)
     assert counts == catalog.table_counts(source, tenant.database) and counts["public.orders"] == 6000
     # The source is kept, intact and closed to the app, and says where the data went.
-    assert "not permitted to log in" in login_error(tenant, "old")
+    assert "not permitted to log in" in refusal(tenant, "old")
     assert admin_scalar(lifecycle.clusters["old"], "select datconnlimit from pg_database where datname = %s", [tenant.database]) == 0
-    assert parse_moved_comment(catalog.database_comment(source, tenant.database))["server"] == "new"
+    assert moved_marker(source, tenant.database)["server"] == "new"
     with tenant.connect("new") as app:
         app.execute("insert into events (payload) values ('the app on the new server')")
     (move,) = summary["outputs"]["moves"]

@@ -26,7 +26,7 @@ from typing import Optional
 
 import pytest
 
-from components.providers.postgres import parse_blocked_comment, parse_moved_comment
+from components.providers.postgres import parse_blocked_comment
 from fleet.bench.servers import PostgresCluster
 from fleet.engine import driver as engine
 from fleet.engine import recovery
@@ -35,8 +35,9 @@ from fleet.paths import ENGINE_PATH
 from fleet.postgres import catalog, replication
 from tests.e2e.test_lifecycle_engine import STACK, LifecycleStack
 from tests.e2e.test_move_crash import _processes
-from tests.integration.test_move import Writer, load_sample, login_error, provision
+from tests.integration.test_move import Writer, load_sample, login_error, moved_marker, provision, refusal
 from tests.support.fixtures import require_engine, running
+from tests.support.queries import one_row
 
 
 class LiveStack(LifecycleStack):
@@ -91,10 +92,10 @@ def assert_moved_completely(stack: LiveStack, writer: Writer, summary: dict) -> 
     assert set(writer.committed) <= on_target and len(writer.committed) >= 50  # no committed row lost
     assert catalog.compare_facts(catalog.collect_facts(source, tenant.database), catalog.collect_facts(target, tenant.database)) == []
     with tenant.connect("new") as app:
-        (next_id,) = app.execute("insert into events (payload) values ('the app on the new server') returning id").fetchone()
+        (next_id,) = one_row(app.execute("insert into events (payload) values ('the app on the new server') returning id"))
     assert next_id > max(writer.committed)  # sequences ahead of every id used on the source
-    assert "not permitted to log in" in login_error(tenant, "old")
-    assert parse_moved_comment(catalog.database_comment(source, tenant.database))["server"] == "new"
+    assert "not permitted to log in" in refusal(tenant, "old")
+    assert moved_marker(source, tenant.database)["server"] == "new"
     assert replication_left(stack) == []  # no slot, publication or subscription on either server
 
 
@@ -245,7 +246,7 @@ def test_an_up_killed_during_the_cutover_is_finished_by_the_next_up(live):
     mover.join(120)
     assert failure and failure[0].reason == "engine-killed", failure  # type: ignore[attr-defined]
     assert parse_blocked_comment(catalog.database_comment(source, tenant.database)) is not None, "killed too late: the move had finished"
-    assert "not permitted to log in" in login_error(tenant, "old")  # blocked, with how to reopen it on the server
+    assert "not permitted to log in" in refusal(tenant, "old")  # blocked, with how to reopen it on the server
 
     summary = recover_and_up(live)
     (move,) = summary["outputs"]["moves"]

@@ -35,7 +35,7 @@ from fleet.model import derive
 from fleet.ops import backups, drills, status
 from fleet.ops.backups import utc_now
 from fleet.paths import PROJECT_ROOT
-from tests.integration.test_backup import STACK, FleetOnServers
+from tests.integration.test_backup import STACK, FleetOnServers, clock_at
 from tests.support.caddy_build import caddy_with_host_metrics
 from tests.support.fixtures import running
 
@@ -186,11 +186,11 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
     now = utc_now()
     # real backups: gurupi's newest is three hours old (pro allows one), santarita's is fresh
     for tenant, taken in (("gurupi", now - timedelta(hours=3)), ("santarita", now - timedelta(minutes=1))):
-        result = backups.backup_one(backups.backup_target(inventory, tenant), inventory.backups_dir, clock=lambda taken=taken: taken)
+        result = backups.backup_one(backups.backup_target(inventory, tenant), inventory.backups_dir, clock=clock_at(taken))
         assert result.ok, result.error
     # real restore drills of those backups: gurupi's passed two days ago (pro drills daily), santarita's just now
     for tenant, started in (("gurupi", now - timedelta(days=2)), ("santarita", now)):
-        drilled = drills.run_drill(inventory, tenant, clock=lambda started=started: started)
+        drilled = drills.run_drill(inventory, tenant, clock=clock_at(started))
         assert drilled.ok and drilled.scratch_dropped, drilled.problems
 
     gurupi, santarita = inventory.tenant("gurupi"), inventory.tenant("santarita")
@@ -209,6 +209,7 @@ def test_a_tenant_past_its_plans_thresholds_fires_while_its_neighbour_stays_inac
         assert 'tenant_fleet_backup_files{tenant="gurupi"} 1.0' in text
         assert 'tenant_fleet_database_transactions_total{outcome="commit",tenant="gurupi"}' in text
         assert 'tenant_fleet_source_up{key="default",source="docker"} 0.0' in text  # no Docker here: absent, not faked
+        assert [line for line in text.splitlines() if line.startswith("tenant_fleet_containers_")] == []  # no CPU or memory made up
         assert 'tenant_fleet_drills_passed{tenant="gurupi"} 1.0' in text and 'tenant_fleet_drill_duration_seconds{tenant="santarita"}' in text
 
         firing = _wait_for("gurupi's connection alert firing", lambda: _firing(prometheus, "TenantConnectionsNearLimit", "gurupi"), prometheus)

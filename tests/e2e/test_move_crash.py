@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from components.providers.postgres import parse_blocked_comment, parse_moved_comment
+from components.providers.postgres import parse_blocked_comment
 from fleet.bench.servers import PostgresCluster
 from fleet.engine import driver as engine
 from fleet.engine import recovery
 from fleet.paths import ENGINE_PATH
 from fleet.postgres import catalog
 from tests.e2e.test_lifecycle_engine import LifecycleStack
-from tests.integration.test_move import Writer, load_sample, login_error, provision
+from tests.integration.test_move import Writer, load_sample, login_error, moved_marker, provision, refusal
 from tests.support.fixtures import running
 
 
@@ -105,7 +105,7 @@ def test_a_move_killed_mid_copy_is_finished_by_the_next_up_without_losing_a_row(
     assert set(writer.committed) <= on_target and len(writer.committed) >= 50  # no committed row lost
     facts = catalog.compare_facts(catalog.collect_facts(source, tenant.database), catalog.collect_facts(target, tenant.database))
     assert facts == [], facts  # counts, checksums and schema agree
-    assert "not permitted to log in" in login_error(tenant, "old")  # the source blocked...
-    assert parse_moved_comment(catalog.database_comment(source, tenant.database))["server"] == "new"  # ...with the target complete
+    assert "not permitted to log in" in refusal(tenant, "old")  # the source blocked...
+    assert moved_marker(source, tenant.database)["server"] == "new"  # ...with the target complete
     assert login_error(tenant, "new") is None
     assert not (stack.export_stack().deployment or {}).get("pending_operations")

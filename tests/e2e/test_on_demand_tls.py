@@ -91,6 +91,7 @@ def test_ask_allows_an_active_tenants_domain_normalised(ask_server):
 
 
 def test_ask_refuses_suspended_removed_unknown_and_malformed_names(ask_server):
+    name: str | None
     for name in ("app-catasaltas.fleet.localhost", "app-gurupi.fleet.localhost", "precos.gurupi.to.gov.br", "evil.example.com"):
         status, answer = ask(ask_server, name)
         assert (status, answer["allowed"]) == (403, False), name
@@ -152,6 +153,7 @@ def handshake(stack: ProxyStack, name: str, cafile: Path) -> tuple[dict, str]:
     context = ssl.create_default_context(cafile=str(cafile))
     with socket.create_connection(("127.0.0.1", stack.port), timeout=15) as raw, context.wrap_socket(raw, server_hostname=name) as tls:
         certificate = tls.getpeercert()
+        assert certificate is not None  # the handshake verified one
         tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
         response = b""
         while chunk := tls.recv(4096):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any, cast
 
 import pulumi
 import pytest
@@ -29,8 +30,9 @@ STRAY = "stray.example.org"
 
 def _stray_host(args: pulumi.ResourceTransformationArgs):
     if args.type_ == ROUTE_TYPE and args.name == "gurupi-route-frontend":
-        args.props["hosts"] = [*args.props["hosts"], STRAY]
-        return pulumi.ResourceTransformationResult(args.props, args.opts)
+        props = cast(dict[str, Any], args.props)  # a dict at run time; the SDK annotates it as a read-only Mapping
+        props["hosts"] = [*props["hosts"], STRAY]
+        return pulumi.ResourceTransformationResult(props, args.opts)
     return None
 
 

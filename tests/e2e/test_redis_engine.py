@@ -13,6 +13,8 @@ from the stack's secret config (pulumi-random, which generates it in the program
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pytest
 import redis
@@ -23,6 +25,11 @@ from fleet.engine import driver as engine
 from tests.support.fixtures import require_engine, running
 
 STACK = "e2e-redis"
+
+
+def _entry(secrets: pulumi.Output[Any], key: str) -> pulumi.Output[str]:
+    """One entry of a secret object, for the key as it is now (not as a loop leaves it when the output resolves)."""
+    return secrets.apply(lambda all_: all_[key])
 
 
 class RedisStack:
@@ -38,7 +45,7 @@ class RedisStack:
     def program(self) -> None:
         config = pulumi.Config("fleet")
         passwords = config.require_secret_object("test_redis_passwords")
-        access = pulumi.Output.secret(
+        access: pulumi.Output[dict[str, Any]] = pulumi.Output.secret(
             config.require_secret("redis_password").apply(
                 lambda password: {"host": self.server.host, "port": self.server.port, "admin_user": "default", "admin_password": password, "tls": False}
             )
@@ -50,7 +57,7 @@ class RedisStack:
                     tenant=tenant,
                     username=f"tenant_{tenant}",
                     prefix=f"tenant:{tenant}:",
-                    password=passwords.apply(lambda all_, tenant=tenant: all_[tenant]),
+                    password=_entry(passwords, tenant),
                     enabled=tenant not in self.suspended,
                     redis=access,
                 ),

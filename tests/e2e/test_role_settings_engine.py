@@ -21,7 +21,7 @@ from fleet.bench.servers import PostgresCluster
 from fleet.engine import driver as engine
 from fleet.errors import FleetError
 from fleet.model import db_limits
-from fleet.model.spec import Environment, Plan, TenantSpec
+from fleet.model.spec import DatabaseRef, Environment, Plan, TenantSpec
 from fleet.postgres import role_settings
 from tests.support.fixtures import require_engine, running
 from tests.support.tenant_db import cluster_access, provision_tenant_database
@@ -42,7 +42,7 @@ def plan(work_mem_mb: int) -> Plan:
 
 
 def spec(tenant: str) -> TenantSpec:
-    return TenantSpec(name=tenant, display_name=tenant, plan="p", database={"server": SERVER})
+    return TenantSpec(name=tenant, display_name=tenant, plan="p", database=DatabaseRef(server=SERVER))
 
 
 class SettingsStack:

@@ -8,6 +8,8 @@ all in one run.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pytest
 
@@ -23,6 +25,7 @@ from fleet.model.spec import Environment
 from fleet.offline.plan import stack_config
 from fleet.paths import PROJECT_ROOT
 from tests.support.fixtures import require_engine, running
+from tests.support.queries import one_row
 from tests.support.tenant_db import cluster_access, provision_tenant_database
 
 EXAMPLE = PROJECT_ROOT / "examples" / "000-price-basket"
@@ -49,7 +52,7 @@ def test_an_empty_server_gets_the_module_tables_and_a_first_admin_in_one_up(tmp_
                  "images": {"backend": "example/backend:1", "frontend": "example/frontend:1"}, "layers": ["database"]}
             )
             servers = server_access(environment, pulumi.Config("fleet").require_secret_object("server_passwords"))
-            target = {"tenant": TENANT, "database": database, "owner": owner, "role": role, "server": server_key, "servers": servers}
+            target: dict[str, Any] = {"tenant": TENANT, "database": database, "owner": owner, "role": role, "server": server_key, "servers": servers}
             job = TenantMigrations(
                 derive.names(tenant).migrations,
                 TenantMigrationsArgs(**target, sources=[{"name": n, "folder": str(f), "digest": digest(f)} for n, f in sources.items()]),
@@ -95,7 +98,7 @@ def test_a_role_that_assumes_the_owner_at_login_creates_what_the_owner_owns():
             admin.execute("create role tenant_orm_job login password 'jobs-password-0000000000' connection limit 2 in role tenant_orm_dbo")
             admin.execute("alter role tenant_orm_job set role = 'tenant_orm_dbo'")
         with psycopg.connect(cluster.dsn("tenant_orm", "tenant_orm_job", "jobs-password-0000000000"), autocommit=True) as job:
-            assert job.execute("select current_user").fetchone()[0] == "tenant_orm_dbo"
+            assert one_row(job.execute("select current_user"))[0] == "tenant_orm_dbo"
             job.execute("create table orders (id bigserial primary key, total numeric)")  # what `prisma migrate deploy` would do
         with psycopg.connect(cluster.dsn("tenant_orm", "tenant_orm_app", "app-password-000000000000"), autocommit=True) as app:
             app.execute("insert into orders (total) values (10)")  # the app gets it through the default privileges

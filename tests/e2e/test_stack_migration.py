@@ -23,6 +23,7 @@ from fleet.engine import driver, migrate, verbs
 from fleet.errors import EXIT_OK, FleetError
 from fleet.paths import PROJECT_ROOT
 from tests.support.fixtures import running
+from tests.support.queries import one_row
 from tests.unit.graph import FleetWorkspace
 
 ENV = "mig"
@@ -121,7 +122,7 @@ def test_after_the_split_removing_a_tenant_removes_its_stack_and_marks_its_row(d
         document = json.loads(out.getvalue())
         assert [(r["stack"], r["op"]) for r in document["results"]] == [(f"{ENV}.gurupi", "remove")]
         with psycopg.connect(server.dsn("fleet_registry", user="postgres", password=PASSWORD)) as connection:
-            active, removed_at = connection.execute("select active, removed_at from tenants where name = 'gurupi'").fetchone()
+            active, removed_at = one_row(connection.execute("select active, removed_at from tenants where name = 'gurupi'"))
         assert active is False and removed_at is not None  # the row is kept, marked removed
         assert not any(route["@id"].startswith("tenant-gurupi-") for route in caddy.config("apps/http/servers/fleet/routes"))
     finally:

@@ -30,6 +30,7 @@ from fleet.postgres import catalog
 from fleet.postgres.privileges import lock_shared_databases
 from tests.integration.test_move import load_sample
 from tests.support.fixtures import require_engine, running
+from tests.support.queries import one_row
 from tests.support.tenant_db import cluster_access, owner_of, provision_tenant_database
 
 STACK = "e2e-privileges"
@@ -177,14 +178,14 @@ def test_the_handover_under_the_engine_keeps_every_row_and_password(server):
 def test_after_the_split_the_app_works_as_before(server):
     cluster, _ = server
     with connect_as_app(cluster, "alpha") as app:
-        assert app.execute("select count(*) from orders").fetchone()[0] == 1500
-        (new_id,) = app.execute("insert into events (payload) values ('after the handover') returning id").fetchone()
+        assert one_row(app.execute("select count(*) from orders"))[0] == 1500
+        (new_id,) = one_row(app.execute("insert into events (payload) values ('after the handover') returning id"))
         app.execute("update customers set name = name || '.' where id = 1")
         app.execute("delete from settings where key = 'empty'")
-        assert app.execute("select order_count(1)").fetchone()[0] > 0 and app.execute("select count(*) from big_orders").fetchone()[0] > 0
-        assert app.execute("select count(*) from pg_largeobject_metadata").fetchone()[0] == 1
-        (lo,) = app.execute("select oid from pg_largeobject_metadata").fetchone()
-        assert app.execute("select convert_from(lo_get(%s), 'UTF8')", [lo]).fetchone()[0] == "a large object the app wrote"
+        assert one_row(app.execute("select order_count(1)"))[0] > 0 and one_row(app.execute("select count(*) from big_orders"))[0] > 0
+        assert one_row(app.execute("select count(*) from pg_largeobject_metadata"))[0] == 1
+        (lo,) = one_row(app.execute("select oid from pg_largeobject_metadata"))
+        assert one_row(app.execute("select convert_from(lo_get(%s), 'UTF8')", [lo]))[0] == "a large object the app wrote"
         app.execute("truncate events")
         # Its own new tables and TEMP tables, as apps create them at runtime.
         app.execute("create table app_cache (key text primary key, value text)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from components.backup import PASSWORD_ENV, TARGET_ENV, backup_command, backup_t
 from fleet.bench.servers import PostgresCluster
 from fleet.cli.main import main
 from fleet.model import db_limits, derive
+from fleet.model.spec import Retention
 from fleet.ops import backups, restore
 from fleet.ops.inventory import load_inventory
 from fleet.ops.secrets import StaticSecrets
@@ -56,6 +58,7 @@ class FleetOnServers:
         config["backups"] = {"dir": str(backups_dir or root / "backups")}
         self.config = config
         self.passwords: dict[str, str] = {}
+        self.secrets_path: Path | None = None  # where a test that runs the CLI wrote write_secrets_file()
 
     @property
     def server_passwords(self) -> dict[str, str]:
@@ -141,7 +144,7 @@ def folder(tmp_path):
     return tmp_path / "backups"
 
 
-def clock_at(*moments: datetime):
+def clock_at(*moments: datetime) -> Callable[[], datetime]:
     """A fake clock returning the given moments in turn (the last one forever)."""
     remaining = list(moments)
 
@@ -157,6 +160,12 @@ def inventory_in(fleet, folder: Path):
     return inventory
 
 
+def path_of(result: backups.BackupResult) -> Path:
+    """Where a backup that was made is."""
+    assert result.path is not None, result.error
+    return Path(result.path)
+
+
 # ---------------------------------------------------------------- backing up
 
 
@@ -167,7 +176,7 @@ def test_backups_of_every_tenant_are_verified_dumps_named_by_tenant_and_utc_time
     assert [result.tenant for result in results] == ["catasaltas", "gurupi", "novaroma", "pirapora", "santarita"]
     assert all(result.ok for result in results), [result.error for result in results]
     for result in results:
-        path = Path(result.path)
+        path = path_of(result)
         assert path == folder / result.tenant / f"{result.tenant}-20261101T020000Z.dump"
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a tenant's data
         manifest = json.loads(path.with_suffix(".json").read_text())
@@ -202,8 +211,9 @@ def test_retention_on_a_fake_clock_prunes_only_after_a_successful_backup_and_kee
 
     # A failing backup 60 days later prunes nothing, although every backup is past retention.
     fleet_password = target.access
-    broken = backups.BackupTarget("novaroma", "tenant_novaroma", ServerAccess(fleet_password.host, fleet_password.port, "postgres", "wrong", "disable"), 7)
+    broken = backups.BackupTarget("novaroma", "tenant_novaroma", ServerAccess(fleet_password.host, fleet_password.port, "postgres", "wrong", "disable"), Retention(daily=7))
     failed = backups.backup_one(broken, folder, clock=clock_at(T0 + timedelta(days=60)))
+    assert failed.error is not None
     assert not failed.ok and "password authentication failed" in failed.error and failed.pruned == []
     assert [b.taken_at for b in backups.list_backups(folder, "novaroma")] == days[4:]
 
@@ -238,6 +248,7 @@ def test_a_missing_admin_password_fails_that_servers_tenants_only(fleet, folder)
     inventory.backups_dir = folder
     results = {r.tenant: r for r in backups.backup_many(inventory, ["gurupi", "pirapora"], clock=clock_at(T0))}
     assert results["gurupi"].ok
+    assert results["pirapora"].error is not None
     assert not results["pirapora"].ok and "no admin password for server dedicated-1" in results["pirapora"].error
     assert "FLEET_SERVER_PASSWORD_DEDICATED_1" in results["pirapora"].error
 
@@ -262,7 +273,7 @@ def _corrupt(path: Path, how: str) -> None:
 def test_a_corrupted_dump_is_detected_and_never_restored(fleet, folder, how):
     inventory = inventory_in(fleet, folder)
     result = backups.backup_one(backups.backup_target(inventory, "santarita"), folder, clock=clock_at(T0))
-    path = Path(result.path)
+    path = path_of(result)
     _corrupt(path, how)
 
     with pytest.raises(backups.BackupError, match="is not a readable dump"):
@@ -287,8 +298,9 @@ def test_a_dump_that_fails_verification_is_not_kept_and_prunes_nothing(fleet, fo
 
     monkeypatch.setattr(dumps, "dump", damaged_dump)
     failed = backups.backup_one(target, folder, clock=clock_at(T0 + timedelta(days=100)))
+    assert failed.error is not None
     assert not failed.ok and "not a readable dump" in failed.error
-    assert [b.path.name for b in backups.list_backups(folder, "gurupi")] == [Path(old.path).name]
+    assert [b.path.name for b in backups.list_backups(folder, "gurupi")] == [path_of(old).name]
 
 
 # ---------------------------------------------------------------- restoring
@@ -300,7 +312,7 @@ def test_restore_goes_into_a_fresh_isolated_database_with_equal_row_counts(fleet
     access = inventory.admin_access("dedicated-1")
     before = fleet.counts("pirapora")
 
-    result = restore.restore_backup(inventory, "pirapora", Path(made.path), clock=clock_at(T0 + timedelta(hours=1)))
+    result = restore.restore_backup(inventory, "pirapora", path_of(made), clock=clock_at(T0 + timedelta(hours=1)))
     try:
         assert result.ok and result.mismatches == [] and not result.replaced
         assert result.database == "tenant_pirapora_restored_20261101t030000"
@@ -321,9 +333,9 @@ def test_restore_goes_into_a_fresh_isolated_database_with_equal_row_counts(fleet
 
         # A restore never goes over an existing database, nor into the live one.
         with pytest.raises(backups.BackupError, match="already exists"):
-            restore.restore_backup(inventory, "pirapora", Path(made.path), into=result.database)
+            restore.restore_backup(inventory, "pirapora", path_of(made), into=result.database)
         with pytest.raises(backups.BackupError, match="live database"):
-            restore.restore_backup(inventory, "pirapora", Path(made.path), into="tenant_pirapora")
+            restore.restore_backup(inventory, "pirapora", path_of(made), into="tenant_pirapora")
     finally:
         drops.drop_database(access, result.database)
 
@@ -332,9 +344,9 @@ def test_restore_refuses_another_tenants_backup(fleet, folder, tmp_path):
     inventory = inventory_in(fleet, folder)
     made = backups.backup_one(backups.backup_target(inventory, "gurupi"), folder, clock=clock_at(T0))
     with pytest.raises(backups.BackupError, match="a backup of tenant gurupi, not santarita"):
-        restore.restore_backup(inventory, "santarita", Path(made.path))
+        restore.restore_backup(inventory, "santarita", path_of(made))
     stray = tmp_path / "copied-by-hand.dump"  # no manifest beside it: the tables' owner gives it away
-    stray.write_bytes(Path(made.path).read_bytes())
+    stray.write_bytes(path_of(made).read_bytes())
     with pytest.raises(backups.BackupError, match="holds tables of tenant_gurupi_app, not of santarita's roles tenant_santarita_app or tenant_santarita_dbo"):
         restore.restore_backup(inventory, "santarita", stray)
 
@@ -344,7 +356,7 @@ def test_restore_notices_row_counts_that_differ_from_the_dump(fleet, folder, mon
     made = backups.backup_one(backups.backup_target(inventory, "gurupi"), folder, clock=clock_at(T0))
     real_counts = catalog.table_counts
     monkeypatch.setattr(catalog, "table_counts", lambda access, database: {**real_counts(access, database), "public.items": 1})
-    result = restore.restore_backup(inventory, "gurupi", Path(made.path), into="tenant_gurupi_check", clock=clock_at(T0))
+    result = restore.restore_backup(inventory, "gurupi", path_of(made), into="tenant_gurupi_check", clock=clock_at(T0))
     try:
         assert not result.ok and len(result.mismatches) == 1
         assert result.mismatches[0].startswith("public.items: ") and result.mismatches[0].endswith("rows in the dump, 1 restored")

@@ -18,6 +18,7 @@ from components.providers.caddy import (
 )
 from fleet.bench.servers import free_port
 from fleet.paths import PROJECT_ROOT
+from tests.support.dynamic import outs_of
 
 SERVER = "fleet"
 NOT_FOUND = "tenant not found"
@@ -54,7 +55,7 @@ def create_route(props):
     """Create through the provider; return the outputs the engine would store."""
     result = CaddyRouteProvider().create(props)
     assert result.id == props["route_id"]
-    return result.outs
+    return outs_of(result)
 
 
 def route_ids(caddy):
@@ -65,7 +66,7 @@ def route_ids(caddy):
 def server(caddy):
     """The fleet server, created through the provider on the test's Caddy."""
     result = CaddyServerProvider().create(server_props(caddy))
-    return result.outs
+    return outs_of(result)
 
 
 # ---------------------------------------------------------------- the server
@@ -138,8 +139,8 @@ def test_server_read_and_delete(caddy, server):
     provider = CaddyServerProvider()
     read = provider.read(SERVER, server)
     assert read.id == SERVER
-    assert read.outs["listen"] == [caddy.http_listen] and read.outs["not_found_body"] == NOT_FOUND
-    assert read.outs["automatic_https"] is False
+    assert outs_of(read)["listen"] == [caddy.http_listen] and outs_of(read)["not_found_body"] == NOT_FOUND
+    assert outs_of(read)["automatic_https"] is False
 
     provider.delete(SERVER, server)
     assert caddy.config(f"apps/http/servers/{SERVER}") is None
@@ -221,26 +222,26 @@ def test_update_changes_hosts_upstreams_and_maintenance_in_place(caddy, server, 
 
     # hosts
     news = route_props(caddy, "santarita", ["santarita.example.test", "www.santarita.test"], [old_upstream])
-    olds = provider.update("tenant-santarita", olds, news).outs
+    olds = outs_of(provider.update("tenant-santarita", olds, news))
     assert caddy.get("www.santarita.test").body.startswith("old ")
 
     # upstreams
     news = route_props(caddy, "santarita", ["www.santarita.test"], [new_upstream])
-    olds = provider.update("tenant-santarita", olds, news).outs
+    olds = outs_of(provider.update("tenant-santarita", olds, news))
     assert caddy.get("www.santarita.test").body.startswith("new ")
     assert caddy.get("santarita.example.test").status == 404  # host dropped
 
     # maintenance on: every host answers 503, the upstreams are not called
     served = len(new_upstream.requests)
     news = route_props(caddy, "santarita", ["www.santarita.test"], [new_upstream], maintenance=True)
-    olds = provider.update("tenant-santarita", olds, news).outs
+    olds = outs_of(provider.update("tenant-santarita", olds, news))
     response = caddy.get("www.santarita.test")
     assert (response.status, response.body) == (503, "maintenance")
     assert len(new_upstream.requests) == served
     # refresh while in maintenance keeps the recorded upstreams
     read = provider.read("tenant-santarita", olds)
-    assert read.outs["maintenance"] is True and read.outs["upstreams"] == [new_upstream.address]
-    assert provider.diff("tenant-santarita", read.outs, news).changes is False
+    assert outs_of(read)["maintenance"] is True and outs_of(read)["upstreams"] == [new_upstream.address]
+    assert provider.diff("tenant-santarita", outs_of(read), news).changes is False
 
     # maintenance off again
     news = route_props(caddy, "santarita", ["www.santarita.test"], [new_upstream])
@@ -328,8 +329,8 @@ def test_parallel_operations_keep_every_route_intact(caddy, server, upstream_fac
 
     def lifecycle(index: int) -> None:
         props = route_props(caddy, f"t{index}", [f"t{index}.example.test"], [upstream])
-        outs = provider.create(props).outs
-        outs = provider.update(props["route_id"], outs, {**props, "hosts": [f"t{index}.example.test", f"www.t{index}.example.test"]}).outs
+        outs = outs_of(provider.create(props))
+        outs = outs_of(provider.update(props["route_id"], outs, {**props, "hosts": [f"t{index}.example.test", f"www.t{index}.example.test"]}))
         provider.read(props["route_id"], outs)
         if index % 4 == 0:
             provider.delete(props["route_id"], outs)
@@ -352,9 +353,9 @@ def test_read_reports_drift_and_a_route_lost_in_a_restart_without_resume(caddy, 
     route_provider, server_provider = CaddyRouteProvider(), CaddyServerProvider()
     outs = create_route(route_props(caddy, "santarita", ["santarita.example.test"], [upstream]))
 
-    assert route_provider.read("tenant-santarita", outs).outs["hosts"] == ["santarita.example.test"]
+    assert outs_of(route_provider.read("tenant-santarita", outs))["hosts"] == ["santarita.example.test"]
     caddy.admin("PATCH", "/id/tenant-santarita/match/0/host", ["hijacked.example.test"])
-    assert route_provider.read("tenant-santarita", outs).outs["hosts"] == ["hijacked.example.test"]
+    assert outs_of(route_provider.read("tenant-santarita", outs))["hosts"] == ["hijacked.example.test"]
     route_provider.update("tenant-santarita", outs, route_props(caddy, "santarita", ["santarita.example.test"], [upstream]))
 
     # With --resume, Caddy comes back with the route.
@@ -467,9 +468,9 @@ def test_provider_processes_running_at_once_keep_every_route_intact(caddy, serve
         subprocess.Popen([sys.executable, "-c", script, json_module.dumps(batch)], cwd=PROJECT_ROOT, stderr=subprocess.PIPE, text=True)
         for batch in batches
     ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
+    for process in workers:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
     kept = {f"tenant-p{worker}x{index}" for worker in range(3) for index in range(12) if index % 4}
     ids = route_ids(caddy)
     assert sorted(ids[:-1]) == sorted(kept) and ids[-1] == catch_all_id(SERVER)

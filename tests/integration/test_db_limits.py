@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 from fleet.model import db_limits
-from fleet.model.spec import Plan, TenantSpec
+from fleet.model.spec import DatabaseRef, Plan, TenantSpec
 from fleet.postgres import role_settings
+from tests.support.queries import one_row
 from tests.support.tenant_db import cluster_access, provision_tenant_database
 
 SIZE = {"cpu": 0.25, "memory_mb": 256, "replicas": 1}
@@ -37,7 +38,7 @@ TENANTS = {
 
 
 def spec(name: str) -> TenantSpec:
-    return TenantSpec(name=name, display_name=name, plan="p", database={"server": "shared-1"})
+    return TenantSpec(name=name, display_name=name, plan="p", database=DatabaseRef(server="shared-1"))
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +67,14 @@ def test_the_derived_settings_are_what_the_server_holds(server):
     for name, (tenant_plan, _password) in TENANTS.items():
         assert role_settings.settings_drift(db_limits.app_role_limits(spec(name), tenant_plan).settings(), live[f"tenant_{name}_app"]) == []
     with login(server, "limited") as session:
-        shown = [session.execute(f"show {setting}").fetchone()[0] for setting in ("statement_timeout", "idle_in_transaction_session_timeout", "work_mem", "temp_file_limit")]
+        shown = [one_row(session.execute(f"show {setting}"))[0] for setting in ("statement_timeout", "idle_in_transaction_session_timeout", "work_mem", "temp_file_limit")]
     assert shown == ["1s", "1s", "2MB", "1GB"]
     with access.connect() as admin:
         assert admin.execute("select datconnlimit from pg_database where datname = 'tenant_limited'").fetchone()[0] == 5 + db_limits.OPERATIONS_CONNECTIONS
 
 
 def test_a_long_query_is_cancelled_at_its_plans_timeout_while_the_neighbours_runs_on(server):
-    outcome: dict[str, object] = {}
+    outcome: dict[str, float] = {}
 
     def neighbour() -> None:
         started = time.monotonic()

@@ -48,6 +48,7 @@ def backup(fleet, tenant: str, when=T0) -> Path:
     inventory = fleet.inventory()
     (result,) = backups.backup_many(inventory, [tenant], clock=clock_at(when))
     assert result.ok, result.error
+    assert result.path is not None
     return Path(result.path)
 
 
@@ -103,6 +104,7 @@ def test_the_cli_drills_only_the_chosen_tenant_and_status_shows_the_last_good_dr
 
     inventory = fleet.inventory()
     last = drills.last_good_drill(inventory.backups_dir, "gurupi")
+    assert last is not None
     rows, _ = status.fleet_status(inventory, ["gurupi", "novaroma"], clock=clock_at(T0 + timedelta(days=3)))
     by_tenant = {row.tenant: row for row in rows}
     assert by_tenant["gurupi"].last_drill == last["started_at"]

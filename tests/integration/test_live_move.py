@@ -20,9 +20,9 @@ import pytest
 from components.providers.postgres import (
     DatabasePlacementProvider,
     MoveError,
+    MoveReport,
     move_database,
     parse_blocked_comment,
-    parse_moved_comment,
 )
 from fleet.bench.servers import PostgresCluster
 from fleet.paths import PROJECT_ROOT
@@ -33,9 +33,13 @@ from tests.integration.test_move import (
     created,
     fresh_tenant,
     login_error,
+    moved_marker,
     placement_props,
+    refusal,
 )
+from tests.support.dynamic import outs_of
 from tests.support.fixtures import running
+from tests.support.queries import one_row
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +60,7 @@ def tenant(clusters) -> TenantOnServers:
     return tenant
 
 
-def move(tenant: TenantOnServers, **options) -> object:
+def move(tenant: TenantOnServers, **options) -> MoveReport:
     return move_database(
         tenant.access("old"), tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner, **options
     )
@@ -83,10 +87,10 @@ def assert_serves_after_move(tenant: TenantOnServers, writer: Writer) -> None:
     source, target = tenant.access("old"), tenant.access("new")
     assert catalog.compare_facts(catalog.collect_facts(source, tenant.database), catalog.collect_facts(target, tenant.database)) == []
     with tenant.connect("new") as app:
-        (next_id,) = app.execute("insert into events (payload) values ('after the move') returning id").fetchone()
+        (next_id,) = one_row(app.execute("insert into events (payload) values ('after the move') returning id"))
     assert next_id > max(rows_on(tenant, "old"))
-    assert "not permitted to log in" in login_error(tenant, "old")
-    assert parse_moved_comment(catalog.database_comment(source, tenant.database))["server"] == "new"
+    assert "not permitted to log in" in refusal(tenant, "old")
+    assert moved_marker(source, tenant.database)["server"] == "new"
     assert replication_left(tenant) == []
     assert identity_of(tenant, "old", "audit") == "d"  # REPLICA IDENTITY FULL was for the move only
     assert catalog.database_comment(target, tenant.database) is None  # no longer marked as receiving a copy
@@ -110,7 +114,7 @@ def test_the_tenant_keeps_writing_during_the_copy_and_loses_nothing(tenant):
 
     replication.wait_synced = observed
     try:
-        outs = provider.update(id_, olds, placement_props(tenant, "new")).outs
+        outs = outs_of(provider.update(id_, olds, placement_props(tenant, "new")))
     finally:
         replication.wait_synced = original
     writer.join(10)
@@ -176,7 +180,7 @@ def test_servers_without_wal_level_logical_fall_back_with_the_reason():
 def test_a_server_declared_without_logical_replication_moves_by_dump_without_asking(tenant):
     provider = DatabasePlacementProvider()
     id_, olds = created(provider, tenant)
-    outs = provider.update(id_, olds, placement_props(tenant, "new", new={"logical_replication": False})).outs
+    outs = outs_of(provider.update(id_, olds, placement_props(tenant, "new", new={"logical_replication": False})))
     assert outs["moves"][0]["method"] == "dump"
     assert outs["moves"][0]["method_reason"] == "server new declares logical_replication: false"
 
@@ -274,6 +278,7 @@ def test_a_live_move_killed_is_finished_by_the_next_one(tenant, phase: str, bloc
     report = move(tenant)  # the next `up`
     writer.join(15)
     assert not writer.is_alive()
+    assert report.recovered is not None
     assert report.method == "logical" and "removed an earlier live move's publication, slot, subscription" in report.recovered
     if blocked:
         assert report.recovered.startswith("reopened the source, blocked for move to new")

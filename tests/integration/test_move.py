@@ -36,7 +36,9 @@ from fleet.bench.servers import PostgresCluster, free_port
 from fleet.paths import PROJECT_ROOT
 from fleet.postgres import catalog, dumps, sessions
 from fleet.postgres.access import ServerAccess
+from tests.support.dynamic import outs_of
 from tests.support.fixtures import running
+from tests.support.queries import one_row
 from tests.support.tenant_db import cluster_access, owner_of, provision_tenant_database
 
 _NAMES = itertools.count(1)
@@ -67,7 +69,7 @@ class TenantOnServers:
 
     def access(self, key: str, **changes: Any) -> ServerAccess:
         cluster = self.clusters[key]
-        values = {"host": cluster.host, "port": cluster.port, "admin_user": cluster.admin_user, "admin_password": cluster.admin_password, "sslmode": "disable"}
+        values: dict[str, Any] = {"host": cluster.host, "port": cluster.port, "admin_user": cluster.admin_user, "admin_password": cluster.admin_password, "sslmode": "disable"}
         values.update(changes)
         return ServerAccess(**values)
 
@@ -130,6 +132,20 @@ def login_error(tenant: TenantOnServers, key: str) -> Optional[str]:
         return str(error)
 
 
+def refusal(tenant: TenantOnServers, key: str) -> str:
+    """The error the tenant's role gets logging in to its database on `key`; fails the test when it logs in."""
+    error = login_error(tenant, key)
+    assert error is not None, f"the tenant's role can log in on {key}"
+    return error
+
+
+def moved_marker(access: ServerAccess, database: str) -> dict[str, str]:
+    """The moved-away marker a finished move leaves on the source database; fails the test when there is none."""
+    marker = parse_moved_comment(catalog.database_comment(access, database))
+    assert marker is not None, f"no moved-away marker on {database}"
+    return marker
+
+
 class Writer(threading.Thread):
     """The tenant's app: inserts one autocommitted row at a time on one server until it is refused twice in a row."""
 
@@ -147,7 +163,7 @@ class Writer(threading.Thread):
             try:
                 if connection is None:
                     connection = self.tenant.connect(self.key)
-                (row,) = connection.execute("insert into events (payload) values ('from the app') returning id").fetchone()
+                (row,) = one_row(connection.execute("insert into events (payload) values ('from the app') returning id"))
                 self.committed.append(row)  # only after the server confirmed the commit
                 if len(self.committed) >= 50:
                     self.started_writing.set()
@@ -205,7 +221,7 @@ def placement_props(tenant: TenantOnServers, server: str, **servers_overrides: d
 
 def created(provider: DatabasePlacementProvider, tenant: TenantOnServers) -> tuple[str, dict]:
     result = provider.create(placement_props(tenant, "old"))
-    return result.id, result.outs
+    return result.id, outs_of(result)
 
 
 # ---------------------------------------------------------------- the move
@@ -222,7 +238,7 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
 
     news = placement_props(tenant, "new")
     assert provider.diff(id_, olds, news).changes
-    outs = provider.update(id_, olds, news).outs
+    outs = outs_of(provider.update(id_, olds, news))
     writer.join(10)
     assert not writer.is_alive(), "the writer was never cut off"
     assert any("not permitted to log in" in error for error in writer.errors), writer.errors  # its session was ended, new ones refused
@@ -250,7 +266,7 @@ def test_move_copies_everything_including_every_write_committed_until_the_cut_of
         assert app.execute("select count(*) from big_orders").fetchone()[0] > 0
 
     # The source stays, intact and unreachable for the app, saying where the data went.
-    assert "not permitted to log in" in login_error(tenant, "old")
+    assert "not permitted to log in" in refusal(tenant, "old")
     assert admin_scalar(tenant.clusters["old"], "select datconnlimit from pg_database where datname = %s", [tenant.database]) == 0
     marker = parse_moved_comment(catalog.database_comment(source, tenant.database))
     assert marker is not None and marker["server"] == "new" and marker["address"] == target.label
@@ -275,7 +291,7 @@ def test_an_update_without_a_server_change_moves_nothing(tenant):
     assert not provider.diff(id_, olds, rotated).changes, "a rotated admin password is not a change of the placement"
     news["host"] = "db.internal"
     assert provider.diff(id_, olds, news).changes
-    outs = provider.update(id_, olds, news).outs
+    outs = outs_of(provider.update(id_, olds, news))
     assert outs["host"] == "db.internal" and outs["moves"] == []
     assert login_error(tenant, "old") is None and catalog.user_objects(tenant.access("new"), tenant.database) == []
 
@@ -339,7 +355,7 @@ def test_a_verification_mismatch_reopens_the_source_and_empties_the_target(tenan
     assert catalog.user_objects(tenant.access("new"), tenant.database) == []
     # Fixed, the same update goes through.
     monkeypatch.setattr(dumps, "restore", real_restore)
-    assert provider.update(id_, olds, placement_props(tenant, "new")).outs["server"] == "new"
+    assert outs_of(provider.update(id_, olds, placement_props(tenant, "new")))["server"] == "new"
     assert catalog.table_counts(tenant.access("new"), tenant.database) == counts
 
 
@@ -371,7 +387,7 @@ def test_a_move_whose_state_was_lost_is_verified_and_adopted_not_copied_again(te
     provider = DatabasePlacementProvider()
     id_, olds = created(provider, tenant)
     provider.update(id_, olds, placement_props(tenant, "new"))  # the engine crashed before saving this
-    outs = provider.update(id_, olds, placement_props(tenant, "new")).outs  # the next `up` repeats it
+    outs = outs_of(provider.update(id_, olds, placement_props(tenant, "new")))  # the next `up` repeats it
     assert outs["server"] == "new" and outs["moves"][-1]["adopted"] is True
     assert catalog.table_counts(tenant.access("new"), tenant.database) == catalog.table_counts(tenant.access("old"), tenant.database)
 
@@ -390,25 +406,29 @@ def test_a_move_killed_while_the_source_is_blocked_is_recovered_by_the_next_one(
     result = subprocess.run([sys.executable, "-c", code, *accesses], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     source = tenant.access("old")
-    assert "not permitted to log in" in login_error(tenant, "old")
+    assert "not permitted to log in" in refusal(tenant, "old")
     marker = parse_blocked_comment(catalog.database_comment(source, tenant.database))
     assert marker is not None and marker["purpose"] == "move to new" and marker["state"].role_could_login is True
     assert catalog.user_objects(tenant.access("new"), tenant.database) != []  # the unverified copy is there
 
     # An operator giving up on the move reopens the source exactly as it was ...
     counts = catalog.table_counts(source, tenant.database)
-    assert reopen_interrupted(source, tenant.database)["purpose"] == "move to new"
+    reopened = reopen_interrupted(source, tenant.database)
+    assert reopened is not None and reopened["purpose"] == "move to new"
     assert_source_serves_unchanged(tenant, counts)
     assert catalog.database_comment(source, tenant.database) is None
 
     # ... and the next move (the next `up`) recovers by itself: reopen, empty the target, move.
     sessions.block_connections(source, tenant.database, tenant.role, comment=lambda state: blocked_comment("move to new", datetime.now(timezone.utc), state))
     report = move_database(source, tenant.access("new"), tenant.database, tenant.role, source_key="old", target_key="new", owner=tenant.owner)
+    assert report.recovered is not None
     assert report.recovered.startswith("reopened the source, blocked for move to new") and "emptied new" in report.recovered
     assert catalog.table_counts(tenant.access("new"), tenant.database) == counts
     comment = catalog.database_comment(source, tenant.database)
-    assert parse_moved_comment(comment)["server"] == "new" and "Previous comment" not in comment
-    assert "not permitted to log in" in login_error(tenant, "old")
+    moved = parse_moved_comment(comment)
+    assert moved is not None and comment is not None
+    assert moved["server"] == "new" and "Previous comment" not in comment
+    assert "not permitted to log in" in refusal(tenant, "old")
 
 
 def test_a_non_empty_target_is_refused(tenant):

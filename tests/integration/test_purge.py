@@ -22,6 +22,7 @@ from tests.integration.test_move import (  # noqa: F401 - clusters is a fixture
     fresh_tenant,
     login_error,
 )
+from tests.support.dynamic import outs_of
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tm
     props = purge_props(tenant, "new", tmp_path)
     assert provider.check({}, props).failures == []
     result = provider.create(props)
-    outs = result.outs
+    outs = outs_of(result)
 
     assert outs["dropped_databases"] == ["old", "new"] and outs["dropped_roles"] == ["old", "new"] and outs["kept"] == []
     assert outs["dropped_owner_roles"] == ["old", "new"]
@@ -97,7 +98,7 @@ def test_purge_backs_up_every_copy_then_drops_the_databases_and_roles(tenant, tm
     # Removing the purge resource later, or running it again, changes nothing.
     provider.delete(result.id, outs)
     assert not provider.diff(result.id, outs, purge_props(tenant, "new", tmp_path, reason="edited")).changes
-    again = provider.create(props).outs
+    again = outs_of(provider.create(props))
     assert again["dropped_databases"] == [] and again["backups"] == [{"server": "new", "absent": True}]
 
 
@@ -152,7 +153,7 @@ def test_the_purge_refuses_without_the_typed_confirmation(tenant, tmp_path):
 def test_a_same_named_database_elsewhere_without_the_move_marker_is_left_alone(tenant, tmp_path):
     with tenant.connect("new") as connection:
         connection.execute("create table unrelated (id int)")
-    outs = TenantPurgeProvider().create(purge_props(tenant, "old", tmp_path)).outs
+    outs = outs_of(TenantPurgeProvider().create(purge_props(tenant, "old", tmp_path)))
     assert outs["dropped_databases"] == ["old"] and outs["dropped_roles"] == ["old"]
     assert len(outs["kept"]) == 1 and outs["kept"][0].startswith("new: database")
     assert catalog.database_exists(tenant.access("new"), tenant.database) and catalog.role_exists(tenant.access("new"), tenant.role)

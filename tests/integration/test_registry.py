@@ -17,6 +17,7 @@ from components.providers.registry import (
 )
 from components.registry import row_values
 from fleet.model.load import load_fleet
+from tests.support.dynamic import outs_of
 from tests.unit.graph import FleetWorkspace
 
 DATABASE = "fleet_registry"
@@ -74,8 +75,8 @@ def test_the_table_is_created_with_its_database_and_never_dropped(postgres_clust
     with postgres_cluster.connect(DATABASE) as connection:
         connection.execute("ALTER TABLE tenants DROP COLUMN custom_domains")
     provider.create(location)
-    assert provider.read(created.id, created.outs).id == created.id
-    provider.delete(created.id, created.outs)
+    assert provider.read(created.id, outs_of(created)).id == created.id
+    provider.delete(created.id, outs_of(created))
     with postgres_cluster.connect(DATABASE) as connection:
         assert connection.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'tenants'").fetchone()[0] == len(COLUMNS)
 
@@ -89,7 +90,7 @@ def test_rows_follow_add_plan_change_suspend_and_remove(postgres_cluster, locati
     for tenant in ("gurupi", "pirapora", "santarita"):
         created = provider.create(row_props(location, workspace, tenant))
         assert created.id == f"tenants/{tenant}"
-        outs[tenant] = created.outs
+        outs[tenant] = outs_of(created)
     table = rows(postgres_cluster)
     santarita = table["santarita"]
     assert (santarita["display_name"], santarita["plan"], santarita["status"], santarita["active"]) == ("Prefeitura de Santa Rita", "pro", "active", True)
@@ -110,7 +111,7 @@ def test_rows_follow_add_plan_change_suspend_and_remove(postgres_cluster, locati
     news = row_props(location, workspace, "gurupi")
     diff = provider.diff("tenants/gurupi", outs["gurupi"], news)
     assert diff.changes is True and diff.replaces == []
-    outs["gurupi"] = provider.update("tenants/gurupi", outs["gurupi"], news).outs
+    outs["gurupi"] = outs_of(provider.update("tenants/gurupi", outs["gurupi"], news))
     gurupi = rows(postgres_cluster)["gurupi"]
     assert (gurupi["plan"], gurupi["user_limit"], gurupi["db_connections"], gurupi["backup_retention_days"]) == ("enterprise", 50, 40, 90)
     assert gurupi["updated_at"] > gurupi["created_at"]
@@ -119,7 +120,7 @@ def test_rows_follow_add_plan_change_suspend_and_remove(postgres_cluster, locati
     workspace.edit("santarita", status="suspended")
     news = row_props(location, workspace, "santarita")
     assert provider.diff("tenants/santarita", outs["santarita"], news).replaces == []
-    outs["santarita"] = provider.update("tenants/santarita", outs["santarita"], news).outs
+    outs["santarita"] = outs_of(provider.update("tenants/santarita", outs["santarita"], news))
     assert (rows(postgres_cluster)["santarita"]["status"], rows(postgres_cluster)["santarita"]["active"]) == ("suspended", True)
 
     # remove: the row stays, marked inactive, so apps answer "gone" instead of routing elsewhere
@@ -131,8 +132,8 @@ def test_rows_follow_add_plan_change_suspend_and_remove(postgres_cluster, locati
 
     # refresh sees the inactive row, so a re-added tenant (same URN) is re-activated by the next up
     read = provider.read("tenants/pirapora", outs["pirapora"])
-    assert read.outs["active"] is False
-    assert provider.diff("tenants/pirapora", read.outs, row_props(location, workspace, "pirapora")).changes is True
+    assert outs_of(read)["active"] is False
+    assert provider.diff("tenants/pirapora", outs_of(read), row_props(location, workspace, "pirapora")).changes is True
     provider.create(row_props(location, workspace, "pirapora"))
     pirapora = rows(postgres_cluster)["pirapora"]
     assert pirapora["active"] is True and pirapora["removed_at"] is None
@@ -144,12 +145,13 @@ def test_a_row_never_holds_a_password(postgres_cluster, location, workspace):
     with postgres_cluster.connect(DATABASE) as connection:
         text = connection.execute("SELECT t::text FROM tenants t").fetchone()[0]
     assert postgres_cluster.admin_password not in text and "password" not in text.lower()
-    assert set(created.outs) - {"admin_password"} >= {"db_user", "db_name"}  # names only; the admin password is a secret output
+    assert set(outs_of(created)) - {"admin_password"} >= {"db_user", "db_name"}  # names only; the admin password is a secret output
 
 
 def test_moving_the_registry_replaces_rows_delete_first(postgres_cluster, location, workspace):
     provider = TenantRegistryRowProvider()
     olds = {**row_props(location, workspace, "gurupi"), "active": True}
+    value: str | int | list[str]
     for field, value in (("database", "other_registry"), ("table", "tenants_v2"), ("host", "localhost"), ("port", 6543)):
         diff = provider.diff("tenants/gurupi", olds, {**olds, field: value})
         assert diff.replaces == [field] and diff.delete_before_replace is True
@@ -165,7 +167,7 @@ def test_a_row_deleted_by_hand_is_dropped_by_refresh(postgres_cluster, location,
     created = provider.create(row_props(location, workspace, "gurupi"))
     with postgres_cluster.connect(DATABASE) as connection:
         connection.execute("DELETE FROM tenants WHERE name = 'gurupi'")
-    assert provider.read(created.id, created.outs).id == ""
+    assert provider.read(created.id, outs_of(created)).id == ""
 
 
 def test_failures_name_the_resource_the_tenant_and_the_registry(postgres_cluster, location, workspace):
@@ -196,9 +198,9 @@ def test_a_tenants_limits_are_a_jsonb_column_apps_can_query(postgres_cluster, lo
         assert connection.execute("SELECT (limits->>'users')::int FROM tenants WHERE name = 'gurupi'").fetchone()[0] == 20
     # The engine sends counts as doubles: no change seen, no update made.
     as_sent = {**row_props(location, workspace, "gurupi"), "limits": {"users": 20.0, "properties": "unlimited", "reports": True}}
-    assert not provider.diff(created.id, created.outs, as_sent).changes
+    assert not provider.diff(created.id, outs_of(created), as_sent).changes
     workspace.edit("gurupi", limits={"users": 30})
-    assert provider.diff(created.id, created.outs, row_props(location, workspace, "gurupi")).changes
+    assert provider.diff(created.id, outs_of(created), row_props(location, workspace, "gurupi")).changes
 
 
 def test_contact_subscription_and_region_reach_the_row(postgres_cluster, location, workspace):
@@ -218,10 +220,10 @@ def test_contact_subscription_and_region_reach_the_row(postgres_cluster, locatio
     assert (row["contact_name"], row["contact_email"], row["contact_phone"]) == ("Ana Souza", "ti@gurupi.to.gov.br", "+55 63 3315-0000")
     assert (row["subscription_status"], row["subscription_expires"], row["region"]) == ("past_due", datetime.date(2027, 3, 31), "TO")
     assert (row["app_version"], row["modules"]) == ("2.4.1", [])
-    assert not provider.diff(created.id, created.outs, row_props(location, workspace, "gurupi")).changes
+    assert not provider.diff(created.id, outs_of(created), row_props(location, workspace, "gurupi")).changes
     # A row read back (the date as a date) compares equal to the spec's text.
-    refreshed = provider.read(created.id, created.outs)
-    assert not provider.diff(created.id, refreshed.outs, row_props(location, workspace, "gurupi")).changes
+    refreshed = provider.read(created.id, outs_of(created))
+    assert not provider.diff(created.id, outs_of(refreshed), row_props(location, workspace, "gurupi")).changes
     workspace.edit("gurupi", contact={"email": "not-an-email"}, subscription={"status": "frozen"})
     with pytest.raises(Exception, match="not an email address"):
         fleet_of(workspace)
@@ -303,6 +305,6 @@ def test_a_row_carries_what_the_tenants_jobs_did_last(postgres_cluster, location
     jobs = {"migrations": {"applied": {"app": ["0001_customers"], "price_basket": []}, "at": "2026-11-30T01:00:00Z"}}
     created = provider.create({**row_props(location, workspace, "gurupi"), "jobs": jobs})
     assert rows(postgres_cluster)["gurupi"]["jobs"] == jobs
-    assert not provider.diff(created.id, created.outs, {**row_props(location, workspace, "gurupi"), "jobs": jobs}).changes
+    assert not provider.diff(created.id, outs_of(created), {**row_props(location, workspace, "gurupi"), "jobs": jobs}).changes
     plain = provider.create(row_props(location, workspace, "santarita"))  # no jobs: an empty object, not null
-    assert rows(postgres_cluster)["santarita"]["jobs"] == {} and plain.outs["jobs"] == {}
+    assert rows(postgres_cluster)["santarita"]["jobs"] == {} and outs_of(plain)["jobs"] == {}

@@ -28,6 +28,7 @@ from fleet.engine import driver
 from fleet.model import derive
 from fleet.model.spec import Environment, Plan, TenantSpec
 from fleet.model.spec_kubernetes import KubernetesHost
+from tests.support.dynamic import outs_of
 from tests.support.kube import POD_CIDR, ApiError, KubeCluster, pod_http_get
 from tests.support.pod_network import connect_from_pod
 
@@ -168,11 +169,11 @@ def test_ready_pods_reads_the_ready_pods_of_a_selector_through_the_api_server(ku
         props = {"resource_name": "probe-web-pods", "namespace": "ready-pods", "selector": labels, "port": APP_PORT, "revision": 1, "expected": 2}
         for kubeconfig in (str(kube_cluster.kubeconfig), kube_cluster.kubeconfig_text()):
             created = ReadyPodsProvider().create({**props, "kubeconfig": kubeconfig})
-            assert created.outs["addresses"] == expected
-            assert ReadyPodsProvider().diff(created.id, created.outs, {**props, "kubeconfig": kubeconfig}).changes is False
+            assert outs_of(created)["addresses"] == expected
+            assert ReadyPodsProvider().diff(created.id, outs_of(created), {**props, "kubeconfig": kubeconfig}).changes is False
         # A pod going away is a change the next diff sees (the route would follow it).
         api.delete(f"/api/v1/namespaces/ready-pods/pods/{pods[0]['metadata']['name']}")
-        assert ReadyPodsProvider().diff(created.id, created.outs, {**props, "kubeconfig": kubeconfig}).changes is True
+        assert ReadyPodsProvider().diff(created.id, outs_of(created), {**props, "kubeconfig": kubeconfig}).changes is True
     finally:
         api.delete("/api/v1/namespaces/ready-pods")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TypeVar
+from typing import Protocol, Self, TypeVar, TypeVarTuple, cast
 
 import pytest
 
@@ -16,14 +16,23 @@ from fleet.bench.servers import (
     CaddyServerProcess,
     MissingServerBinary,
     PostgresCluster,
-    RedisServerProcess,
     UpstreamHTTPServer,
 )
 
-Server = TypeVar("Server", PostgresCluster, CaddyServerProcess, UpstreamHTTPServer, RedisServerProcess)
+
+class _Server(Protocol):
+    """What `running` needs of a server: the servers of fleet.bench.servers and fleet.bench.prometheus."""
+
+    def start(self) -> Self: ...
+
+    def stop(self) -> object: ...
 
 
-def _start_or_fail(server):
+Servers = TypeVarTuple("Servers")
+StartedServer = TypeVar("StartedServer", bound=_Server)
+
+
+def _start_or_fail(server: StartedServer) -> StartedServer:
     try:
         return server.start()
     except MissingServerBinary as error:
@@ -31,12 +40,14 @@ def _start_or_fail(server):
 
 
 @contextmanager
-def running(*servers: Server) -> Iterator[tuple[Server, ...]]:
+def running(*servers: *Servers) -> Iterator[tuple[*Servers]]:
     """Start these servers in order (a missing binary fails the test, naming its package) and stop every one
     that started on the way out, also when a later one fails to start. For fixtures of any scope:
     `with running(PostgresCluster("secret")) as (cluster,): yield cluster`."""
     with ExitStack() as started:
-        for server in servers:
+        # A TypeVarTuple can't be bounded, so the servers are seen as `_Server`s here: each caller gets
+        # back its own types, in order, e.g. `(cluster, caddy)` as `(PostgresCluster, CaddyServerProcess)`.
+        for server in cast(tuple[_Server, ...], servers):
             _start_or_fail(server)
             started.callback(server.stop)
         yield servers

@@ -433,9 +433,11 @@ class KubeCluster:
         self.processes.append(process)
         return process
 
-    def _check_alive(self, process: _Process) -> None:
+    def _check_alive(self, process: _Process) -> bool:
+        """Raise when `process` has exited; False otherwise, so that `_check_alive(p) or ready()` waits on `ready()`."""
         if process.popen.poll() is not None:
             raise KubeError(f"{process.name} exited with {process.popen.returncode}; its log ends:\n{self.log(process.name)}")
+        return False
 
     def _write_pki(self) -> None:
         """A CA, the API server's serving certificate (127.0.0.1, localhost, the service IP), the service-account key pair, tokens."""

@@ -25,6 +25,18 @@ def require_promtool() -> None:
         pytest.fail(f"promtool is missing: {alert_rules.PROMTOOL_HINT}", pytrace=False)
 
 
+def assert_promtool_test_passes(plans, folder: Path, template: str, **fields: str) -> None:
+    """Write the plans' rule files into `folder`, then `promtool test rules` on `template` (formatted with
+    `rules=` the files and `fields`), which must pass."""
+    require_promtool()
+    written = alert_rules.write_rule_files(plans, folder)
+    test_file = folder / "rules_test.yml"
+    test_file.write_text(template.format(rules=", ".join(path.name for path in written), **fields))
+    result = alert_rules.promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
 def shipped_plans():
     return load_fleet(PROJECT_ROOT / "tenants", stack_config("dev", PROJECT_ROOT), root=PROJECT_ROOT).plans
 
@@ -149,13 +161,7 @@ tests:
 
 
 def test_promtool_test_rules_fires_the_connection_alert_for_the_tenant_past_it(tmp_path: Path):
-    require_promtool()
-    written = alert_rules.write_rule_files(shipped_plans(), tmp_path)
-    test_file = tmp_path / "connections_test.yml"
-    test_file.write_text(PROMTOOL_TEST.format(rules=", ".join(path.name for path in written)))
-    result = alert_rules.promtool("test", "rules", str(test_file))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert_promtool_test_passes(shipped_plans(), tmp_path, PROMTOOL_TEST)
 
 
 def test_changing_a_plans_thresholds_runs_no_tenant_stack(workspace: FleetWorkspace):
@@ -233,10 +239,4 @@ tests:
 
 
 def test_promtool_test_rules_fires_the_drill_alert_for_stale_and_missing_drills_only(workspace: FleetWorkspace, tmp_path: Path):
-    require_promtool()
-    written = alert_rules.write_rule_files(_plans_with_drills(workspace, "7d"), tmp_path)
-    test_file = tmp_path / "drills_test.yml"
-    test_file.write_text(DRILL_PROMTOOL_TEST.format(rules=", ".join(path.name for path in written)))
-    result = alert_rules.promtool("test", "rules", str(test_file))
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout
+    assert_promtool_test_passes(_plans_with_drills(workspace, "7d"), tmp_path, DRILL_PROMTOOL_TEST)

@@ -156,10 +156,13 @@ def test_a_plan_without_a_price_has_a_cost_and_no_margin(tmp_path):
 def test_measured_sizes_replace_the_plans_allowance(tmp_path):
     fleet, _ = costs_of(tmp_path)
     measured = fleet_costs(fleet, {"alpha": 5 * 1024**3})
+    assert measured is not None  # the fleet sets prices
     alpha = measured.cost("alpha")
+    assert alpha is not None
     assert alpha.quantities["database_source"] == "measured" and alpha.items["database"] == Decimal("12.50")
     assert alpha.items["backups"] == Decimal("1.05")  # 7 x 1.5 GB x 0.10
-    assert measured.cost("bravo").quantities["database_source"] == "plan"
+    bravo = measured.cost("bravo")
+    assert bravo is not None and bravo.quantities["database_source"] == "plan"
 
 
 def test_a_plans_named_services_are_priced_with_their_overrides(tmp_path):

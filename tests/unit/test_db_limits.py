@@ -28,7 +28,7 @@ BASIC = {
 
 
 def tenant(**overrides) -> TenantSpec:
-    return TenantSpec(name="itabira", display_name="Itabira", plan="basic", database={"server": "shared-1"}, overrides=overrides)
+    return TenantSpec.model_validate({"name": "itabira", "display_name": "Itabira", "plan": "basic", "database": {"server": "shared-1"}, "overrides": overrides})
 
 
 def test_settings_are_the_plans_in_the_units_postgresql_stores():

@@ -5,6 +5,7 @@ quotas beyond the cluster's capacity)."""
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import pytest
 
@@ -67,8 +68,12 @@ def test_a_bare_pod_and_a_job_are_checked_like_deployments():
         },
     )
     found: list[str] = []
+
+    def report(message: str, urn: Optional[str] = None) -> None:
+        found.append(message)
+
     for policy in (pack.kubernetes_pods_restricted, pack.images_pinned, pack.container_limits_set):
-        policy(args, lambda message, urn=None: found.append(message))
+        policy(args, report)
     assert found == [
         "Pod debug sets hostIPC: true; tenant pods stay in their own network, PID and IPC namespaces.",
         "Pod debug container 'shell' image 'busybox' has no tag, which means `latest`; pin a version tag or a digest.",

@@ -295,7 +295,7 @@ def test_removing_a_tenant_file_drops_its_app_and_routes_and_keeps_its_data(work
         assert all(r.options["retainOnDelete"] for r in of_type(dev_plan, type_, "pirapora"))
     assert deleted_with["pirapora-db-dedicated-1-revoke-public"] == one(dev_plan, DATABASE, "pirapora").urn
     # The placement's delete touches no database (tests/integration/test_move.py runs it against a server).
-    assert DatabasePlacementProvider().delete("id", {}) is None
+    assert DatabasePlacementProvider().delete("id", {}) is None  # type: ignore[func-returns-value]  # the point: it returns, without a server
 
 
 # ---------------------------------------------------------------- purge

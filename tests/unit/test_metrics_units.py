@@ -19,7 +19,9 @@ from fleet.ops.metrics import (
 from fleet.ops.status import TenantStatus
 
 
-class _Fixed(Collector):
+class FixedSnapshot(Collector):
+    """A collector that serves one snapshot (the exporter's series without reading any source)."""
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -27,9 +29,10 @@ class _Fixed(Collector):
         return families(self.snapshot)
 
 
-def _render(snapshot: Snapshot) -> str:
+def render(snapshot: Snapshot) -> str:
+    """The Prometheus text of one snapshot."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Fixed(snapshot))
+    registry.register(FixedSnapshot(snapshot))
     return generate_latest(registry).decode()
 
 
@@ -51,7 +54,7 @@ def _snapshot() -> Snapshot:
 
 
 def test_every_per_tenant_series_has_a_tenant_label_and_conventional_names():
-    parsed = {family.name: family for family in text_string_to_metric_families(_render(_snapshot()))}
+    parsed = {family.name: family for family in text_string_to_metric_families(render(_snapshot()))}
     per_tenant = [family for name, family in parsed.items() if name not in ("tenant_fleet_source_up", "tenant_fleet_scrape_duration_seconds")]
     assert per_tenant
     for family in per_tenant:
@@ -65,7 +68,7 @@ def test_every_per_tenant_series_has_a_tenant_label_and_conventional_names():
 
 
 def test_values_and_an_unreachable_tenant_stays_in_the_output():
-    text = _render(_snapshot())
+    text = render(_snapshot())
     assert 'tenant_fleet_database_up{tenant="gurupi"} 1.0' in text
     assert 'tenant_fleet_database_up{tenant="pirapora"} 0.0' in text
     assert 'tenant_fleet_tenant_info{app_version="v2.4.0",plan="basic",server="dedicated-1",status="active",tenant="pirapora"} 1.0' in text
@@ -154,6 +157,10 @@ def test_drill_figures_come_from_the_newest_passed_drill_in_the_log(tmp_path):
         {"tenant": "gurupi", "ok": True, "started_at": "2026-11-20T03:00:00+00:00", "seconds": 12.5},
         {"tenant": "gurupi", "ok": True, "started_at": "2026-11-27T03:00:00+00:00", "seconds": 9.75},
         {"tenant": "gurupi", "ok": False, "started_at": "2026-11-29T03:00:00+00:00", "seconds": 1.0},  # failed: not a proof
+        # edited by hand: no time, an unreadable time, "ok" that is not true: none of them is a passed drill
+        {"tenant": "gurupi", "ok": True, "seconds": 1.0},
+        {"tenant": "gurupi", "ok": True, "started_at": "yesterday", "seconds": 1.0},
+        {"tenant": "gurupi", "ok": "yes", "started_at": "2026-11-29T04:00:00+00:00", "seconds": 1.0},
     ]
     log.write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
     now = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc)
@@ -166,3 +173,20 @@ def test_drill_figures_come_from_the_newest_passed_drill_in_the_log(tmp_path):
     never = TenantFigures(TenantStatus("santarita", "pro", "active", "shared-1", "tenant_santarita"), "shared-1", "v1")
     read_drill_figures(never, tmp_path, "santarita", now)
     assert (never.drills_passed, never.drill_age_seconds) == (0, None)
+
+
+def test_a_drill_time_without_zone_is_read_as_utc_in_the_metrics_and_in_status(tmp_path):
+    import json
+    from datetime import datetime, timezone
+
+    from fleet.ops import drills
+    from fleet.ops.metrics import read_drill_figures
+
+    log = drills.drill_log_path(tmp_path, "gurupi")
+    log.parent.mkdir(parents=True)
+    log.write_text(json.dumps({"tenant": "gurupi", "ok": True, "started_at": "2026-11-29T03:00:00", "seconds": "9"}) + "\n")
+    now = datetime(2026, 11, 30, 3, 0, tzinfo=timezone.utc)
+    figures = TenantFigures(TenantStatus("gurupi", "pro", "active", "shared-1", "tenant_gurupi"), "shared-1", "v1")
+    read_drill_figures(figures, tmp_path, "gurupi", now)
+    assert (figures.drills_passed, figures.drill_age_seconds, figures.drill_seconds) == (1, 86400.0, 0.0)
+    assert drills.drill_age_days(drills.last_good_drill(tmp_path, "gurupi"), now) == 1.0

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from fleet.errors import SpecError
+from tests.support.dynamic import outs_of
 from tests.unit.graph import CONTAINER, of_type
 
 JOB = "pulumi-python:dynamic/postgres:TenantMigrations"
@@ -162,7 +163,7 @@ def test_container_jobs_run_once_per_create_version_or_up_before_the_app_and_fai
     assert next(c for c in of_type(again, CONTAINER, "gurupi") if c.name == "gurupi-job-migrate").raw_inputs["command"][-1] == "custom.prisma"
 
     provider = JobOutcomeProvider()
-    assert provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 0.0, "output": "done"}).outs["exit_code"] == 0.0
+    assert outs_of(provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 0.0, "output": "done"}))["exit_code"] == 0.0
     output = "\n".join(f"line {n}" for n in range(40)) + "\nError: P3009 migrate found failed migrations"
     with pytest.raises(ProviderError) as failure:
         provider.create({"tenant": "gurupi", "job": "migrate", "exit_code": 1.0, "output": output})

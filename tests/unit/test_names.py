@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleet.model import derive
-from fleet.model.spec import TenantSpec
+from fleet.model.spec import DatabaseRef, TenantSpec
 
 CONTRACT = Path(__file__).with_name("contract_urns.txt")
 
@@ -34,7 +34,7 @@ def test_database_urn_names_the_server_so_a_move_never_replaces_in_place(dev_pla
 
 def test_postgres_identifiers_are_injective_over_dns_labels():
     def spec(name: str) -> TenantSpec:
-        return TenantSpec(name=name, display_name=name, plan="basic", database={"server": "s"})
+        return TenantSpec(name=name, display_name=name, plan="basic", database=DatabaseRef(server="s"))
 
     # '-' becomes '_' and '_' cannot occur in a DNS label, so two tenants never share a database
     assert derive.database_name(spec("santa-rita")) == "tenant_santa_rita"

@@ -9,7 +9,7 @@ import pytest
 
 from fleet.errors import SpecError
 from fleet.model.offboarding import OffboardingTimer, offboarding_timer, purge_proposal
-from fleet.model.spec import Plan, TenantSpec
+from fleet.model.spec import DatabaseRef, Plan, TenantSpec
 from tests.unit.graph import of_type
 from tests.unit.test_preview import Repo, warnings_of
 
@@ -24,7 +24,7 @@ PLAN = Plan.model_validate(
 
 
 def offboarded(on: date, **extra) -> TenantSpec:
-    return TenantSpec(name="itabira", display_name="Itabira", plan="basic", database={"server": "shared-1"}, status="offboarded", offboarded_on=on, **extra)
+    return TenantSpec(name="itabira", display_name="Itabira", plan="basic", database=DatabaseRef(server="shared-1"), status="offboarded", offboarded_on=on, **extra)
 
 
 def test_the_timer_counts_the_plans_days_from_the_offboarding_day():
@@ -44,7 +44,7 @@ def test_a_timer_crosses_years_and_leap_days():
 
 
 def test_only_an_offboarded_tenant_without_a_purge_has_a_timer():
-    assert offboarding_timer(TenantSpec(name="itabira", display_name="I", plan="basic", database={"server": "s"}), PLAN) is None
+    assert offboarding_timer(TenantSpec(name="itabira", display_name="I", plan="basic", database=DatabaseRef(server="s")), PLAN) is None
     assert offboarding_timer(offboarded(date(2026, 1, 1), purge={"confirm": "itabira"}), PLAN) is None
 
 

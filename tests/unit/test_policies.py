@@ -14,6 +14,7 @@ import json
 import pytest
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     PolicyCustomTimeouts,
     PolicyResourceOptions,
     ResourceValidationArgs,
@@ -582,11 +583,16 @@ def test_the_engine_analyzer_gives_the_same_verdicts(workspace):
         return message
 
     levels = {"mandatory": proto.MANDATORY, "advisory": proto.ADVISORY}
+
+    def level_of(policy: Policy) -> proto.EnforcementLevel.ValueType:
+        assert policy.enforcement_level is not None, policy.name  # the pack sets every policy's level
+        return levels[policy.enforcement_level.value]
+
     servicer = _PolicyAnalyzerServicer("tenant-fleet", "0.1.0", pack.ALL_POLICIES, EnforcementLevel.MANDATORY)
     servicer.Configure(
         proto.ConfigureAnalyzerRequest(
             policyConfig={
-                policy.name: proto.PolicyConfig(enforcementLevel=levels[policy.enforcement_level.value], properties=struct(config.get(policy.name, {})))
+                policy.name: proto.PolicyConfig(enforcementLevel=level_of(policy), properties=struct(config.get(policy.name, {})))
                 for policy in pack.ALL_POLICIES
             }
         ),

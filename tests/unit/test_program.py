@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from fleet.offline.mocks import Declared
 from fleet.paths import PROJECT_ROOT
 from tests.unit.graph import (
     CONTAINER,
@@ -262,7 +263,7 @@ def test_proxy_only_stack_routes_to_apps_running_elsewhere(workspace):
 # ---------------------------------------------------------------- each server's shared databases
 
 
-def _lockdown_grants(evaluation) -> dict[str, dict]:
+def _lockdown_grants(evaluation) -> dict[str, Declared]:
     return {grant.name: grant for grant in of_type(evaluation, GRANT) if grant.name.startswith("pg-")}
 
 
@@ -272,7 +273,7 @@ def test_public_is_shut_out_of_each_servers_shared_databases_once_per_server(dev
     for name, grant in grants.items():
         server, database = name.removeprefix("pg-").split("-lockdown-")[0], name.split("-lockdown-")[1].removesuffix("-revoke-public")
         assert grant.raw_inputs == {"database": database, "role": "public", "objectType": "database", "privileges": []}
-        assert f"::pg-{server}::" in grant.provider and grant.options["deleteBeforeReplace"]
+        assert f"::pg-{server}::" in (grant.provider or "") and grant.options["deleteBeforeReplace"]
         assert grant.tenant is None  # the platform's, not any tenant's
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import yaml
 
@@ -79,7 +81,7 @@ def test_the_rules_confine_the_user_to_its_prefix_and_keep_server_wide_commands_
 
 def test_the_provider_replaces_on_a_new_username_and_updates_in_place_otherwise():
     provider = RedisAclUserProvider()
-    olds = {"tenant": "a", "username": "tenant_a", "prefix": "tenant:a:", "password": "x" * 40, "enabled": True,
+    olds: dict[str, Any] = {"tenant": "a", "username": "tenant_a", "prefix": "tenant:a:", "password": "x" * 40, "enabled": True,
             "redis": {"host": "h", "port": 1, "admin_user": "default", "admin_password": "one", "tls": False},
             "admin": {"host": "h", "port": 1, "admin_user": "default", "tls": False}}
     same = {key: value for key, value in olds.items() if key != "admin"}

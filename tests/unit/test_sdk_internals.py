@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import gc
 import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -38,6 +41,11 @@ from fleet.sdk_internals import (
 from tests.unit.graph import plan_fingerprint
 
 
+def replacement(module: ModuleType, attribute: str) -> Callable[..., Any]:
+    """What fleet.sdk_internals swaps in for `module.attribute` during a run, made from the SDK's own."""
+    return dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(module.__name__, attribute)]
+
+
 def test_sdk_functions_swapped_during_a_run_exist_and_are_restored(workspace):
     originals = {(module.__name__, attribute): getattr(module, attribute, None) for module, attribute, _ in SDK_REPLACEMENTS}
     # If one of these disappears from the SDK, its replacement in fleet/sdk_internals.py is dead code: drop it.
@@ -50,26 +58,26 @@ def test_sdk_functions_swapped_during_a_run_exist_and_are_restored(workspace):
 
     original_register = mocks.RecordingMonitor.RegisterResource
     gc_was_enabled = gc.isenabled()
-    mocks.RecordingMonitor.RegisterResource = spy
+    mocks.RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]  # the spy stands in for one run
     try:
         workspace.evaluate()
     finally:
-        mocks.RecordingMonitor.RegisterResource = original_register
+        mocks.RecordingMonitor.RegisterResource = original_register  # type: ignore[method-assign]  # restored
     assert all(seen[key] is not originals[key] for key in originals)  # swapped while the program ran
     assert all(getattr(module, attribute) is originals[(module.__name__, attribute)] for module, attribute, _ in SDK_REPLACEMENTS)
     assert gc.isenabled() == gc_was_enabled
 
 
 def test_sdk_replacements_answer_as_the_originals():
-    contains_unknowns = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(rpc.__name__, "contains_unknowns")]
+    contains_unknowns = replacement(rpc, "contains_unknowns")
     looped: list = []
     looped.append(looped)
     for value in ({"a": [1, {"b": Unknown()}]}, {"a": [1, {"b": 2}]}, [rpc.UNKNOWN], Unknown(), "x", None, looped, {"k": looped}):
         assert contains_unknowns(value) == rpc.contains_unknowns(value), value
-    resource_types = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_types.__name__, "resource_types")]
+    resource_types = replacement(sdk_types, "resource_types")
     assert resource_types(docker.Container) == sdk_types.resource_types(docker.Container)
     assert resource_types(docker.Container) is resource_types(docker.Container)  # computed once per class
-    stack_trace = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_resource.__name__, "_get_stack_trace")]
+    stack_trace = replacement(sdk_resource, "_get_stack_trace")
     assert list(stack_trace().frames) == []
 
 
@@ -84,13 +92,13 @@ def test_a_plan_with_the_sdk_replacements_is_the_plan_without_them(monkeypatch, 
 def test_transfer_properties_replacement_resolves_outputs_as_the_sdk_does():
     from pulumi.runtime.sync_await import _sync_await
 
-    transfer = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(rpc.__name__, "transfer_properties")]
+    transfer = replacement(rpc, "transfer_properties")
 
     class Holder:  # stands for a resource: the outputs land in its __dict__
         pass
 
     failure = RuntimeError("create failed")
-    calls = {  # property -> the resolver's arguments (value, known, secret, deps, failure)
+    calls: dict[str, tuple[Any, bool, bool, Optional[set[Holder]], Optional[Exception]]] = {  # property -> the resolver's arguments (value, known, secret, deps, failure)
         "plain": ("v", True, False, None, None),
         "secret": ({"k": [1, 2]}, True, True, set(), None),
         "unknown_inside": ([Unknown()], True, False, None, None),
@@ -98,13 +106,14 @@ def test_transfer_properties_replacement_resolves_outputs_as_the_sdk_does():
         "failed": (None, False, False, None, failure),
     }
     states = []
-    for make in (rpc.transfer_properties, transfer):
+    makers: tuple[Callable[..., Any], ...] = (rpc.transfer_properties, transfer)  # a Holder stands for the resource
+    for make in makers:
         holder, dependency = Holder(), Holder()
         resolvers = make(holder, {**{key: None for key in calls}, "urn": None, "id": None}, True)
         assert set(resolvers) == set(calls)  # urn and id (of a custom resource) are the SDK's to resolve
         for key, (value, known, secret, deps, failed) in calls.items():
             resolvers[key](value, known, secret, {dependency} if deps is None else deps, failed)
-        state = {}
+        state: dict[str, tuple[Any, ...]] = {}
         for key in calls:
             output = holder.__dict__[key]
             try:
@@ -131,7 +140,7 @@ def test_transfer_properties_replacement_resolves_outputs_as_the_sdk_does():
 def test_create_urn_replacement_gives_the_sdk_urns(dev_plan):
     from pulumi.runtime.sync_await import _sync_await
 
-    create_urn = dict(((m.__name__, a), make(getattr(m, a))) for m, a, make in SDK_REPLACEMENTS)[(sdk_resource.__name__, "create_urn")]
+    create_urn = replacement(sdk_resource, "create_urn")
     parent = "urn:pulumi:dev::tenant-fleet::tenant-fleet:index:Tenant::gurupi"
     cases = [("gurupi-net", "docker:index/network:Network", parent), ("pg-shared-1", "pulumi:providers:postgresql", None)]
     for name, type_, parent_urn in cases:

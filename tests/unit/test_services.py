@@ -129,7 +129,8 @@ def test_an_impossible_shape_is_named_with_every_problem_at_once(workspace):
     assert "plans.pro.services.web: a route is listed twice" in problems
     assert "plans.pro.services.admin: replicas 0 would leave api- unserved" in problems
     assert "plans.pro.services.worker.[key]: 'worker' is reserved" in problems
-    assert "services replace backend, frontend and max: drop backend, frontend, max" in problems
+    assert "services replace backend, frontend and their max (each service has its own max; a services plan's max holds only database): " \
+        "drop backend, frontend, max.backend, max.frontend" in problems
 
 
 def test_a_shape_that_leaves_a_hostname_unserved_or_serves_one_twice_is_refused(workspace):
@@ -171,3 +172,24 @@ def test_a_service_routing_only_custom_domains_the_tenant_lacks_gets_no_route(wo
     evaluation = workspace.evaluate()
     assert sorted(route.name for route in of_type(evaluation, ROUTE, "santarita")) == ["santarita-route-web"]  # no api_domains
     assert "santarita-admin-0" in containers(evaluation, "santarita")  # the service still runs
+
+
+def test_a_services_plans_max_bounds_the_database_limits_a_tenant_may_raise(workspace):
+    services_plan(workspace, web=WEB, admin=ADMIN)
+    bounds = {"statement_timeout_s": 120, "idle_in_transaction_timeout_s": 60, "work_mem_mb": 16, "temp_file_limit_mb": 4096, "jobs_statement_timeout_s": 1800}
+    edit_plan(workspace, "pro", max={"database": bounds})
+    workspace.edit("gurupi", overrides={"database": {"statement_timeout_s": 120, "work_mem_mb": 8}})
+    workspace.edit("santarita", overrides={"database": {"work_mem_mb": 32}})
+    problems = problems_of(workspace)
+    assert problems == ["tenants/santarita.yaml: tenant santarita: overrides.database.work_mem_mb: 32 exceeds plan pro's max 16 (max.database, else its database_limits)"]
+    workspace.edit("santarita", overrides={})
+    fleet = load_fleet(workspace.tenants_dir, workspace.config, root=workspace.tenants_dir.parent)
+    from fleet.model.db_limits import database_limits
+
+    limits = database_limits(fleet.tenant("gurupi"), fleet.plans["pro"])
+    assert (limits.statement_timeout_s, limits.work_mem_mb) == (120, 8)
+
+
+def test_a_default_shape_plan_needs_both_parts_of_its_max(workspace):
+    edit_plan(workspace, "basic", max={"backend": {"cpu": 1, "memory_mb": 1024, "replicas": 2}})
+    assert any("basic" in problem and "max.frontend missing" in problem for problem in problems_of(workspace))

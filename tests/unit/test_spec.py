@@ -132,12 +132,12 @@ def test_nothing_is_declared_when_the_spec_is_invalid(workspace):
         recorded.append(request.type)
         return original(self, request)
 
-    plan_module.RecordingMonitor.RegisterResource = spy
+    plan_module.RecordingMonitor.RegisterResource = spy  # type: ignore[method-assign]  # the spy stands in for one run
     try:
         with pytest.raises(SpecError):
             workspace.evaluate()
     finally:
-        plan_module.RecordingMonitor.RegisterResource = original
+        plan_module.RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]  # restored
     assert [t for t in recorded if t != "pulumi:pulumi:Stack"] == []
 
 

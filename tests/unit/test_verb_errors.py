@@ -50,6 +50,7 @@ def _cases(tmp_path):
 @pytest.mark.parametrize("index", range(19))
 def test_no_verb_shows_a_traceback(index, down_env, capsys):
     argv = _cases(down_env)[index]
+    code: str | int | None
     try:
         code = main(argv)
     except SystemExit as exit_:  # argparse refusing an argument: its own usage line, exit 2
