@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NETNS_DIR = Path("/run/netns")
+PodCIDR = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Runs inside the pod's network namespace: one GET, and what happened, as JSON on stdout.
 _CLIENT = """
@@ -56,12 +57,12 @@ class Outcome:
         return f"HTTP {self.status}" if self.status is not None else f"{self.error}"
 
 
-def _check_pod_address(address: str, pod_cidr: ipaddress.IPv4Network) -> None:
+def _check_pod_address(address: str, pod_cidr: PodCIDR) -> None:
     if ipaddress.ip_address(address) not in pod_cidr:
         raise ValueError(f"{address} is not a pod address in {pod_cidr}: test traffic goes only to loopback or this cluster's pods")
 
 
-def pod_netns(pod_ip: str, pod_cidr: ipaddress.IPv4Network) -> str:
+def pod_netns(pod_ip: str, pod_cidr: PodCIDR) -> str:
     """The name of the network namespace (under /run/netns, made by containerd's CNI call) that holds `pod_ip`."""
     _check_pod_address(pod_ip, pod_cidr)
     for entry in sorted(NETNS_DIR.glob("cni-*")) if NETNS_DIR.is_dir() else []:
@@ -72,7 +73,7 @@ def pod_netns(pod_ip: str, pod_cidr: ipaddress.IPv4Network) -> str:
     raise LookupError(f"no network namespace under {NETNS_DIR} holds {pod_ip}")
 
 
-def connect_from_pod(source_ip: str, target_ip: str, port: int, pod_cidr: ipaddress.IPv4Network, timeout: float = 3) -> Outcome:
+def connect_from_pod(source_ip: str, target_ip: str, port: int, pod_cidr: PodCIDR, timeout: float = 3) -> Outcome:
     """GET http://target_ip:port/ from inside the network namespace of the pod whose address is `source_ip`."""
     _check_pod_address(target_ip, pod_cidr)
     netns = pod_netns(source_ip, pod_cidr)
