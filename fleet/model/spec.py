@@ -51,6 +51,12 @@ PLAN_CATALOG_FILE = "_plans.yaml"
 SECRET_PLACEHOLDER = "[secret]"
 
 
+def invalid_app_host_keys(keys: Iterable[str]) -> list[str]:
+    """The keys that can't name an app host of fleet:docker_hosts or fleet:kubernetes_hosts: each must be a DNS
+    label other than `default` (that is fleet:docker_host)."""
+    return [key for key in keys if not DNS_LABEL.match(key) or key == "default"]
+
+
 class Strict(BaseModel):
     """Base of every spec model: unknown keys are errors and loaded models are immutable."""
 
@@ -1067,7 +1073,7 @@ class Environment(Strict):
     @field_validator("docker_hosts")
     @classmethod
     def _host_keys(cls, value: dict[str, DockerHost]) -> dict[str, DockerHost]:
-        bad = [key for key in value if not DNS_LABEL.match(key) or key == "default"]
+        bad = invalid_app_host_keys(value)
         if bad:
             raise ValueError(f"docker host keys must be DNS labels other than 'default' (that is fleet:docker_host): {', '.join(bad)}")
         return value
@@ -1075,7 +1081,7 @@ class Environment(Strict):
     @field_validator("kubernetes_hosts")
     @classmethod
     def _cluster_keys(cls, value: dict[str, KubernetesHost]) -> dict[str, KubernetesHost]:
-        bad = [key for key in value if not DNS_LABEL.match(key) or key == "default"]
+        bad = invalid_app_host_keys(value)
         if bad:
             raise ValueError(f"kubernetes host keys must be DNS labels other than 'default': {', '.join(bad)}")
         return value

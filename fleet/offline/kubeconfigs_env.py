@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from fleet.errors import Problem, SpecError
-from fleet.model.spec import DNS_LABEL, SECRET_PLACEHOLDER
+from fleet.model.spec import SECRET_PLACEHOLDER, invalid_app_host_keys
 
 KUBECONFIGS_ENV = "FLEET_KUBECONFIGS"
 
@@ -33,8 +33,9 @@ def kubeconfigs_from_env(environ: Optional[Mapping[str, str]] = None) -> dict[st
     if not isinstance(data, dict):
         raise SpecError([Problem(KUBECONFIGS_ENV, None, "", f'must be a JSON object {{"<kubernetes host key>": "<kubeconfig>"}}, not a {type(data).__name__}')])
     problems = []
+    bad_keys = set(invalid_app_host_keys(data))
     for key, value in data.items():
-        if not DNS_LABEL.match(key) or key == "default":
+        if key in bad_keys:
             problems.append(Problem(KUBECONFIGS_ENV, None, repr(key), "keys are keys of fleet:kubernetes_hosts (DNS labels other than 'default')"))
         if not isinstance(value, str) or not value.strip():
             problems.append(Problem(KUBECONFIGS_ENV, None, repr(key), "must be the kubeconfig's text (a non-empty string)"))
