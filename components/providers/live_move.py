@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from components.providers.move_records import MoveError, MoveReport, blocked_comment, moved_comment, utc_now
+from components.providers.move_records import MoveError, MoveReport, blocked_comment, finish_verification, moved_comment, utc_now
 from fleet.postgres import catalog, drops, dumps, privileges, replication, sessions
 from fleet.postgres.access import ServerAccess
 
@@ -145,12 +145,7 @@ def move_live(
         if ddl:
             raise MoveError(f"the schema changed before the cutover ({'; '.join(ddl[:5])}): logical replication does not carry DDL; move again once it is done")
         problems = catalog.compare_facts(source_facts, target_facts, report.source, report.target)
-        intruders = sessions.other_sessions(source, database, include_fleet=False)
-        if intruders:
-            problems.append(f"sessions connected to the source during the cutover: {intruders}")
-        if problems:
-            raise MoveError("verification failed: " + "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else ""))
-        report.tables, report.rows, report.checksummed_tables = len(source_facts.counts), source_facts.rows, len(source_facts.checksums)
+        finish_verification(report, problems, source_facts, source, database, "the cutover")
 
         phase("teardown")
         left = replication.teardown(source, target, database)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from fleet.errors import FleetError
-from fleet.postgres import sessions
+from fleet.postgres import catalog, sessions
 from fleet.postgres.access import ServerAccess
 
 MOVED_MARKER = "tenant-fleet: moved to "
@@ -91,6 +91,20 @@ class MoveReport:
     def summary(self) -> dict[str, Any]:
         """JSON-able form, as recorded in the placement's `moves` output."""
         return asdict(self)
+
+
+def finish_verification(
+    report: MoveReport, problems: list[str], source_facts: catalog.DatabaseFacts, source: ServerAccess, database: str, during: str
+) -> None:
+    """The end of a move's verification: `problems` (catalog.compare_facts), and any session that reached the blocked
+    source `during` the copy (a superuser is not held back by the connection limit), fail the move in one MoveError
+    naming the first ten; otherwise `report` records what was verified."""
+    intruders = sessions.other_sessions(source, database, include_fleet=False)
+    if intruders:
+        problems = [*problems, f"sessions connected to the source during {during}: {intruders}"]
+    if problems:
+        raise MoveError("verification failed: " + "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else ""))
+    report.tables, report.rows, report.checksummed_tables = len(source_facts.counts), source_facts.rows, len(source_facts.checksums)
 
 
 def moved_comment(target_key: str, target: ServerAccess, at: datetime, previous: Optional[str] = None) -> str:

@@ -43,6 +43,7 @@ from components.providers.move_records import (
     MoveError,
     MoveReport,
     blocked_comment,
+    finish_verification,
     moved_comment,
     parse_blocked_comment,
     parse_moved_comment,
@@ -260,13 +261,7 @@ def move_database(
         phase("verify")
         target_facts = catalog.collect_facts(target, database, checksum_tables=list(source_facts.checksums))
         problems = catalog.compare_facts(source_facts, target_facts, source_key, target_key)
-        # Nobody may have reached the source meanwhile (a superuser is not held back by the connection limit).
-        intruders = sessions.other_sessions(source, database, include_fleet=False)
-        if intruders:
-            problems.append(f"sessions connected to the source during the move: {intruders}")
-        if problems:
-            raise MoveError("verification failed: " + "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else ""))
-        report.tables, report.rows, report.checksummed_tables = len(source_facts.counts), source_facts.rows, len(source_facts.checksums)
+        finish_verification(report, problems, source_facts, source, database, "the move")
 
         phase("finish")
         catalog.set_database_comment(source, database, moved_comment(target_key, target, _utc_now(), block.comment))
