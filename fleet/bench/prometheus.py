@@ -20,7 +20,7 @@ from typing import IO, Any, Optional
 
 import yaml
 
-from fleet.bench.servers import LOOPBACK, MissingServerBinary, ServerStartError, _log_tail, free_port
+from fleet.bench.servers import LOOPBACK, MissingServerBinary, ServerStartError, _log_tail, end_process, free_port
 
 
 def find_prometheus() -> Path:
@@ -122,13 +122,7 @@ class PrometheusServerProcess:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        end_process(process, grace=15)
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None

@@ -97,6 +97,18 @@ def _log_tail(path: Path, lines: int = 30) -> str:
 # ---------------------------------------------------------------- PostgreSQL
 
 
+def end_process(process: Optional[subprocess.Popen], grace: float = 10.0) -> None:
+    """Stop a server process: SIGTERM, then SIGKILL when it is still running after `grace` seconds (nothing when
+    it is None or has exited)."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
 def find_postgres_bindir() -> Path:
     """The directory holding initdb, pg_ctl and postgres: $FLEET_PG_BINDIR, Debian's versioned dirs, or PATH."""
     needed = ("initdb", "pg_ctl", "postgres")
@@ -580,13 +592,7 @@ class CaddyServerProcess:
 
     def _terminate(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()  # SIGTERM: graceful stop, autosave already written
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        end_process(process)  # SIGTERM: graceful stop, autosave already written
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
@@ -668,13 +674,7 @@ class RedisServerProcess:
         """Stop redis-server and remove its folder. Safe to call twice."""
         atexit.unregister(self.stop)
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        end_process(process)
         base_dir, self.base_dir = self.base_dir, None
         if base_dir is not None:
             shutil.rmtree(base_dir, ignore_errors=True)

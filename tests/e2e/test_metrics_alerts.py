@@ -30,7 +30,7 @@ import yaml
 
 from components.providers.caddy import CaddyRouteProvider, CaddyServerProvider
 from fleet.bench.prometheus import PrometheusServerProcess
-from fleet.bench.servers import CaddyServerProcess, PostgresCluster, ServerStartError, UpstreamHTTPServer, free_port, http_get
+from fleet.bench.servers import CaddyServerProcess, PostgresCluster, ServerStartError, UpstreamHTTPServer, end_process, free_port, http_get
 from fleet.model import derive
 from fleet.ops import backups, drills, status
 from fleet.ops.backups import utc_now
@@ -76,13 +76,7 @@ class Exporter:
         return http_get(self.port, "127.0.0.1", "/metrics", timeout=30).body
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        end_process(self.process)
 
 
 @pytest.fixture(scope="module")
