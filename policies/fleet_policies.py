@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -786,13 +786,21 @@ def _provider_urn(resource: PolicyResource) -> Optional[str]:
 
 def docker_loads(resources: Iterable[PolicyResource]) -> dict[str, _Load]:
     """Memory (MB) and CPUs of every container, summed per Docker host (its provider's logical name)."""
+    return _memory_and_cpu_loads(resources, CONTAINER, lambda props: (_number(_get(props, "memory")), _number(_get(props, "cpus"))))
+
+
+def _memory_and_cpu_loads(
+    resources: Iterable[PolicyResource], resource_type: str, read: Callable[[Any], tuple[Optional[float], Optional[float]]]
+) -> dict[str, _Load]:
+    """`read(props)` -> (memory MB, CPUs) of each resource of `resource_type`, summed per provider (its logical
+    name) and tenant; a resource without both is listed as unmeasured and counts as 0."""
     loads: dict[str, _Load] = defaultdict(_Load)
     for resource in resources:
-        if resource.resource_type != CONTAINER:
+        if resource.resource_type != resource_type:
             continue
         load = loads[_provider_name(resource)]
         load.urn = load.urn or _provider_urn(resource)
-        memory, cpus = _number(_get(resource.props, "memory")), _number(_get(resource.props, "cpus"))
+        memory, cpus = read(resource.props)
         if memory is None or cpus is None:
             load.unmeasured.append(resource.name)
         tenant = tenant_of(resource)
@@ -1118,21 +1126,13 @@ def memory_mb(quantity: Any) -> Optional[float]:
 
 def cluster_loads(resources: Iterable[PolicyResource]) -> dict[str, _Load]:
     """The tenant namespaces' ResourceQuota limits (CPU cores, memory MB), summed per cluster (its provider's logical name)."""
-    loads: dict[str, _Load] = defaultdict(_Load)
-    for resource in resources:
-        if resource.resource_type != KUBE_QUOTA:
-            continue
-        load = loads[_provider_name(resource)]
-        load.urn = load.urn or _provider_urn(resource)
-        hard = _path(resource.props, ("spec", "hard"))
-        cpus = cpu_cores(_path(hard, ("limits.cpu",)) or _path(hard, ("requests.cpu",)))
-        memory = memory_mb(_path(hard, ("limits.memory",)) or _path(hard, ("requests.memory",)))
-        if cpus is None or memory is None:
-            load.unmeasured.append(resource.name)
-        tenant = tenant_of(resource)
-        load.add(tenant, "memory", memory or 0.0)
-        load.add(tenant, "cpus", cpus or 0.0)
-    return loads
+    return _memory_and_cpu_loads(resources, KUBE_QUOTA, _quota_memory_and_cpus)
+
+
+def _quota_memory_and_cpus(props: Any) -> tuple[Optional[float], Optional[float]]:
+    hard = _path(props, ("spec", "hard"))
+    memory = memory_mb(_path(hard, ("limits.memory",)) or _path(hard, ("requests.memory",)))
+    return memory, cpu_cores(_path(hard, ("limits.cpu",)) or _path(hard, ("requests.cpu",)))
 
 
 def kubernetes_quota_capacity(args: StackValidationArgs, report: ReportViolation) -> None:

@@ -63,19 +63,18 @@ def database_limit_bounds(plan: Plan) -> DatabaseLimits:
 def app_role_limits(tenant: TenantSpec, plan: Plan) -> RoleLimits:
     """The app's login role: every query bounded by the plan's statement timeout."""
     limits = database_limits(tenant, plan)
-    return RoleLimits(
-        statement_timeout_ms=limits.statement_timeout_s * 1000,
-        idle_in_transaction_timeout_ms=limits.idle_in_transaction_timeout_s * 1000,
-        work_mem_kb=limits.work_mem_mb * 1024,
-        temp_file_limit_kb=limits.temp_file_limit_mb * 1024,
-    )
+    return _role_limits(limits, limits.statement_timeout_s)
 
 
 def jobs_role_limits(tenant: TenantSpec, plan: Plan) -> RoleLimits:
     """The container jobs' role: the app's limits, with the longer statement timeout migrations need."""
     limits = database_limits(tenant, plan)
+    return _role_limits(limits, limits.jobs_statement_timeout_s)
+
+
+def _role_limits(limits: DatabaseLimits, statement_timeout_s: int) -> RoleLimits:
     return RoleLimits(
-        statement_timeout_ms=limits.jobs_statement_timeout_s * 1000,
+        statement_timeout_ms=statement_timeout_s * 1000,
         idle_in_transaction_timeout_ms=limits.idle_in_transaction_timeout_s * 1000,
         work_mem_kb=limits.work_mem_mb * 1024,
         temp_file_limit_kb=limits.temp_file_limit_mb * 1024,
